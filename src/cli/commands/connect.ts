@@ -1,0 +1,10 @@
+import type { Command } from 'commander';
+import { JitError } from '../../shared/errors/jit-error.js';
+import type { CommandEnv } from '../main.js';
+
+// Placeholder: replaced by the real command.
+export function registerConnect(program: Command, _env: CommandEnv): void {
+  program.command('connect').description('(not built yet)').action(() => {
+    throw new JitError('JIT_USAGE', { message: 'jit connect is not built yet' });
+  });
+}

@@ -1,0 +1,10 @@
+import type { Command } from 'commander';
+import { JitError } from '../../shared/errors/jit-error.js';
+import type { CommandEnv } from '../main.js';
+
+// Placeholder: replaced by the real command.
+export function registerDisconnect(program: Command, _env: CommandEnv): void {
+  program.command('disconnect').description('(not built yet)').action(() => {
+    throw new JitError('JIT_USAGE', { message: 'jit disconnect is not built yet' });
+  });
+}

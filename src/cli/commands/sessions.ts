@@ -1,0 +1,10 @@
+import type { Command } from 'commander';
+import { JitError } from '../../shared/errors/jit-error.js';
+import type { CommandEnv } from '../main.js';
+
+// Placeholder: replaced by the real command.
+export function registerSessions(program: Command, _env: CommandEnv): void {
+  program.command('sessions').description('(not built yet)').action(() => {
+    throw new JitError('JIT_USAGE', { message: 'jit sessions is not built yet' });
+  });
+}

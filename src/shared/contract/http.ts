@@ -1,0 +1,126 @@
+/**
+ * HTTP API between the CLI and the control plane. Changes are additive only:
+ * new fields are optional with defaults; old CLIs must keep working.
+ */
+import { z } from 'zod';
+
+export const API_PREFIX = '/v1';
+
+/** GET /.well-known/jit — what a CLI needs to log in and talk to this control plane. */
+export const Discovery = z.object({
+  issuer: z.string().url(),
+  clientId: z.string(),
+  /** Audience / resource indicator the CLI asks access tokens for. */
+  audience: z.string(),
+  /** Scopes the CLI requests at login. */
+  scopes: z.array(z.string()),
+  apiBase: z.string().url(),
+  version: z.string(),
+});
+export type Discovery = z.infer<typeof Discovery>;
+
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
+});
+
+export const TargetType = z.enum(['postgres', 'ssh', 'tcp']);
+
+/** GET /v1/targets → { targets: Target[] } (only targets the caller may use). */
+export const Target = z.object({
+  name: z.string(),
+  type: TargetType,
+  description: z.string().default(''),
+  /** Default database for postgres targets. */
+  database: z.string().optional(),
+  /** Whether the agent serving it is connected right now. */
+  online: z.boolean(),
+  maxDurationSeconds: z.number().int().positive(),
+});
+export type Target = z.infer<typeof Target>;
+
+/** GET /v1/whoami */
+export const WhoAmI = z.object({
+  subject: z.string(),
+  username: z.string(),
+  email: z.string().optional(),
+  groups: z.array(z.string()),
+  admin: z.boolean(),
+  issuer: z.string(),
+  expiresAt: z.string(),
+});
+export type WhoAmI = z.infer<typeof WhoAmI>;
+
+export const SessionState = z.enum(['active', 'ended']);
+export const EndReason = z.enum(['exit', 'killed', 'expired', 'heartbeat-lost', 'agent-lost', 'admin', 'revoked']);
+export type EndReason = z.infer<typeof EndReason>;
+
+/** POST /v1/sessions body. Duration strings (`30m`, `2h`) are parsed by the CLI. */
+export const CreateSessionRequest = z.object({
+  target: z.string().min(1).max(128),
+  reason: z.string().max(1000).optional(),
+  durationSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  /** postgres: database to connect to; defaults to the target's. */
+  database: z.string().min(1).max(63).optional(),
+});
+export type CreateSessionRequest = z.infer<typeof CreateSessionRequest>;
+
+export const Session = z.object({
+  id: z.string(),
+  user: z.string(),
+  target: z.string(),
+  targetType: TargetType,
+  database: z.string().optional(),
+  reason: z.string().optional(),
+  state: SessionState,
+  createdAt: z.string(),
+  expiresAt: z.string(),
+  endedAt: z.string().optional(),
+  endReason: EndReason.optional(),
+  /** The database role name the agent creates for this session (postgres). */
+  dbUser: z.string().optional(),
+});
+export type Session = z.infer<typeof Session>;
+
+/** POST /v1/sessions → 201 */
+export const CreateSessionResponse = z.object({
+  session: Session,
+  /** Signed session grant (JWT, aud "relay"): presented on every relay stream. */
+  grant: z.string(),
+  /**
+   * Per-session local secret: the local client presents it as the password (postgres), so
+   * another OS user cannot ride the local port. Shown once; the control plane keeps only a verifier.
+   */
+  localSecret: z.string(),
+  heartbeatIntervalSeconds: z.number().int().positive(),
+});
+export type CreateSessionResponse = z.infer<typeof CreateSessionResponse>;
+
+/** POST /v1/sessions/:id/heartbeat → 200 { session } ; 410 when ended. */
+export const HeartbeatResponse = z.object({ session: Session });
+
+/** DELETE /v1/sessions/:id?reason=exit|killed → 200 { session } */
+
+/** GET /v1/sessions → { sessions: Session[] } (own; admins see all with ?all=1) */
+
+export const AuditEvent = z.object({
+  id: z.number().int(),
+  time: z.string(),
+  type: z.string(),
+  actor: z.string().optional(),
+  target: z.string().optional(),
+  session: z.string().optional(),
+  outcome: z.enum(['success', 'failure', 'info']).default('info'),
+  data: z.record(z.string(), z.unknown()).default({}),
+});
+export type AuditEvent = z.infer<typeof AuditEvent>;
+
+/** GET /v1/audit?session=&type=&user=&limit= → { events: AuditEvent[] } (admins only) */
+
+/**
+ * Relay streams (CLI → control plane): `GET /v1/relay/:sessionId` with
+ * `Authorization: Bearer <grant>`, `Connection: Upgrade`, `Upgrade: jit-stream/1`.
+ * The control plane answers `101 Switching Protocols` once the agent's side of the stream is
+ * open, then the connection carries raw bytes both ways (see docs/architecture.md).
+ * Any other answer is an HTTP error with ErrorBody.
+ */
+export const STREAM_UPGRADE_PROTOCOL = 'jit-stream/1';

@@ -1,0 +1,3 @@
+export * from './agent.js';
+export * from './grant.js';
+export * from './http.js';
