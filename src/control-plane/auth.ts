@@ -1,0 +1,44 @@
+/** Bearer-token authentication for the REST API: one verifier for built-in and external IdPs. */
+import type { FastifyRequest } from 'fastify';
+import { JitError } from '../shared/errors/jit-error.js';
+import type { AuditLog } from './audit/audit-log.js';
+
+export interface Principal {
+  subject: string;
+  username: string;
+  email?: string;
+  groups: string[];
+  issuer: string;
+  expiresAt: number;
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+}
+
+export interface Admins {
+  users: string[];
+  groups: string[];
+}
+
+export function isAdmin(p: Principal, admins: Admins): boolean {
+  return admins.users.includes(p.username) || p.groups.some((g) => admins.groups.includes(g));
+}
+
+/** Verify the request's bearer token; failures are audited (without the token) and answered 401. */
+export async function authenticate(req: FastifyRequest, verifier: TokenVerifier, audit: AuditLog): Promise<Principal> {
+  const h = req.headers.authorization;
+  const m = h && h.length <= 16_384 ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(h) : null;
+  if (!m) throw new JitError('JIT_AUTH_REQUIRED');
+  try {
+    return await verifier.verify(m[1]!);
+  } catch (err) {
+    const e = err instanceof JitError ? err : new JitError('JIT_AUTH_INVALID_TOKEN', { cause: err });
+    await audit.append({
+      type: 'auth.failed',
+      outcome: 'failure',
+      data: { code: e.code, reason: e.detail?.slice(0, 200), remote: req.ip, path: req.routeOptions.url },
+    });
+    throw e;
+  }
+}

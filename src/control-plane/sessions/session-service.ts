@@ -1,0 +1,267 @@
+/**
+ * Sessions: created after a policy decision, kept alive by CLI heartbeats, ended by the user,
+ * by expiry, by a lost heartbeat or by an administrator. Every transition is audited before it is
+ * acknowledged.
+ */
+import type { SessionInfo } from '../../shared/contract/agent.js';
+import type { CreateSessionRequest, CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
+import { JitError } from '../../shared/errors/jit-error.js';
+import type { Clock } from '../../shared/runtime/ctx.js';
+import { makeScramVerifier } from '../../protocol/postgres/scram.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { PolicyEngine } from '../policy/policy.js';
+import type { Db, SessionsTable } from '../store/db.js';
+import type { GrantSigner } from './grants.js';
+
+export interface SessionSettings {
+  heartbeatTimeoutSeconds: number;
+  heartbeatIntervalSeconds: number;
+  defaultDurationSeconds: number;
+}
+
+export interface Principal {
+  subject: string;
+  username: string;
+  groups: string[];
+  issuer: string;
+}
+
+export interface SessionServiceDeps {
+  db: Db;
+  audit: AuditLog;
+  policy: PolicyEngine;
+  grants: GrantSigner;
+  clock: Clock;
+  random(bytes: number): Buffer;
+  settings: SessionSettings;
+  /** Told after a session has ended and the end is recorded (closes streams, drops credentials). */
+  onEnded(session: SessionsTable): void;
+}
+
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** 20 characters of [a-z2-7]: 100 bits, valid inside a PostgreSQL role name. */
+export function newSessionId(random: (n: number) => Buffer): string {
+  const bytes = random(20);
+  let id = '';
+  for (const b of bytes) id += BASE32[b & 31];
+  return id;
+}
+
+export function sessionRole(id: string): string {
+  return `jit_${id}`;
+}
+
+export function toSession(row: SessionsTable): Session {
+  return {
+    id: row.id,
+    user: row.username,
+    target: row.target,
+    targetType: row.target_type as Session['targetType'],
+    database: row.database ?? undefined,
+    reason: row.reason ?? undefined,
+    state: row.state as Session['state'],
+    createdAt: new Date(Number(row.created_at)).toISOString(),
+    expiresAt: new Date(Number(row.expires_at)).toISOString(),
+    endedAt: row.ended_at ? new Date(Number(row.ended_at)).toISOString() : undefined,
+    endReason: (row.end_reason ?? undefined) as EndReason | undefined,
+    dbUser: row.target_type === 'postgres' ? sessionRole(row.id) : undefined,
+  };
+}
+
+export class SessionService {
+  constructor(private readonly deps: SessionServiceDeps) {}
+
+  /** Decide, record and create a session; returns the grant and the one-time local secret. */
+  async create(who: Principal, req: CreateSessionRequest): Promise<CreateSessionResponse> {
+    const { db, audit, policy, clock, settings } = this.deps;
+    let decision: ReturnType<PolicyEngine['decide']>;
+    try {
+      decision = policy.decide(who, req.target);
+    } catch (err) {
+      await audit.append({
+        type: 'session.denied',
+        actor: who.username,
+        target: req.target.slice(0, 128),
+        outcome: 'failure',
+        data: { reason: 'no access rule' },
+      });
+      throw err;
+    }
+    const requested = req.durationSeconds ?? Math.min(settings.defaultDurationSeconds, decision.maxDurationSeconds);
+    if (requested > decision.maxDurationSeconds) {
+      throw new JitError('JIT_SESSION_DURATION', {
+        message: `The longest session policy allows for ${decision.target.name} is ${Math.floor(decision.maxDurationSeconds / 60)} minutes`,
+      });
+    }
+    const now = clock.now();
+    const id = newSessionId(this.deps.random);
+    const localSecret = this.deps.random(24).toString('base64url');
+    const row: SessionsTable = {
+      id,
+      username: who.username,
+      subject: who.subject,
+      issuer: who.issuer,
+      target: decision.target.name,
+      target_type: decision.target.type,
+      agent: decision.target.agent,
+      database: req.database ?? decision.target.database ?? null,
+      reason: req.reason ?? null,
+      state: 'active',
+      created_at: now,
+      expires_at: now + requested * 1000,
+      last_heartbeat: now,
+      ended_at: null,
+      end_reason: null,
+      grant_roles: JSON.stringify(decision.grantRoles),
+      local_verifier: JSON.stringify(makeScramVerifier(localSecret)),
+      access_rule: decision.rule.name,
+    };
+    // Audit first: the session must not exist without its record.
+    await audit.append({
+      type: 'session.started',
+      actor: who.username,
+      target: row.target,
+      session: id,
+      outcome: 'success',
+      data: {
+        rule: decision.rule.name,
+        reason: req.reason,
+        durationSeconds: requested,
+        database: row.database,
+        expiresAt: new Date(row.expires_at).toISOString(),
+      },
+    });
+    await db.insertInto('sessions').values(row).execute();
+    const grant = await this.deps.grants.sign({
+      sub: who.subject,
+      sid: id,
+      tgt: row.target,
+      expiresAt: row.expires_at,
+      jti: this.deps.random(12).toString('base64url'),
+    });
+    return {
+      session: toSession(row),
+      grant,
+      localSecret,
+      heartbeatIntervalSeconds: settings.heartbeatIntervalSeconds,
+    };
+  }
+
+  async get(id: string): Promise<SessionsTable | undefined> {
+    if (!/^[a-z0-9]{8,40}$/.test(id)) return undefined;
+    return this.deps.db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
+  /** A session the caller owns (admins may see any); others' sessions look like missing ones. */
+  async getOwned(who: Principal, id: string, admin = false): Promise<SessionsTable> {
+    const row = await this.get(id);
+    if (!row || (!admin && (row.subject !== who.subject || row.issuer !== who.issuer))) {
+      throw new JitError('JIT_SESSION_NOT_FOUND');
+    }
+    return row;
+  }
+
+  async list(filter: { subject?: string; issuer?: string; activeOnly?: boolean; limit?: number }): Promise<SessionsTable[]> {
+    let q = this.deps.db.selectFrom('sessions').selectAll();
+    if (filter.subject) q = q.where('subject', '=', filter.subject);
+    if (filter.issuer) q = q.where('issuer', '=', filter.issuer);
+    if (filter.activeOnly) q = q.where('state', '=', 'active');
+    return q
+      .orderBy('created_at', 'desc')
+      .limit(Math.min(filter.limit ?? 200, 1000))
+      .execute();
+  }
+
+  /** Record a heartbeat; an ended session answers JIT_SESSION_ENDED. */
+  async heartbeat(who: Principal, id: string): Promise<SessionsTable> {
+    const row = await this.getOwned(who, id);
+    if (row.state !== 'active') throw endedError(row);
+    const now = this.deps.clock.now();
+    await this.deps.db.updateTable('sessions').set({ last_heartbeat: now }).where('id', '=', id).execute();
+    return { ...row, last_heartbeat: now };
+  }
+
+  /** End a session once (idempotent); records why. */
+  async end(id: string, reason: EndReason, actor?: string): Promise<SessionsTable | undefined> {
+    const row = await this.get(id);
+    if (!row || row.state !== 'active') return row;
+    const now = this.deps.clock.now();
+    const res = await this.deps.db
+      .updateTable('sessions')
+      .set({ state: 'ended', ended_at: now, end_reason: reason })
+      .where('id', '=', id)
+      .where('state', '=', 'active')
+      .executeTakeFirst();
+    if (Number(res.numUpdatedRows) === 0) return this.get(id);
+    const ended: SessionsTable = { ...row, state: 'ended', ended_at: now, end_reason: reason };
+    await this.deps.audit.append({
+      type: 'session.ended',
+      actor: actor ?? row.username,
+      target: row.target,
+      session: id,
+      outcome: 'info',
+      data: { reason, user: row.username, durationSeconds: Math.round((now - Number(row.created_at)) / 1000) },
+    });
+    this.deps.onEnded(ended);
+    return ended;
+  }
+
+  /** End sessions whose heartbeat stopped or whose time is up. */
+  async sweep(): Promise<void> {
+    const now = this.deps.clock.now();
+    const stale = now - this.deps.settings.heartbeatTimeoutSeconds * 1000;
+    const rows = await this.deps.db
+      .selectFrom('sessions')
+      .select(['id', 'expires_at', 'last_heartbeat'])
+      .where('state', '=', 'active')
+      .where((eb) => eb.or([eb('expires_at', '<=', now), eb('last_heartbeat', '<', stale)]))
+      .execute();
+    for (const r of rows) {
+      await this.end(r.id, Number(r.expires_at) <= now ? 'expired' : 'heartbeat-lost', 'jit');
+    }
+  }
+
+  /** Of the given ids, those whose sessions are active (the agents' reapers ask). */
+  async liveOf(ids: string[], agent: string): Promise<string[]> {
+    const valid = ids.filter((id) => /^[a-z0-9]{8,40}$/.test(id));
+    if (valid.length === 0) return [];
+    const rows = await this.deps.db
+      .selectFrom('sessions')
+      .select('id')
+      .where('id', 'in', valid)
+      .where('state', '=', 'active')
+      .where('agent', '=', agent)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** What the agent needs to serve a stream of this session. */
+  sessionInfo(row: SessionsTable): SessionInfo {
+    return {
+      id: row.id,
+      user: row.username,
+      target: row.target,
+      database: row.database ?? undefined,
+      grantRoles: JSON.parse(row.grant_roles) as string[],
+      expiresAt: new Date(Number(row.expires_at)).toISOString(),
+      localVerifier: JSON.parse(row.local_verifier),
+    };
+  }
+}
+
+/** The error a client sees for a session that is over, with the reason in words. */
+export function endedError(row: SessionsTable): JitError {
+  const why: Record<string, string> = {
+    exit: 'it was closed',
+    killed: 'it was closed',
+    expired: 'its time ran out',
+    'heartbeat-lost': 'the client stopped sending heartbeats',
+    'agent-lost': 'the agent serving the target went away',
+    admin: 'an administrator ended it',
+    revoked: 'access was revoked',
+  };
+  return new JitError('JIT_SESSION_ENDED', {
+    message: `Session ${row.id} has ended: ${why[row.end_reason ?? ''] ?? 'it was ended'}`,
+  });
+}

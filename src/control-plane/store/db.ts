@@ -1,0 +1,104 @@
+/**
+ * The control plane's state, behind one query layer (kysely). The embedded default is SQLite
+ * (better-sqlite3); the same queries are written to run on PostgreSQL later, so only portable SQL
+ * goes here (no SQLite-only functions in queries).
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { type Generated, Kysely, SqliteDialect, sql } from 'kysely';
+
+export interface SessionsTable {
+  id: string;
+  username: string;
+  subject: string;
+  issuer: string;
+  target: string;
+  target_type: string;
+  agent: string;
+  database: string | null;
+  reason: string | null;
+  state: string;
+  created_at: number;
+  expires_at: number;
+  last_heartbeat: number;
+  ended_at: number | null;
+  end_reason: string | null;
+  /** JSON array of role names. */
+  grant_roles: string;
+  /** JSON ScramVerifier of the local secret (the secret itself is never stored). */
+  local_verifier: string;
+  access_rule: string;
+}
+
+export interface AuditTable {
+  id: Generated<number>;
+  time: number;
+  type: string;
+  actor: string | null;
+  target: string | null;
+  session: string | null;
+  outcome: string;
+  /** JSON object. */
+  data: string;
+}
+
+export interface Schema {
+  sessions: SessionsTable;
+  audit_events: AuditTable;
+}
+
+export type Db = Kysely<Schema>;
+
+/** Open (and migrate) the SQLite store in dataDir. */
+export async function openSqliteStore(dataDir: string): Promise<Db> {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const sqlite = new Database(path.join(dataDir, 'jit.db'));
+  sqlite.pragma('journal_mode = WAL');
+  // Audit events must survive a crash right after they were acknowledged.
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('busy_timeout = 5000');
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  await migrate(db);
+  return db;
+}
+
+async function migrate(db: Db): Promise<void> {
+  await db.schema
+    .createTable('sessions')
+    .ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('username', 'text', (c) => c.notNull())
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('issuer', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('target_type', 'text', (c) => c.notNull())
+    .addColumn('agent', 'text', (c) => c.notNull())
+    .addColumn('database', 'text')
+    .addColumn('reason', 'text')
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addColumn('expires_at', 'bigint', (c) => c.notNull())
+    .addColumn('last_heartbeat', 'bigint', (c) => c.notNull())
+    .addColumn('ended_at', 'bigint')
+    .addColumn('end_reason', 'text')
+    .addColumn('grant_roles', 'text', (c) => c.notNull())
+    .addColumn('local_verifier', 'text', (c) => c.notNull())
+    .addColumn('access_rule', 'text', (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('sessions_state').ifNotExists().on('sessions').columns(['state', 'expires_at']).execute();
+  await db.schema
+    .createTable('audit_events')
+    .ifNotExists()
+    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('time', 'bigint', (c) => c.notNull())
+    .addColumn('type', 'text', (c) => c.notNull())
+    .addColumn('actor', 'text')
+    .addColumn('target', 'text')
+    .addColumn('session', 'text')
+    .addColumn('outcome', 'text', (c) => c.notNull())
+    .addColumn('data', 'text', (c) => c.notNull())
+    .execute();
+  await db.schema.createIndex('audit_session').ifNotExists().on('audit_events').column('session').execute();
+  await sql`SELECT 1`.execute(db);
+}
