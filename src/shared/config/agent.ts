@@ -4,30 +4,29 @@ import { DurationString } from './server.js';
 
 export const AgentPostgresTarget = z.object({
   type: z.literal('postgres'),
-  host: z.string().default('127.0.0.1'),
-  port: z.number().int().min(1).max(65535).default(5432),
-  /** Default database for sessions. */
-  database: z.string().default('postgres'),
+  host: z.string().default('127.0.0.1').describe('Target host'),
+  port: z.number().int().min(1).max(65535).default(5432).describe('Target port'),
+  database: z.string().default('postgres').describe('Default database for sessions and the reaper'),
   /**
    * Admin connection (needs CREATEROLE and pg_signal_backend) used to create and drop session
    * roles. Kept only here or in the environment variable named by adminUrlEnv.
    */
-  adminUrl: z.string().optional(),
-  adminUrlEnv: z.string().optional(),
+  adminUrl: z.string().optional().describe('Admin connection URL (CREATEROLE, pg_signal_backend); prefer adminUrlEnv'),
+  adminUrlEnv: z.string().optional().describe('Environment variable holding the admin connection URL'),
   /** TLS to the target: disable, prefer (default) or require. */
-  sslmode: z.enum(['disable', 'prefer', 'require']).default('prefer'),
+  sslmode: z.enum(['disable', 'prefer', 'require']).default('prefer').describe('TLS to the target'),
 });
 
 export const AgentConfig = z.object({
-  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
-  controlPlane: z.string().url(),
-  /** Agent token; prefer tokenFile or the JIT_AGENT_TOKEN environment variable. */
-  token: z.string().optional(),
-  tokenFile: z.string().optional(),
-  /** Extra CA (PEM) to trust for the control plane's TLS. */
-  caFile: z.string().optional(),
-  targets: z.record(z.string(), z.discriminatedUnion('type', [AgentPostgresTarget])),
-  reaperInterval: DurationString.default(60),
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).describe('Agent name, as in the server config'),
+  controlPlane: z.string().url().describe('Control plane URL'),
+  token: z.string().optional().describe('Agent token; prefer tokenFile or JIT_AGENT_TOKEN'),
+  tokenFile: z.string().optional().describe('File holding the agent token'),
+  caFile: z.string().optional().describe("Extra CA (PEM) to trust for the control plane's TLS"),
+  targets: z
+    .record(z.string(), z.discriminatedUnion('type', [AgentPostgresTarget]))
+    .describe('Targets this agent serves, by name (as in the policy)'),
+  reaperInterval: DurationString.default(60).describe('How often orphaned session credentials are looked for (default 60s)'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 export type AgentPostgresTarget = z.infer<typeof AgentPostgresTarget>;

@@ -15,12 +15,15 @@ export const DurationString = z
 
 export const BuiltinUser = z
   .object({
-    username: z.string().regex(/^[a-z][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)'),
+    username: z
+      .string()
+      .regex(/^[a-z][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)')
+      .describe('Login name; also the `sub` and `preferred_username` of the tokens'),
     /** `scrypt$<N>$<r>$<p>$<salt b64>$<hash b64>` — make one with `jit hash-password`. */
-    passwordHash: z.string().startsWith('scrypt$'),
-    email: z.string().email().optional(),
-    name: z.string().optional(),
-    groups: z.array(z.string()).default([]),
+    passwordHash: z.string().startsWith('scrypt$').describe('Made by `jit hash-password` (scrypt)'),
+    email: z.string().email().optional().describe('Email claim'),
+    name: z.string().optional().describe('Display name'),
+    groups: z.array(z.string()).default([]).describe('Groups claim: what policy rules match on'),
   })
   .describe('A user of the built-in identity provider');
 
@@ -28,26 +31,26 @@ export const IdentityConfig = z
   .object({
     builtin: z
       .object({
-        users: z.array(BuiltinUser).default([]),
+        users: z.array(BuiltinUser).default([]).describe('Users who may log in'),
         /** Access token lifetime. Keep short: JWT access tokens cannot be revoked. */
-        accessTokenTtl: DurationString.default(600),
-        refreshTokenTtl: DurationString.default(14 * 86400),
+        accessTokenTtl: DurationString.default(600).describe('Access token lifetime (default 10m); short, since JWTs cannot be revoked'),
+        refreshTokenTtl: DurationString.default(14 * 86400).describe('Refresh token lifetime (default 14d)'),
       })
       .optional()
       .describe('Run the built-in OIDC provider at <publicUrl>/oidc'),
     oidc: z
       .object({
-        issuer: z.string().url(),
-        clientId: z.string(),
-        audience: z.string(),
-        scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access']),
+        issuer: z.string().url().describe('Issuer URL, exactly as in its discovery document'),
+        clientId: z.string().describe('Public client registered for the jit CLI (device flow)'),
+        audience: z.string().describe('Audience (resource) the access tokens must carry'),
+        scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access']).describe('Scopes the CLI requests'),
       })
       .optional()
       .describe('Trust an external OIDC issuer instead'),
-    groupsClaim: z.string().default('groups'),
-    usernameClaim: z.string().default('preferred_username'),
-    algorithms: z.array(z.string()).default(['RS256', 'PS256', 'ES256', 'EdDSA']),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    groupsClaim: z.string().default('groups').describe('Token claim holding the groups'),
+    usernameClaim: z.string().default('preferred_username').describe('Token claim holding the user name (falls back to sub)'),
+    algorithms: z.array(z.string()).default(['RS256', 'PS256', 'ES256', 'EdDSA']).describe('Accepted signature algorithms (none and HS* are always refused)'),
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew for exp/nbf'),
   })
   .refine((v) => Boolean(v.builtin) !== Boolean(v.oidc), {
     message: 'set exactly one of identity.builtin or identity.oidc',
@@ -61,30 +64,33 @@ export const ServerConfig = z.object({
     .default('127.0.0.1:8443')
     .describe('Address to listen on; port 0 picks a free port'),
   publicUrl: z.string().url().optional().describe('URL clients and agents use; defaults to the listen address'),
-  tls: z.object({ cert: z.string(), key: z.string() }).optional().describe('PEM files; required unless listening on loopback'),
-  dataDir: z.string().default('./jit-data').describe('SQLite state, signing keys, recordings'),
-  identity: IdentityConfig,
+  tls: z
+    .object({ cert: z.string().describe('Certificate chain (PEM file)'), key: z.string().describe('Private key (PEM file)') })
+    .optional().describe('PEM files; required unless listening on loopback'),
+  dataDir: z.string().default('./jit-data').describe('SQLite state, signing keys, IdP keys'),
+  identity: IdentityConfig.describe('Who users are: the built-in IdP or an external OIDC issuer'),
   admins: z
     .object({ users: z.array(z.string()).default([]), groups: z.array(z.string()).default([]) })
-    .default({ users: [], groups: [] }),
+    .default({ users: [], groups: [] })
+    .describe('Who may read the audit log and see or end all sessions'),
   agents: z
     .array(
       z.object({
-        name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
-        /** `sha256:<hex>` of the agent token; make one with `jit agent-token`. */
-        tokenHash: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+        name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).describe('Agent name, as targets name it'),
+        tokenHash: z.string().regex(/^sha256:[0-9a-f]{64}$/).describe('`sha256:<hex>` of the agent token (`jit agent-token`)'),
       }),
     )
-    .default([]),
+    .default([])
+    .describe('Agents allowed to connect'),
   sessions: z
     .object({
-      heartbeatTimeout: DurationString.default(30),
-      heartbeatInterval: DurationString.default(10),
-      defaultDuration: DurationString.default(3600),
-      maxDuration: DurationString.default(8 * 3600),
+      heartbeatTimeout: DurationString.default(30).describe('A session whose CLI stops heartbeating is ended after this (default 30s)'),
+      heartbeatInterval: DurationString.default(10).describe('How often the CLI heartbeats (default 10s)'),
+      defaultDuration: DurationString.default(3600).describe('Session length when --duration is not given (default 1h)'),
+      maxDuration: DurationString.default(8 * 3600).describe('Longest session anyone may have (default 8h)'),
     })
-    .default({ heartbeatTimeout: 30, heartbeatInterval: 10, defaultDuration: 3600, maxDuration: 8 * 3600 }),
-  /** Path to the policy file (relative to this file). */
+    .default({ heartbeatTimeout: 30, heartbeatInterval: 10, defaultDuration: 3600, maxDuration: 8 * 3600 })
+    .describe('Session limits and liveness'),
   policy: z.string().describe('Policy file: targets and who may use them'),
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;
