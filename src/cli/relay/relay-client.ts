@@ -1,0 +1,213 @@
+/**
+ * One relay stream: a local TCP connection spliced to `GET <server>/v1/relay/<sessionId>`
+ * upgraded to `jit-stream/1`. After the 101 the connection carries raw bytes both ways, so the
+ * hot path is two `pipe`s with backpressure and no per-chunk work of ours.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { API_PREFIX, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
+import type { ErrorCode } from '../../shared/errors/codes.js';
+import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
+
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+const DEFAULT_UPGRADE_TIMEOUT_MS = 30_000;
+
+export interface RelayTarget {
+  /** Normalised server URL (no trailing slash). */
+  server: string;
+  sessionId: string;
+  /** Session grant (JWT); sent only as the bearer token of the upgrade request. */
+  grant: string;
+  /** How long to wait for the 101 (the server waits for the agent's side of the stream). */
+  upgradeTimeoutMs?: number;
+  /** Extra TLS options (e.g. a CA for a private server); https only. */
+  tls?: https.RequestOptions;
+}
+
+export interface RelayOutcome {
+  /** Whether the server accepted the stream (101). */
+  upgraded: boolean;
+  /** Why the stream was refused or broke, if it was. */
+  error?: JitError;
+}
+
+export interface RelayHooks {
+  /** The stream is open; bytes now flow. */
+  onUpgraded?(): void;
+  /**
+   * The server refused the stream: may write a last protocol-level message (for example a
+   * PostgreSQL ErrorResponse) to the local socket before it is closed.
+   */
+  onRefused?(local: Socket, error: JitError): void;
+}
+
+function codeForStatus(status: number): ErrorCode {
+  if (status === 401) return 'JIT_GRANT_INVALID';
+  if (status === 403) return 'JIT_ACCESS_DENIED';
+  if (status === 404) return 'JIT_SESSION_NOT_FOUND';
+  if (status === 410) return 'JIT_SESSION_ENDED';
+  if (status === 502 || status === 503 || status === 504) return 'JIT_TARGET_UNREACHABLE';
+  return 'JIT_PROTOCOL_ERROR';
+}
+
+function readErrorBody(res: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_ERROR_BODY_BYTES) {
+        res.destroy();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(c);
+    });
+    res.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        resolve(undefined);
+      }
+    });
+    res.on('error', () => resolve(undefined));
+    res.on('aborted', () => resolve(undefined));
+  });
+}
+
+/**
+ * Splice `local` to a new relay stream. Resolves when both sockets are closed; never rejects.
+ * The caller keeps `local` paused until now: bytes the client sent early wait in its buffer.
+ */
+export function relayConnection(local: Socket, target: RelayTarget, hooks: RelayHooks = {}): Promise<RelayOutcome> {
+  return new Promise((resolve) => {
+    let settled = false;
+    let upgraded = false;
+    let upstream: Duplex | undefined;
+    let failure: JitError | undefined;
+
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      resolve({ upgraded, ...(failure ? { error: failure } : {}) });
+    };
+    const fail = (err: JitError) => {
+      failure ??= err;
+      upstream?.destroy();
+      req.destroy();
+      local.destroy();
+    };
+
+    const url = new URL(`${target.server}${API_PREFIX}/relay/${encodeURIComponent(target.sessionId)}`);
+    const isHttps = url.protocol === 'https:';
+    const options: https.RequestOptions = {
+      method: 'GET',
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port || (isHttps ? 443 : 80),
+      path: url.pathname,
+      // One TCP connection per stream: an upgraded socket must never come from or return to a pool.
+      agent: false,
+      headers: {
+        authorization: `Bearer ${target.grant}`,
+        connection: 'Upgrade',
+        upgrade: STREAM_UPGRADE_PROTOCOL,
+      },
+      ...(isHttps ? target.tls : {}),
+    };
+    const req = (isHttps ? https : http).request(options);
+    req.setNoDelay(true);
+    req.setTimeout(target.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, () => {
+      fail(new JitError('JIT_TARGET_UNREACHABLE', { message: 'The relay did not open the stream in time' }));
+    });
+
+    local.on('error', () => fail(new JitError('JIT_PROTOCOL_ERROR', { message: 'The local connection failed' })));
+    local.on('close', () => {
+      if (!upgraded) req.destroy();
+      if (!upstream || upstream.destroyed) finish();
+    });
+
+    req.on('error', (err) => {
+      if (upgraded) return;
+      fail(
+        new JitError('JIT_SERVER_UNREACHABLE', {
+          message: `The relay at ${target.server} cannot be reached`,
+          detail: err.message,
+          cause: err,
+        }),
+      );
+    });
+
+    req.on('response', async (res) => {
+      const body = await readErrorBody(res);
+      const err = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
+      failure ??= err;
+      if (!local.destroyed) {
+        try {
+          hooks.onRefused?.(local, err);
+        } catch {
+          // The hook's message is a courtesy; closing matters more.
+        }
+        local.end();
+        local.destroySoon?.();
+      }
+      finish();
+    });
+
+    req.on('upgrade', (res, socket, head) => {
+      if ((res.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
+        socket.destroy();
+        fail(new JitError('JIT_PROTOCOL_ERROR', { message: 'The relay answered with an unknown protocol' }));
+        return;
+      }
+      if (local.destroyed) {
+        socket.destroy();
+        finish();
+        return;
+      }
+      upgraded = true;
+      upstream = socket;
+      socket.setTimeout(0);
+      socket.setNoDelay(true);
+      local.setNoDelay(true);
+      // Half-close: a FIN from one side travels to the other while the reverse direction keeps flowing.
+      socket.allowHalfOpen = true;
+      local.allowHalfOpen = true;
+      if (head.length > 0) socket.unshift(head);
+      socket.on('error', () => {
+        failure ??= new JitError('JIT_SERVER_UNREACHABLE', { message: 'The relay connection broke' });
+        local.destroy();
+      });
+      socket.on('close', () => {
+        // Closed without both FINs (reset, server gone): take the local side down too.
+        if (!local.destroyed && !(local.writableFinished && local.readableEnded)) local.destroy();
+        if (local.destroyed) finish();
+      });
+      local.on('close', () => {
+        if (!socket.destroyed && !(socket.writableFinished && socket.readableEnded)) socket.destroy();
+        if (socket.destroyed) finish();
+      });
+      local.pipe(socket);
+      socket.pipe(local);
+      hooks.onUpgraded?.();
+    });
+
+    req.end();
+  });
+}
+
+/** A PostgreSQL ErrorResponse (FATAL) so psql shows why a stream was refused. */
+export function postgresFatal(message: string, sqlstate = '08004'): Buffer {
+  const fields = Buffer.concat([
+    Buffer.from('SFATAL\0VFATAL\0', 'utf8'),
+    Buffer.from(`C${sqlstate}\0`, 'utf8'),
+    Buffer.from(`M${message.replace(/\0/g, '')}\0`, 'utf8'),
+    Buffer.from([0]),
+  ]);
+  const header = Buffer.alloc(5);
+  header.write('E', 0, 'latin1');
+  header.writeInt32BE(fields.length + 4, 1);
+  return Buffer.concat([header, fields]);
+}
