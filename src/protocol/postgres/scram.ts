@@ -36,7 +36,6 @@ export class ScramError extends Error {
  * jit generates. For non-ASCII we approximate SASLprep with NFKC (its mapping step).
  */
 function normalizePassword(password: string): Buffer {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: checking for plain printable ASCII
   if (/^[\x20-\x7e]*$/.test(password)) return Buffer.from(password, 'utf8');
   return Buffer.from(password.normalize('NFKC'), 'utf8');
 }
