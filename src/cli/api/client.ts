@@ -17,6 +17,7 @@ import type { ErrorCode } from '../../shared/errors/codes.js';
 import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
 import type { Ctx } from '../../shared/runtime/ctx.js';
 import type { AccessTokenOptions } from '../auth/auth.js';
+import { clean } from '../output/style.js';
 
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -43,7 +44,8 @@ export class ApiError extends JitError {
     readonly status: number,
     base: JitError,
   ) {
-    super(base.code, { message: base.message, hint: base.hint, cause: base.cause });
+    // Server text reaches the user's terminal: no escape sequences.
+    super(base.code, { message: clean(base.message), hint: clean(base.hint), cause: base.cause });
   }
 }
 

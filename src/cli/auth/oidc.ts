@@ -69,7 +69,12 @@ export interface OidcClient {
 }
 
 /** Discover the IdP's metadata; plain http is allowed only for loopback issuers. */
-export async function openOidc(ctx: Pick<Ctx, 'fetch'>, issuer: string, clientId: string): Promise<OidcClient> {
+export async function openOidc(
+  ctx: Pick<Ctx, 'fetch'>,
+  issuer: string,
+  clientId: string,
+  timeoutSeconds = 15,
+): Promise<OidcClient> {
   assertIssuerAllowed(issuer);
   const lib = await import('openid-client');
   const url = new URL(issuer);
@@ -77,6 +82,8 @@ export async function openOidc(ctx: Pick<Ctx, 'fetch'>, issuer: string, clientId
   try {
     const config = await lib.discovery(url, clientId, undefined, lib.None(), {
       execute,
+      // Applies to discovery and every later request made with this configuration.
+      timeout: timeoutSeconds,
       [lib.customFetch]: ((input: string, init: RequestInit) => ctx.fetch(input, init)) as OpenId.CustomFetch,
     });
     return { lib, config };
@@ -144,10 +151,14 @@ export async function refreshTokens(ctx: Pick<Ctx, 'fetch' | 'clock'>, tokens: S
 }
 
 /** Revoke a refresh token at the IdP; best effort (false when it could not be done). */
-export async function revokeRefreshToken(ctx: Pick<Ctx, 'fetch'>, tokens: StoredTokens): Promise<boolean> {
+export async function revokeRefreshToken(
+  ctx: Pick<Ctx, 'fetch'>,
+  tokens: StoredTokens,
+  timeoutSeconds = 5,
+): Promise<boolean> {
   if (!tokens.refreshToken) return false;
   try {
-    const oidc = await openOidc(ctx, tokens.issuer, tokens.clientId);
+    const oidc = await openOidc(ctx, tokens.issuer, tokens.clientId, timeoutSeconds);
     if (!oidc.config.serverMetadata().revocation_endpoint) return false;
     await oidc.lib.tokenRevocation(oidc.config, tokens.refreshToken, { token_type_hint: 'refresh_token' });
     return true;

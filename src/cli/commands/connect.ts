@@ -1,10 +1,358 @@
-import type { Command } from 'commander';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { type Command, InvalidArgumentError } from 'commander';
+import type { CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
+import { formatDuration, parseDuration } from '../../shared/duration.js';
+import { JitError, isJitError } from '../../shared/errors/jit-error.js';
+import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { ApiClient } from '../api/client.js';
+import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';
+import { printJson } from '../output/json.js';
+import { outputMode } from '../output/mode.js';
+import { clean } from '../output/style.js';
+import { LocalRelayListener, type RelayStats } from '../relay/local-listener.js';
+import { postgresFatal } from '../relay/relay-client.js';
+import type { MountedView } from '../ui/mount.js';
 
-// Placeholder: replaced by the real command.
-export function registerConnect(program: Command, _env: CommandEnv): void {
-  program.command('connect').description('(not built yet)').action(() => {
-    throw new JitError('JIT_USAGE', { message: 'jit connect is not built yet' });
+export interface ConnectOptions {
+  target: string;
+  /** Local port; 0 or absent = a free one. */
+  port?: number | undefined;
+  reason?: string | undefined;
+  durationSeconds?: number | undefined;
+  database?: string | undefined;
+}
+
+export interface ConnectReady {
+  session: Session;
+  url: string;
+  port: number;
+}
+
+/** Why `jit connect` stopped. */
+export type ConnectEnd =
+  | { by: 'signal'; session: Session; endedOnServer: boolean }
+  | { by: 'server'; session: Session; reason: EndReason | undefined; message: string }
+  | { by: 'expired'; session: Session };
+
+export interface ConnectObserver {
+  /** The port is listening and the session exists; `stats` reads live counters cheaply. */
+  onReady(ready: ConnectReady, stats: () => RelayStats): void | Promise<void>;
+  onConnectionOpen?(id: number): void;
+  onConnectionClose?(id: number, error: JitError | undefined): void;
+  /** A heartbeat failed but the session may still be alive (network blip); cleared by the next success. */
+  onWarning?(message: string | undefined): void;
+}
+
+export interface ConnectDeps {
+  ctx: Pick<Ctx, 'clock' | 'onSignal'>;
+  api: ApiClient;
+  server: string;
+}
+
+const SESSION_ID = /^[a-z0-9]{20}$/;
+const END_TIMEOUT_MS = 5_000;
+
+const END_REASON_TEXT: Record<EndReason, string> = {
+  exit: 'it was disconnected',
+  killed: 'it was killed',
+  expired: 'its time ran out',
+  'heartbeat-lost': 'the server stopped hearing from this jit process',
+  'agent-lost': 'the agent serving the target went away',
+  admin: 'an administrator ended it',
+  revoked: 'access was revoked',
+};
+
+/** Human text for an end reason. */
+export function describeEndReason(reason: EndReason | undefined): string {
+  return reason ? END_REASON_TEXT[reason] : 'the server ended it';
+}
+
+/** The URL a PostgreSQL client uses: the session role and the per-session local secret. */
+export function connectionUrl(session: Session, localSecret: string, port: number, database: string | undefined): string {
+  if (session.targetType !== 'postgres') return `tcp://127.0.0.1:${port}`;
+  const user = session.dbUser ?? `jit_${session.id}`;
+  const db = database ?? session.database ?? 'postgres';
+  return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(localSecret)}@127.0.0.1:${port}/${encodeURIComponent(db)}?sslmode=disable`;
+}
+
+/**
+ * Open a session and serve it on 127.0.0.1 until a signal, the server ending it, or expiry.
+ * Listens BEFORE creating the session: a taken port fails without leaving a session behind,
+ * and the port is ready the moment the URL is printed.
+ */
+export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observer: ConnectObserver): Promise<ConnectEnd> {
+  const { ctx, api } = deps;
+  let targetType: Session['targetType'] | undefined;
+  const listener = new LocalRelayListener({
+    onOpen: (id) => observer.onConnectionOpen?.(id),
+    onClose: (id, outcome) => observer.onConnectionClose?.(id, outcome.error),
+    onRefused: (socket, err) => {
+      // Speak the client's protocol so psql prints why instead of "server closed the connection".
+      if (targetType === 'postgres') socket.write(postgresFatal(`jit: ${err.message} [${err.code}]`));
+    },
   });
+  const port = await listener.listen(opts.port ?? 0);
+
+  let resolveEnd!: (end: ConnectEnd) => void;
+  const ended = new Promise<ConnectEnd>((r) => {
+    resolveEnd = r;
+  });
+  let done = false;
+  let signaled = false;
+  let latest: Session | undefined;
+  const finish = (end: ConnectEnd) => {
+    if (done) return;
+    done = true;
+    resolveEnd(end);
+  };
+  const endOnSignal = (s: Session) => {
+    api.endSession(s.id, 'exit', END_TIMEOUT_MS).then(
+      (ended) => resolveEnd({ by: 'signal', session: ended, endedOnServer: true }),
+      (err) =>
+        resolveEnd({
+          by: 'signal',
+          session: s,
+          // Already gone is as good as ended.
+          endedOnServer: isJitError(err) && (err.code === 'JIT_SESSION_ENDED' || err.code === 'JIT_SESSION_NOT_FOUND'),
+        }),
+    );
+  };
+  // Registered before the session exists: Ctrl-C while it is being created must still end it.
+  const offSignal = ctx.onSignal(() => {
+    if (done || signaled) return;
+    signaled = true;
+    if (latest) {
+      done = true;
+      endOnSignal(latest);
+    }
+  });
+
+  let created: CreateSessionResponse;
+  try {
+    created = await api.createSession({
+      target: opts.target,
+      ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
+      ...(opts.durationSeconds !== undefined ? { durationSeconds: opts.durationSeconds } : {}),
+      ...(opts.database !== undefined ? { database: opts.database } : {}),
+    });
+  } catch (err) {
+    offSignal();
+    await listener.close();
+    throw err;
+  }
+  const { session, grant, localSecret } = created;
+  if (!SESSION_ID.test(session.id)) {
+    offSignal();
+    await listener.close();
+    throw new JitError('JIT_PROTOCOL_ERROR', { message: 'The jit server sent a malformed session id' });
+  }
+  latest = session;
+  if (signaled) {
+    done = true;
+    endOnSignal(session);
+    try {
+      return await ended;
+    } finally {
+      offSignal();
+      await listener.close();
+    }
+  }
+  targetType = session.targetType;
+  listener.activate({ server: deps.server, sessionId: session.id, grant });
+
+  const expiresAt = Date.parse(session.expiresAt);
+  // An unparsable expiry leaves ending to the server rather than ending at once.
+  const expiryTimer = Number.isNaN(expiresAt)
+    ? undefined
+    : ctx.clock.setTimeout(
+        () => finish({ by: 'expired', session: latest ?? session }),
+        Math.max(0, Math.min(expiresAt - ctx.clock.now(), 2 ** 31 - 1)),
+      );
+
+  const intervalMs = Math.max(1, created.heartbeatIntervalSeconds) * 1000;
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  const heartbeat = async () => {
+    if (done) return;
+    try {
+      latest = await api.heartbeat(session.id);
+      observer.onWarning?.(undefined);
+      if (latest.state === 'ended') {
+        finish({ by: 'server', session: latest, reason: latest.endReason, message: describeEndReason(latest.endReason) });
+        return;
+      }
+    } catch (err) {
+      if (isJitError(err) && (err.code === 'JIT_SESSION_ENDED' || err.code === 'JIT_SESSION_NOT_FOUND')) {
+        const reason = await endReasonOf(api, session.id);
+        finish({
+          by: 'server',
+          session: { ...session, ...latest, state: 'ended' },
+          reason, message: reason ? describeEndReason(reason) : err.message });
+        return;
+      }
+      // Keep serving: the server ends the session itself if heartbeats stay away too long.
+      observer.onWarning?.(`heartbeat failed: ${isJitError(err) ? err.message : 'unexpected error'}`);
+    }
+    // Chained, not setInterval: a slow server never gets overlapping heartbeats.
+    if (!done) heartbeatTimer = ctx.clock.setTimeout(() => void heartbeat(), intervalMs);
+  };
+  heartbeatTimer = ctx.clock.setTimeout(() => void heartbeat(), intervalMs);
+
+  try {
+    await observer.onReady({ session, url: connectionUrl(session, localSecret, port, opts.database), port }, () =>
+      listener.stats(),
+    );
+    return await ended;
+  } finally {
+    done = true;
+    offSignal();
+    ctx.clock.clearTimeout(expiryTimer);
+    ctx.clock.clearTimeout(heartbeatTimer);
+    await listener.close();
+  }
+}
+
+/** Best effort: why did the server end it? (the heartbeat's 410 carries only an error body). */
+async function endReasonOf(api: ApiClient, id: string): Promise<EndReason | undefined> {
+  try {
+    return (await api.sessions({})).find((s) => s.id === id)?.endReason;
+  } catch {
+    return undefined;
+  }
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new InvalidArgumentError('a port number from 1 to 65535');
+  return n;
+}
+
+function parseDurationFlag(value: string): number {
+  let seconds: number;
+  try {
+    seconds = parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  if (seconds < 60 || seconds > 7 * 24 * 3600) throw new InvalidArgumentError('between 1m and 7d');
+  return Math.round(seconds);
+}
+
+function parseText(max: number) {
+  return (value: string) => {
+    if (value.length === 0 || value.length > max) throw new InvalidArgumentError(`1 to ${max} characters`);
+    return value;
+  };
+}
+
+interface ConnectFlags {
+  port?: number;
+  reason?: string;
+  duration?: number;
+  database?: string;
+}
+
+export function registerConnect(program: Command, env: CommandEnv): void {
+  program
+    .command('connect')
+    .description('open a session to a target and serve it on 127.0.0.1 until Ctrl-C')
+    .argument('<target>', 'target name (jit targets lists them)')
+    .option('-p, --port <n>', 'local port (default: a free one)', parsePort)
+    .option('-r, --reason <text>', 'why you need access (recorded in the audit log)', parseText(1000))
+    .option('-d, --duration <time>', 'session length, e.g. 30m or 2h (policy sets the maximum)', parseDurationFlag)
+    .option('--database <name>', 'PostgreSQL database (default: the target’s)', parseText(63))
+    .action(async (target: string, flags: ConnectFlags) => {
+      const { ctx } = env;
+      const globals = env.globals();
+      const mode = outputMode(ctx, globals);
+      const services = cliServices(ctx, globals);
+      const presenter = await createPresenter(ctx, mode);
+      const end = await runConnect(
+        { ctx, api: services.api, server: services.settings.server },
+        { target, port: flags.port, reason: flags.reason, durationSeconds: flags.duration, database: flags.database },
+        {
+          onReady: async (ready, stats) => {
+            // Data first: the URL (or JSON) goes to stdout before any status.
+            if (mode.json) printJson(ctx.io.stdout, { session: ready.session, url: ready.url, port: ready.port });
+            else ctx.io.stdout.write(`${ready.url}\n`);
+            await presenter.ready(ready, stats);
+          },
+          onConnectionOpen: (id) => presenter.line(`connection ${id} opened`),
+          onConnectionClose: (id, err) =>
+            presenter.line(err ? `connection ${id} closed: ${clean(err.message)} [${err.code}]` : `connection ${id} closed`),
+          onWarning: (w) => presenter.warn(w),
+        },
+      ).finally(() => presenter.stop());
+      if (end.by === 'signal') {
+        mode.status(
+          end.endedOnServer
+            ? `Session ${end.session.id} ended; its credential is being destroyed`
+            : `Session ${end.session.id} could not be ended on the server; it ends when heartbeats stop`,
+        );
+        return;
+      }
+      const why = end.by === 'expired' ? describeEndReason('expired') : end.message;
+      throw new JitError('JIT_SESSION_ENDED', { message: `Session ${end.session.id} ended: ${clean(why)}` });
+    });
+}
+
+interface Presenter {
+  ready(r: ConnectReady, stats: () => RelayStats): Promise<void>;
+  line(text: string): void;
+  warn(text: string | undefined): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Status display: a live ink view on a TTY (loaded lazily), plain lines on stderr otherwise.
+ * Plain mode prints at most "ready", connection opened/closed and heartbeat warnings.
+ */
+async function createPresenter(ctx: Ctx, mode: ReturnType<typeof outputMode>): Promise<Presenter> {
+  const secondsLeft = (r: ConnectReady) => Math.max(0, (Date.parse(r.session.expiresAt) - ctx.clock.now()) / 1000);
+  if (!mode.interactive) {
+    return {
+      ready: async (r) =>
+        mode.status(
+          `session ${r.session.id} ready on 127.0.0.1:${r.port} (${clean(r.session.target)}, ends in ${formatDuration(secondsLeft(r))})`,
+        ),
+      line: (t) => mode.status(t),
+      warn: (w) => {
+        if (w) mode.status(`! ${w}`);
+      },
+      stop: async () => {},
+    };
+  }
+  let view: MountedView | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  let warning: string | undefined;
+  let render: (() => void) | undefined;
+  return {
+    async ready(r, stats) {
+      const { mountView, loadViews } = await import('../ui/mount.js');
+      const views = await loadViews();
+      const element = () =>
+        views.createElement(views.ConnectView, {
+          target: r.session.target,
+          sessionId: r.session.id,
+          address: `127.0.0.1:${r.port}`,
+          ...stats(),
+          secondsLeft: secondsLeft(r),
+          warning,
+          color: mode.statusColor,
+        });
+      view = await mountView(ctx, element());
+      render = () => view?.update(element());
+      ticker = ctx.clock.setInterval(render, 1000);
+    },
+    // The live view shows counters instead of one line per connection.
+    line: () => render?.(),
+    warn(w) {
+      warning = w;
+      render?.();
+    },
+    async stop() {
+      ctx.clock.clearInterval(ticker);
+      render?.();
+      await view?.done();
+    },
+  };
 }

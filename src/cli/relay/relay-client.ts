@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { API_PREFIX, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
 import type { ErrorCode } from '../../shared/errors/codes.js';
 import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
+import { clean } from '../output/style.js';
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const DEFAULT_UPGRADE_TIMEOUT_MS = 30_000;
@@ -142,7 +143,9 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
 
     req.on('response', async (res) => {
       const body = await readErrorBody(res);
-      const err = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
+      const raw = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
+      // Server text reaches the user's terminal and the client's error message: no escape sequences.
+      const err = new JitError(raw.code, { message: clean(raw.message), hint: clean(raw.hint) });
       failure ??= err;
       if (!local.destroyed) {
         try {
