@@ -21,7 +21,8 @@ import { silentLogger } from '../../src/shared/log.js';
 import { completeDeviceLogin } from '../helpers/idp-browser.js';
 
 const SCOPE = 'openid profile email offline_access';
-const DEVICE_UA = 'jit-test-device/7.7';
+const DEVICE_UA = 'jit-test-device/7.7 <b>"x"</b>';
+const DEVICE_UA_HTML = 'jit-test-device/7.7 &lt;b&gt;&quot;x&quot;&lt;/b&gt;';
 
 let dir: string;
 let server: http.Server;
@@ -190,7 +191,8 @@ describe('built-in IdP: device login', () => {
     expect(confirmHtml).toContain('jit CLI');
     expect(confirmHtml).toContain('jit-cli');
     expect(confirmHtml).toMatch(/<dd class="device-ip">(::ffff:)?127\.0\.0\.1<\/dd>/);
-    expect(confirmHtml).toContain(`<dd class="device-ua">${DEVICE_UA}</dd>`);
+    expect(confirmHtml).toContain(`<dd class="device-ua">${DEVICE_UA_HTML}</dd>`);
+    expect(confirmHtml).not.toContain('<b>');
     // The device's own X-Forwarded-For is not trusted.
     expect(confirmHtml).not.toContain('6.6.6.6');
     expect(confirmHtml).toContain(first.device.user_code);
@@ -250,6 +252,26 @@ describe('built-in IdP: device login', () => {
     );
   });
 
+  it('serves its own pages: code entry, expired interaction, unknown paths', async () => {
+    const entry = await fetch(`${issuer}/device`);
+    expect(entry.status).toBe(200);
+    const html = await entry.text();
+    expect(html).toContain('Enter the code shown by');
+    expect(html).toContain('id="op.deviceInputForm"');
+    expect(html).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)/); // no external assets (fonts, CSS)
+    expect(entry.headers.get('content-type')).toMatch(/text\/html/);
+
+    const wrong = await fetch(`${issuer}/device`, { method: 'POST', body: 'user_code=BCDF-GHJK&xsrf=nope', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(wrong.status).toBeGreaterThanOrEqual(400);
+
+    const stale = await fetch(`${issuer}/interaction/abcdef123456`);
+    expect(stale.status).toBe(400);
+    expect(await stale.text()).toContain('This sign-in has expired');
+
+    expect((await fetch(`${issuer}/interaction/abcdef123456/login`)).status).toBe(405);
+    expect((await fetch(`${issuer}/nope`)).status).toBe(404);
+  });
+
   it('keeps its keys in a 0600 file', () => {
     expect(statSync(keysFile).mode & 0o777).toBe(0o600);
   });
@@ -260,6 +282,8 @@ describe('built-in IdP: device login', () => {
     sqlite.close();
     idp = await startIdp();
     handler = idp.handle;
+    // Access tokens issued before the restart still verify against the published keys.
+    await expect(verifier().verify(first.tokens.access_token)).resolves.toMatchObject({ username: 'alice' });
     const config = await cliConfig();
     const refreshed = await client.refreshTokenGrant(config, before, { resource: audience });
     // A fresh verifier (empty JWKS cache) accepts it: same signing key after restart.

@@ -390,6 +390,11 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
   provider.proxy = true;
   provider.maxIpsCount = 1;
 
+  // Koa prints unhandled errors to stderr unless someone listens: route them to our logger
+  // (name and message only; oidc-provider errors never carry token values in those).
+  provider.on('error', (err) => {
+    logger.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'identity provider request failed');
+  });
   provider.on('server_error', (_ctx, err) => {
     logger.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'identity provider error');
   });
