@@ -14,19 +14,19 @@ const TOKENS: StoredTokens = {
   claims: { sub: 'u1', username: 'alice' },
 };
 
-function setup(env: Record<string, string>, openEntry?: () => Promise<KeyringEntry>) {
+function setup(env: Record<string, string>, openEntry?: () => Promise<KeyringEntry>, profile = 'default') {
   const configDir = path.join(mkdtempSync(path.join(os.tmpdir(), 'jit-tokens-')), 'jit');
   const warnings: string[] = [];
   const make = () =>
     createTokenStore({
       env,
       configDir,
-      profile: 'default',
+      profile,
       server: 'http://127.0.0.1:8443',
       warn: (l) => warnings.push(l),
       ...(openEntry ? { openEntry } : {}),
     });
-  return { configDir, warnings, make, paths: tokenPaths(configDir, 'default', 'http://127.0.0.1:8443') };
+  return { configDir, warnings, make, paths: tokenPaths(configDir, profile, 'http://127.0.0.1:8443') };
 }
 
 const brokenKeychain = async (): Promise<KeyringEntry> => {
@@ -108,5 +108,35 @@ describe('token store, keychain backend', () => {
   it('rejects an unknown JIT_KEYRING value', () => {
     const t = setup({ JIT_KEYRING: 'plaintext' });
     expect(() => t.make()).toThrow(/JIT_KEYRING: "plaintext" is not one of auto, keychain, file/);
+  });
+});
+
+/** Whether this process can reach a real OS keychain (run under `keyctl session - …` on headless Linux). */
+async function realKeychainWorks(): Promise<boolean> {
+  try {
+    const { Entry } = await import('@napi-rs/keyring');
+    const probe = new Entry('jit-test-probe', `probe-${process.pid}`);
+    probe.setPassword('x');
+    probe.deletePassword();
+    return true;
+  } catch {
+    return false;
+  }
+}
+const hasKeychain = await realKeychainWorks();
+
+describe.skipIf(!hasKeychain)('token store, real OS keychain (keyctl session - npx vitest run …)', () => {
+  it('JIT_KEYRING=keychain keeps the tokens in the keychain only, across store instances', async () => {
+    // A throwaway profile: a developer's real jit login in the same keychain stays untouched.
+    const t = setup({ JIT_KEYRING: 'keychain' }, undefined, `test-${process.pid}-${Date.now()}`);
+    const store = t.make();
+    await store.delete();
+    await store.set(TOKENS);
+    expect(store.backend).toBe('keychain');
+    expect(await t.make().get()).toEqual(TOKENS);
+    expect(() => readFileSync(t.paths.file)).toThrow(/ENOENT/);
+    expect(await t.make().delete()).toBe(true);
+    expect(await t.make().get()).toBeNull();
+    expect(t.warnings).toEqual([]);
   });
 });
