@@ -1,7 +1,7 @@
 /**
  * Builds the control plane's HTTP API without listening (tests use `inject()`; main.ts listens).
  */
-import Fastify, { type FastifyServerFactory } from 'fastify';
+import Fastify, { type FastifyServerFactory, LogController } from 'fastify';
 import { ZodError, z } from 'zod';
 import { CreateSessionRequest, type Discovery, EndReason, type Target } from '../shared/contract/http.js';
 import { JitError } from '../shared/errors/jit-error.js';
@@ -45,7 +45,8 @@ declare module 'fastify' {
 export function buildApp(deps: AppDeps) {
   const app = Fastify({
     loggerInstance: deps.logger,
-    disableRequestLogging: true,
+    // Per-request lines would log paths with session ids at info level for every heartbeat.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     trustProxy: false,
     ...(deps.serverFactory ? { serverFactory: deps.serverFactory } : {}),

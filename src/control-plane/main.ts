@@ -95,7 +95,6 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
 
   const audit = new AuditLog(db, clock);
   const idCfg = config.identity;
-  let verifier: TokenVerifier;
   let idp: Awaited<ReturnType<typeof createBuiltinIdp>> | undefined;
   let discovery;
   if (idCfg.builtin) {
@@ -124,7 +123,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     const o = idCfg.oidc!;
     discovery = { issuer: o.issuer, clientId: o.clientId, audience: o.audience, scopes: o.scopes, apiBase: publicUrl, version: VERSION };
   }
-  verifier = createTokenVerifier({
+  const verifier: TokenVerifier = createTokenVerifier({
     issuer: discovery.issuer,
     audience: discovery.audience,
     algorithms: idCfg.algorithms,
@@ -150,7 +149,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     },
     onEnded: (row) => hub.sessionEnded(row),
   });
-  hub = new RelayHub({ agents: config.agents, sessions, grants, policy: policyEngine, audit, logger, clock, random });
+  hub = new RelayHub({ agents: config.agents, sessions, grants, verifier, policy: policyEngine, audit, logger, clock, random });
 
   // /oidc goes straight to the IdP (it parses its own bodies); everything else to fastify.
   const serverFactory: FastifyServerFactory = (handler) => {

@@ -4,10 +4,11 @@
  *
  * Order for a relay stream (fixed; each step MUST pass before the next):
  *   1. the grant verifies (signature, audience, issuer, expiry)          → else 401
- *   2. the session row exists, is active and belongs to the grant's subject → else 401 / 410
- *   3. the session's agent is connected                                   → else 503
- *   4. the agent dials back the stream within the timeout                 → else 503 / 504
- *   5. only then both sides get `101` and bytes flow.
+ *   2. the user's access token verifies and names the grant's subject     → else 401
+ *   3. the session row exists, is active and belongs to that subject      → else 401 / 410
+ *   4. the session's agent is connected                                   → else 503
+ *   5. the agent dials back the stream within the timeout                 → else 503 / 504
+ *   6. only then both sides get `101` and bytes flow.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -24,10 +25,12 @@ import { JitError } from '../../shared/errors/jit-error.js';
 import type { Logger } from '../../shared/log.js';
 import type { Clock } from '../../shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { TokenVerifier } from '../auth.js';
 import type { PolicyEngine } from '../policy/policy.js';
 import type { GrantSigner } from '../sessions/grants.js';
 import { endedError, type SessionService } from '../sessions/session-service.js';
 import type { SessionsTable } from '../store/db.js';
+import { RELAY_ACCESS_TOKEN_HEADER } from '../../shared/contract/http.js';
 import { acceptStreamUpgrade, bearerToken, rejectUpgrade, wantsStreamUpgrade } from './raw-http.js';
 import { type Spliced, splice } from './splice.js';
 
@@ -35,6 +38,8 @@ export interface HubDeps {
   agents: { name: string; tokenHash: string }[];
   sessions: SessionService;
   grants: GrantSigner;
+  /** Verifies the user's access token that accompanies every relay request. */
+  verifier: TokenVerifier;
   policy: PolicyEngine;
   audit: AuditLog;
   logger: Logger;
@@ -347,11 +352,20 @@ export class RelayHub {
     const token = bearerToken(req);
     if (!token) throw new JitError('JIT_GRANT_INVALID');
     const claims = await this.deps.grants.verify(token);
+    const accessToken = req.headers[RELAY_ACCESS_TOKEN_HEADER];
+    if (typeof accessToken !== 'string' || accessToken.length === 0) throw new JitError('JIT_AUTH_REQUIRED');
+    const principal = await this.deps.verifier.verify(accessToken);
     const row = await this.deps.sessions.get(sessionId);
-    if (!row || claims.sid !== sessionId || row.subject !== claims.sub) {
+    if (
+      !row ||
+      claims.sid !== sessionId ||
+      row.subject !== claims.sub ||
+      principal.subject !== row.subject ||
+      principal.issuer !== row.issuer
+    ) {
       await this.deps.audit.append({
         type: 'relay.refused',
-        actor: claims.sub,
+        actor: principal.username,
         session: sessionId,
         outcome: 'failure',
         data: { reason: 'grant does not match the session' },

@@ -124,3 +124,10 @@ export type AuditEvent = z.infer<typeof AuditEvent>;
  * Any other answer is an HTTP error with ErrorBody.
  */
 export const STREAM_UPGRADE_PROTOCOL = 'jit-stream/1';
+
+/**
+ * Relay requests also carry the user's own access token in this header: the grant is bound to the
+ * user who asked for it, so a grant that leaks to another user (or process) is useless without
+ * that user's login as well.
+ */
+export const RELAY_ACCESS_TOKEN_HEADER = 'jit-access-token';
