@@ -20,6 +20,8 @@ export async function mountView(ctx: Pick<Ctx, 'io'>, element: ReactElement): Pr
     stdin: ctx.io.stdin as NodeJS.ReadStream,
     exitOnCtrlC: false,
     patchConsole: false,
+    // No keyboard input is read: the terminal query would attach to stdin and keep the process alive.
+    kittyKeyboard: { mode: 'disabled' },
   });
   return {
     update: (el) => instance.rerender(el),
