@@ -117,9 +117,13 @@ async function startPlane(): Promise<Plane> {
     });
   });
   plane.server.on('upgrade', (req, socket: net.Socket) => {
-    plane.relayAuth.push(`${req.url} ${req.headers.authorization} ${req.headers.upgrade}`);
+    plane.relayAuth.push(`${req.url} ${req.headers.authorization} ${req.headers['jit-access-token']} ${req.headers.upgrade}`);
     const id = req.url?.split('/').pop() ?? '';
-    if (req.headers.authorization !== `Bearer grant-for-${id}` || plane.sessions.get(id)?.state !== 'active') {
+    if (
+      req.headers.authorization !== `Bearer grant-for-${id}` ||
+      req.headers['jit-access-token'] !== ACCESS_TOKEN ||
+      plane.sessions.get(id)?.state !== 'active'
+    ) {
       const text = JSON.stringify({ error: { code: 'JIT_GRANT_INVALID', message: 'The session grant was refused' } });
       socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${text.length}\r\n\r\n${text}`);
       return;
@@ -228,7 +232,7 @@ describe('jit connect', () => {
     const port = Number(new URL(url).port);
 
     expect(await echo(port, 'startup-bytes')).toBe('startup-bytes');
-    expect(plane.relayAuth.at(-1)).toBe(`/v1/relay/${SID} Bearer grant-for-${SID} jit-stream/1`);
+    expect(plane.relayAuth.at(-1)).toBe(`/v1/relay/${SID} Bearer grant-for-${SID} ${ACCESS_TOKEN} jit-stream/1`);
 
     await until(() => h.stderr.text.includes('connection 1 closed'));
     h.signal();

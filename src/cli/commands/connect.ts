@@ -47,6 +47,8 @@ export interface ConnectDeps {
   ctx: Pick<Ctx, 'clock' | 'onSignal'>;
   api: ApiClient;
   server: string;
+  /** The user's access token for relay streams (sent beside the grant); refreshed as needed. */
+  accessToken: () => Promise<string>;
 }
 
 const SESSION_ID = /^[a-z0-9]{20}$/;
@@ -158,7 +160,7 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
     }
   }
   targetType = session.targetType;
-  listener.activate({ server: deps.server, sessionId: session.id, grant });
+  listener.activate({ server: deps.server, sessionId: session.id, grant, accessToken: deps.accessToken });
 
   const expiresAt = Date.parse(session.expiresAt);
   // An unparsable expiry leaves ending to the server rather than ending at once.
@@ -267,7 +269,7 @@ export function registerConnect(program: Command, env: CommandEnv): void {
       const services = cliServices(ctx, globals);
       const presenter = await createPresenter(ctx, mode);
       const end = await runConnect(
-        { ctx, api: services.api, server: services.settings.server },
+        { ctx, api: services.api, server: services.settings.server, accessToken: () => services.auth.getAccessToken() },
         { target, port: flags.port, reason: flags.reason, durationSeconds: flags.duration, database: flags.database },
         {
           onReady: async (ready, stats) => {

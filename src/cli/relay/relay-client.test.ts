@@ -79,7 +79,13 @@ describe('relay through a 101 jit-stream/1 upgrade', () => {
     const closed: Array<{ upgraded: boolean }> = [];
     const listener = new LocalRelayListener({ onClose: (_id, o) => closed.push(o) });
     const port = await listener.listen(0);
-    listener.activate({ server, sessionId: SID, grant: 'grant-jwt' });
+    let tokenCalls = 0;
+    listener.activate({
+      server,
+      sessionId: SID,
+      grant: 'grant-jwt',
+      accessToken: async () => `user-at-${++tokenCalls}`,
+    });
 
     const client = await connect(port);
     const payload = Buffer.alloc(256 * 1024, 7);
@@ -92,6 +98,8 @@ describe('relay through a 101 jit-stream/1 upgrade', () => {
 
     expect(seen.url).toBe(`/v1/relay/${SID}`);
     expect(seen.headers?.authorization).toBe('Bearer grant-jwt');
+    // The user's own access token rides beside the grant, fetched per stream.
+    expect(seen.headers?.['jit-access-token']).toBe('user-at-1');
     expect(seen.headers?.upgrade).toBe('jit-stream/1');
     expect(seen.headers?.connection?.toLowerCase()).toBe('upgrade');
 
@@ -163,6 +171,33 @@ describe('relay through a 101 jit-stream/1 upgrade', () => {
     await readAll(client);
     await new Promise((r) => setTimeout(r, 20));
     expect(outcomes).toEqual(['JIT_SERVER_UNREACHABLE']);
+    await listener.close();
+  });
+
+  it('when no access token can be had, the stream is not attempted and the client is told why', async () => {
+    const seen: Seen = {};
+    const server = await echoRelay(seen);
+    const outcomes: unknown[] = [];
+    const listener = new LocalRelayListener({
+      onClose: (_id, o) => outcomes.push(o.error?.code),
+      onRefused: (sock, err) => sock.write(postgresFatal(err.message)),
+    });
+    const port = await listener.listen(0);
+    listener.activate({
+      server,
+      sessionId: SID,
+      grant: 'g',
+      accessToken: async () => {
+        const { JitError } = await import('../../shared/errors/jit-error.js');
+        throw new JitError('JIT_AUTH_REFRESH_FAILED');
+      },
+    });
+    const client = await connect(port);
+    const bytes = await readAll(client);
+    expect(bytes.toString('latin1')).toContain('MYour login could not be refreshed\0');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(outcomes).toEqual(['JIT_AUTH_REFRESH_FAILED']);
+    expect(seen.url).toBeUndefined();
     await listener.close();
   });
 

@@ -7,9 +7,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { API_PREFIX, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
+import { API_PREFIX, RELAY_ACCESS_TOKEN_HEADER, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
 import type { ErrorCode } from '../../shared/errors/codes.js';
-import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
+import { errorFromBody, isJitError, JitError } from '../../shared/errors/jit-error.js';
 import { clean } from '../output/style.js';
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -21,6 +21,11 @@ export interface RelayTarget {
   sessionId: string;
   /** Session grant (JWT); sent only as the bearer token of the upgrade request. */
   grant: string;
+  /**
+   * The user's own access token, sent beside the grant (RELAY_ACCESS_TOKEN_HEADER): a leaked
+   * grant is useless without the user's login. Asked for per stream, so it is refreshed in time.
+   */
+  accessToken?: () => Promise<string>;
   /** How long to wait for the 101 (the server waits for the agent's side of the stream). */
   upgradeTimeoutMs?: number;
   /** Extra TLS options (e.g. a CA for a private server); https only. */
@@ -94,58 +99,22 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
       settled = true;
       resolve({ upgraded, ...(failure ? { error: failure } : {}) });
     };
+    let req: http.ClientRequest | undefined;
     const fail = (err: JitError) => {
       failure ??= err;
       upstream?.destroy();
-      req.destroy();
+      req?.destroy();
       local.destroy();
     };
 
-    const url = new URL(`${target.server}${API_PREFIX}/relay/${encodeURIComponent(target.sessionId)}`);
-    const isHttps = url.protocol === 'https:';
-    const options: https.RequestOptions = {
-      method: 'GET',
-      protocol: url.protocol,
-      hostname: url.hostname.replace(/^\[|\]$/g, ''),
-      port: url.port || (isHttps ? 443 : 80),
-      path: url.pathname,
-      // One TCP connection per stream: an upgraded socket must never come from or return to a pool.
-      agent: false,
-      headers: {
-        authorization: `Bearer ${target.grant}`,
-        connection: 'Upgrade',
-        upgrade: STREAM_UPGRADE_PROTOCOL,
-      },
-      ...(isHttps ? target.tls : {}),
-    };
-    const req = (isHttps ? https : http).request(options);
-    req.setNoDelay(true);
-    req.setTimeout(target.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, () => {
-      fail(new JitError('JIT_TARGET_UNREACHABLE', { message: 'The relay did not open the stream in time' }));
-    });
-
     local.on('error', () => fail(new JitError('JIT_PROTOCOL_ERROR', { message: 'The local connection failed' })));
     local.on('close', () => {
-      if (!upgraded) req.destroy();
+      if (!upgraded) req?.destroy();
       if (!upstream || upstream.destroyed) finish();
     });
 
-    req.on('error', (err) => {
-      if (upgraded) return;
-      fail(
-        new JitError('JIT_SERVER_UNREACHABLE', {
-          message: `The relay at ${target.server} cannot be reached`,
-          detail: err.message,
-          cause: err,
-        }),
-      );
-    });
-
-    req.on('response', async (res) => {
-      const body = await readErrorBody(res);
-      const raw = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
-      // Server text reaches the user's terminal and the client's error message: no escape sequences.
-      const err = new JitError(raw.code, { message: clean(raw.message), hint: clean(raw.hint) });
+    /** Tell the local client why (in its protocol, via the hook) and close it. */
+    const refuse = (err: JitError) => {
       failure ??= err;
       if (!local.destroyed) {
         try {
@@ -157,47 +126,103 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
         local.destroySoon?.();
       }
       finish();
-    });
+    };
 
-    req.on('upgrade', (res, socket, head) => {
-      if ((res.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
-        socket.destroy();
-        fail(new JitError('JIT_PROTOCOL_ERROR', { message: 'The relay answered with an unknown protocol' }));
-        return;
-      }
+    const begin = (accessToken: string | undefined) => {
       if (local.destroyed) {
-        socket.destroy();
         finish();
         return;
       }
-      upgraded = true;
-      upstream = socket;
-      socket.setTimeout(0);
-      socket.setNoDelay(true);
-      local.setNoDelay(true);
-      // Half-close: a FIN from one side travels to the other while the reverse direction keeps flowing.
-      socket.allowHalfOpen = true;
-      local.allowHalfOpen = true;
-      if (head.length > 0) socket.unshift(head);
-      socket.on('error', () => {
-        failure ??= new JitError('JIT_SERVER_UNREACHABLE', { message: 'The relay connection broke' });
-        local.destroy();
+      const url = new URL(`${target.server}${API_PREFIX}/relay/${encodeURIComponent(target.sessionId)}`);
+      const isHttps = url.protocol === 'https:';
+      const options: https.RequestOptions = {
+        method: 'GET',
+        protocol: url.protocol,
+        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port || (isHttps ? 443 : 80),
+        path: url.pathname,
+        // One TCP connection per stream: an upgraded socket must never come from or return to a pool.
+        agent: false,
+        headers: {
+          authorization: `Bearer ${target.grant}`,
+          ...(accessToken ? { [RELAY_ACCESS_TOKEN_HEADER]: accessToken } : {}),
+          connection: 'Upgrade',
+          upgrade: STREAM_UPGRADE_PROTOCOL,
+        },
+        ...(isHttps ? target.tls : {}),
+      };
+      req = (isHttps ? https : http).request(options);
+      req.setNoDelay(true);
+      req.setTimeout(target.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, () => {
+        fail(new JitError('JIT_TARGET_UNREACHABLE', { message: 'The relay did not open the stream in time' }));
       });
-      socket.on('close', () => {
-        // Closed without both FINs (reset, server gone): take the local side down too.
-        if (!local.destroyed && !(local.writableFinished && local.readableEnded)) local.destroy();
-        if (local.destroyed) finish();
-      });
-      local.on('close', () => {
-        if (!socket.destroyed && !(socket.writableFinished && socket.readableEnded)) socket.destroy();
-        if (socket.destroyed) finish();
-      });
-      local.pipe(socket);
-      socket.pipe(local);
-      hooks.onUpgraded?.();
-    });
 
-    req.end();
+      req.on('error', (err) => {
+        if (upgraded) return;
+        fail(
+          new JitError('JIT_SERVER_UNREACHABLE', {
+            message: `The relay at ${target.server} cannot be reached`,
+            detail: err.message,
+            cause: err,
+          }),
+        );
+      });
+
+      req.on('response', async (res) => {
+        const body = await readErrorBody(res);
+        const raw = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
+        // Server text reaches the user's terminal and the client's error message: no escape sequences.
+        refuse(new JitError(raw.code, { message: clean(raw.message), hint: clean(raw.hint) }));
+      });
+
+      req.on('upgrade', (res, socket, head) => {
+        if ((res.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
+          socket.destroy();
+          fail(new JitError('JIT_PROTOCOL_ERROR', { message: 'The relay answered with an unknown protocol' }));
+          return;
+        }
+        if (local.destroyed) {
+          socket.destroy();
+          finish();
+          return;
+        }
+        upgraded = true;
+        upstream = socket;
+        socket.setTimeout(0);
+        socket.setNoDelay(true);
+        local.setNoDelay(true);
+        // Half-close: a FIN from one side travels to the other while the reverse direction keeps flowing.
+        socket.allowHalfOpen = true;
+        local.allowHalfOpen = true;
+        if (head.length > 0) socket.unshift(head);
+        socket.on('error', () => {
+          failure ??= new JitError('JIT_SERVER_UNREACHABLE', { message: 'The relay connection broke' });
+          local.destroy();
+        });
+        socket.on('close', () => {
+          // Closed without both FINs (reset, server gone): take the local side down too.
+          if (!local.destroyed && !(local.writableFinished && local.readableEnded)) local.destroy();
+          if (local.destroyed) finish();
+        });
+        local.on('close', () => {
+          if (!socket.destroyed && !(socket.writableFinished && socket.readableEnded)) socket.destroy();
+          if (socket.destroyed) finish();
+        });
+        local.pipe(socket);
+        socket.pipe(local);
+        hooks.onUpgraded?.();
+      });
+
+      req.end();
+    };
+
+    if (!target.accessToken) {
+      begin(undefined);
+      return;
+    }
+    target.accessToken().then(begin, (err: unknown) =>
+      refuse(isJitError(err) ? err : new JitError('JIT_AUTH_REQUIRED', { detail: (err as Error)?.message })),
+    );
   });
 }
 
