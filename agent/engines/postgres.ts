@@ -1,0 +1,385 @@
+/**
+ * PostgreSQL engine for one client connection (the socket is the client's side of the stream).
+ *
+ * Order (fixed; each step MUST pass before the next):
+ *   1. first packet: SSLRequest/GSSENCRequest → 'N'; CancelRequest → forward to the real backend
+ *      of a live stream of THIS session only, then close; StartupMessage → checks below.
+ *   2. refuse replication; drop `options` and every GUC not on the allow-list; the user MUST be
+ *      `jit_<sessionId>`.
+ *   3. authenticate the client with SCRAM-SHA-256 against the session's local verifier. NEVER
+ *      create a credential or touch the target before this succeeds.
+ *   4. ensure the session role; log in upstream with it over SCRAM (any other method fails closed).
+ *   5. only then AuthenticationSASLFinal + AuthenticationOk, the server's ParameterStatus, OUR
+ *      OWN BackendKeyData (the real one never reaches the client), ReadyForQuery.
+ *   6. relay bytes with `pipe` both ways: no per-chunk JavaScript on the hot path.
+ */
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  authenticationOk,
+  authenticationSASL,
+  authenticationSASLContinue,
+  authenticationSASLFinal,
+  backendKeyData,
+  errorResponse,
+  negotiateProtocolVersion,
+  PgProtocolError,
+  parameterStatus,
+  parseSASLInitialResponse,
+  readyForQuery,
+  type StartupPacket,
+} from '../../src/protocol/postgres/codec.js';
+import { SCRAM_MECHANISM, ScramError, ScramServer } from '../../src/protocol/postgres/scram.js';
+import type { AgentPostgresTarget } from '../../src/shared/config/agent.js';
+import type { SessionInfo } from '../../src/shared/contract/agent.js';
+import { JitError } from '../../src/shared/errors/jit-error.js';
+import type { Logger } from '../../src/shared/log.js';
+import type { Clock } from '../../src/shared/runtime/ctx.js';
+import type { SessionCredential } from '../credentials/postgres-roles.js';
+import type { EmitEvent } from '../events.js';
+import type { LiveStream, StreamRegistry } from '../streams.js';
+import { PacketReader, PeerClosedError } from './packet-reader.js';
+import {
+  dialTarget,
+  loginUpstream,
+  negotiateTls,
+  sendUpstreamCancel,
+  UpstreamErrorResponse,
+  UpstreamUnavailableError,
+} from './postgres-upstream.js';
+
+/** What the engine needs from the credential side. */
+export interface SessionRoleProvider {
+  ensureSessionRole(session: SessionInfo): Promise<SessionCredential>;
+  noteDatabase(sessionId: string, database: string): void;
+  /** Forget a cached credential (the target refused it); the next connection re-ensures. */
+  invalidate?(sessionId: string): void;
+}
+
+export interface PostgresEngineDeps {
+  roles: SessionRoleProvider;
+  registry: StreamRegistry;
+  emit: EmitEvent;
+  logger: Logger;
+  clock: Clock;
+  random(bytes: number): Buffer;
+  /** The client must finish the startup phase within this (default 30 s). */
+  startupTimeoutMs?: number;
+}
+
+export interface PostgresTargetRef {
+  name: string;
+  config: AgentPostgresTarget;
+}
+
+export interface HandleOptions {
+  streamId?: string;
+  /** A TCP connection to the target dialled ahead (to fail fast); used for this client or closed. */
+  upstream?: net.Socket;
+}
+
+/**
+ * Startup parameters passed upstream besides user/database. `options` (-c GUCs) and anything else
+ * are dropped: settings that must not bypass inspection stay out of the startup packet.
+ */
+const PASSTHROUGH_PARAMS = new Set([
+  'application_name',
+  'client_encoding',
+  'datestyle',
+  'timezone',
+  'intervalstyle',
+  'extra_float_digits',
+]);
+
+const MAX_PARAM_VALUE = 256;
+
+type Fatal = { code: string; message: string; hint?: string };
+
+/** Run the engine for one client connection; resolves when the connection is over. */
+export async function handlePostgresClient(
+  client: Duplex,
+  session: SessionInfo,
+  target: PostgresTargetRef,
+  deps: PostgresEngineDeps,
+  opts: HandleOptions = {},
+): Promise<void> {
+  const streamId = opts.streamId ?? deps.random(12).toString('hex');
+  let upstream: Duplex | undefined = opts.upstream;
+  let done = false;
+  const stream: LiveStream = {
+    id: streamId,
+    sessionId: session.id,
+    target: target.name,
+    destroy() {
+      client.destroy();
+      upstream?.destroy();
+      opts.upstream?.destroy();
+    },
+  };
+  deps.registry.add(stream);
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  client.on('error', () => stream.destroy());
+  // A client that leaves mid-startup takes the upstream leg with it.
+  client.once('close', () => {
+    upstream?.destroy();
+    opts.upstream?.destroy();
+  });
+  const startupTimer = deps.clock.setTimeout(() => {
+    if (!done) stream.destroy();
+  }, deps.startupTimeoutMs ?? 30_000);
+  const expiryTimer = armExpiry(session, deps.clock, () => stream.destroy());
+  const started = deps.clock.now();
+  let relaying = false;
+  try {
+    const reader = new PacketReader(client);
+    const first = await readFirstPacket(reader, client);
+    if (first.kind === 'cancel') {
+      await forwardCancel(first.pid, first.secret, session, target, deps);
+      return;
+    }
+    if (first.kind !== 'startup') throw new PgProtocolError('unexpected negotiation request');
+    const req = checkStartup(first, session, target, client);
+    if ('fatal' in req) {
+      sendFatal(client, req.fatal);
+      return;
+    }
+
+    // 3. Local SCRAM against the session's verifier.
+    const serverFinal = await authenticateLocal(reader, client, session);
+    if (serverFinal === undefined) {
+      deps.emit({
+        event: 'local.auth-failed',
+        session: session.id,
+        target: target.name,
+        outcome: 'failure',
+        data: { stream: streamId },
+      });
+      sendFatal(client, { code: '28P01', message: `password authentication failed for user "${req.user}"` });
+      return;
+    }
+
+    // 4. Credential and upstream login.
+    const cred = await deps.roles.ensureSessionRole(session);
+    deps.roles.noteDatabase(session.id, req.database);
+    const raw = opts.upstream ?? (await dialTarget(target.config, deps.clock));
+    upstream = raw;
+    upstream = await negotiateTls(raw, target.config);
+    const params: Record<string, string> = { user: cred.role, database: req.database, ...req.passthrough };
+    let up: Awaited<ReturnType<typeof loginUpstream>>;
+    try {
+      up = await loginUpstream(upstream, params, cred.password);
+    } catch (err) {
+      if (err instanceof UpstreamErrorResponse && err.fields['C']?.startsWith('28')) deps.roles.invalidate?.(session.id);
+      throw err;
+    }
+
+    // 5. Our own backend key, mapped to the real one for CancelRequest.
+    let ours = makeKey(deps);
+    if (up.backendKey) {
+      while (!deps.registry.setCancelKey(stream, ours, up.backendKey)) ours = makeKey(deps);
+    }
+    if (client.destroyed) throw new PeerClosedError();
+    client.cork();
+    client.write(authenticationSASLFinal(serverFinal));
+    client.write(authenticationOk());
+    for (const p of up.parameters) client.write(parameterStatus(p.name, p.value));
+    client.write(backendKeyData(ours.pid, ours.secret));
+    client.write(readyForQuery(up.status));
+    client.uncork();
+    reader.detach();
+    done = true;
+    deps.clock.clearTimeout(startupTimer);
+    deps.emit({
+      event: 'connection.opened',
+      session: session.id,
+      target: target.name,
+      outcome: 'success',
+      data: { stream: streamId, database: req.database, role: cred.role, ms: deps.clock.now() - started },
+    });
+    relaying = true;
+    relay(client, up.socket, stream);
+  } catch (err) {
+    reportStartupFailure(err, client, session, target, deps);
+  } finally {
+    done = true;
+    deps.clock.clearTimeout(startupTimer);
+    if (!relaying) {
+      deps.clock.clearTimeout(expiryTimer);
+      deps.registry.remove(stream);
+      if (!client.writableEnded) client.end();
+      // Give the final ErrorResponse a moment to flush, then make sure nothing lingers.
+      const t = deps.clock.setTimeout(() => stream.destroy(), 1_000);
+      client.once('close', () => deps.clock.clearTimeout(t));
+      upstream?.destroy();
+      opts.upstream?.destroy();
+    }
+  }
+  if (!relaying) return;
+  await closed;
+  deps.clock.clearTimeout(expiryTimer);
+  deps.registry.remove(stream);
+  const sock = client as Partial<net.Socket>;
+  deps.emit({
+    event: 'connection.closed',
+    session: session.id,
+    target: target.name,
+    outcome: 'info',
+    data: {
+      stream: streamId,
+      bytesIn: sock.bytesRead ?? 0,
+      bytesOut: sock.bytesWritten ?? 0,
+      seconds: Math.round((deps.clock.now() - started) / 1000),
+    },
+  });
+}
+
+/** SSLRequest/GSSENCRequest are answered 'N' (at most twice), then the real first packet. */
+async function readFirstPacket(reader: PacketReader, client: Duplex): Promise<StartupPacket> {
+  let packet = await reader.startupPacket();
+  for (let n = 0; packet.kind === 'ssl' || packet.kind === 'gssenc'; n++) {
+    if (n >= 2) throw new PgProtocolError('too many negotiation requests');
+    // Bytes sent ahead of our answer would be plaintext smuggled before a TLS handshake.
+    reader.assertNothingBuffered();
+    client.write('N');
+    packet = await reader.startupPacket();
+  }
+  return packet;
+}
+
+function checkStartup(
+  packet: Extract<StartupPacket, { kind: 'startup' }>,
+  session: SessionInfo,
+  target: PostgresTargetRef,
+  client: Duplex,
+): { user: string; database: string; passthrough: Record<string, string> } | { fatal: Fatal } {
+  const params = packet.params;
+  const unsupported = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
+  if (packet.minor > 0 || unsupported.length > 0) client.write(negotiateProtocolVersion(0, unsupported));
+  const replication = (params.get('replication') ?? 'false').toLowerCase();
+  if (!['false', 'off', 'no', '0'].includes(replication)) {
+    return { fatal: { code: '42501', message: 'replication connections are not allowed through jit' } };
+  }
+  const expected = `jit_${session.id}`;
+  const user = params.get('user') ?? '';
+  if (user !== expected) {
+    return {
+      fatal: {
+        code: '28000',
+        message: `user "${user.slice(0, 64)}" is not the user of this jit session`,
+        hint: `connect as ${expected} with the connection string jit connect printed`,
+      },
+    };
+  }
+  let database = params.get('database') ?? '';
+  // libpq and node-postgres default the database to the user name; that means "not chosen".
+  if (database === '' || database === user) database = session.database ?? target.config.database;
+  const passthrough: Record<string, string> = {};
+  for (const [k, v] of params) {
+    if (PASSTHROUGH_PARAMS.has(k.toLowerCase()) && v.length <= MAX_PARAM_VALUE) passthrough[k] = v;
+  }
+  return { user, database, passthrough };
+}
+
+/** Returns the server-final message to send later, or undefined when the client failed to prove the secret. */
+async function authenticateLocal(reader: PacketReader, client: Duplex, session: SessionInfo): Promise<string | undefined> {
+  client.write(authenticationSASL([SCRAM_MECHANISM]));
+  const init = await reader.message();
+  if (init.type !== 0x70 /* p */) throw new PgProtocolError('expected SASLInitialResponse');
+  const { mechanism, data } = parseSASLInitialResponse(init.body);
+  if (mechanism !== SCRAM_MECHANISM || data === null) {
+    throw new PgProtocolError('client selected an invalid SASL authentication mechanism', '28000');
+  }
+  try {
+    const server = new ScramServer(session.localVerifier);
+    client.write(authenticationSASLContinue(server.serverFirst(data)));
+    const resp = await reader.message();
+    if (resp.type !== 0x70) throw new PgProtocolError('expected SASLResponse');
+    return server.serverFinal(resp.body.toString('utf8'));
+  } catch (err) {
+    if (err instanceof ScramError) return undefined;
+    throw err;
+  }
+}
+
+async function forwardCancel(
+  pid: number,
+  secret: Buffer,
+  session: SessionInfo,
+  target: PostgresTargetRef,
+  deps: PostgresEngineDeps,
+): Promise<void> {
+  const found = deps.registry.lookupCancelKey(pid, secret);
+  // Unknown keys and keys of other sessions do nothing, exactly like PostgreSQL (no answer either way).
+  if (!found || found.stream.sessionId !== session.id || found.stream.target !== target.name) return;
+  try {
+    await sendUpstreamCancel(target.config, found.real, deps.clock);
+    deps.emit({ event: 'query.cancelled', session: session.id, target: target.name, outcome: 'info', data: { stream: found.stream.id } });
+  } catch (err) {
+    deps.logger.warn({ session: session.id, target: target.name, err: (err as Error).message }, 'forwarding a cancel request failed');
+  }
+}
+
+function relay(client: Duplex, upstream: Duplex, stream: LiveStream): void {
+  (client as Partial<net.Socket>).setNoDelay?.(true);
+  (upstream as Partial<net.Socket>).setNoDelay?.(true);
+  const kill = () => stream.destroy();
+  upstream.on('error', kill);
+  client.on('close', kill);
+  upstream.on('close', kill);
+  // pipe ends the destination when the source ends: a FIN travels through (half-close).
+  upstream.pipe(client);
+  client.pipe(upstream);
+}
+
+function makeKey(deps: PostgresEngineDeps): { pid: number; secret: Buffer } {
+  const b = deps.random(8);
+  return { pid: (b.readUInt32BE(0) & 0x7fffffff) || 1, secret: Buffer.from(b.subarray(4)) };
+}
+
+/** Close the stream when the session expires, even if nobody told us (VALID UNTIL only stops new logins). */
+function armExpiry(session: SessionInfo, clock: Clock, onExpire: () => void): NodeJS.Timeout | undefined {
+  const at = Date.parse(session.expiresAt);
+  if (Number.isNaN(at)) return undefined;
+  const ms = Math.min(Math.max(at - clock.now(), 0), 2 ** 31 - 1);
+  const t = clock.setTimeout(onExpire, ms);
+  t.unref?.();
+  return t;
+}
+
+function sendFatal(client: Duplex, f: Fatal): void {
+  if (client.writable) client.write(errorResponse({ severity: 'FATAL', code: f.code, message: f.message, hint: f.hint }));
+}
+
+function reportStartupFailure(
+  err: unknown,
+  client: Duplex,
+  session: SessionInfo,
+  target: PostgresTargetRef,
+  deps: PostgresEngineDeps,
+): void {
+  const log = { session: session.id, target: target.name };
+  if (err instanceof PeerClosedError) return;
+  if (err instanceof PgProtocolError) {
+    deps.logger.warn({ ...log, err: err.message }, 'client broke the protocol during startup');
+    sendFatal(client, { code: err.sqlstate, message: err.message });
+    return;
+  }
+  if (err instanceof UpstreamErrorResponse) {
+    deps.logger.warn({ ...log, sqlstate: err.fields['C'] }, 'target refused the session role');
+    if (client.writable) client.write(err.raw);
+    return;
+  }
+  if (err instanceof UpstreamUnavailableError || err instanceof ScramError) {
+    deps.logger.warn({ ...log, err: err.message }, 'cannot log in to the target');
+    const e = new JitError('JIT_TARGET_UNREACHABLE');
+    sendFatal(client, { code: '08001', message: `jit: ${e.message}`, hint: e.hint });
+    return;
+  }
+  if (err instanceof JitError) {
+    deps.logger.warn({ ...log, code: err.code, detail: err.detail }, 'session setup failed');
+    sendFatal(client, { code: '08004', message: `jit: ${err.message}`, hint: err.hint });
+    return;
+  }
+  deps.logger.error({ ...log, err }, 'unexpected error in the postgres engine');
+  sendFatal(client, { code: 'XX000', message: 'jit: unexpected error in the agent' });
+}
