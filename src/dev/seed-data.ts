@@ -169,7 +169,8 @@ export function generateDemoData(seed = 20240601, sizes: { customers: number; or
     let w = rnd() * totalWeight;
     let status: OrderStatus = 'delivered';
     for (const [s, weight] of STATUS_WEIGHTS) {
-      if ((w -= weight) < 0) {
+      w -= weight;
+      if (w < 0) {
         status = s;
         break;
       }
