@@ -116,6 +116,8 @@ export class DevEnvironment {
       if (signal?.aborted) throw new DevAborted();
     };
 
+    // Fail fast on a taken control plane port, before touching files or starting PostgreSQL.
+    if (o.port !== 0 && !(await portIsFree(o.port))) throw portInUse(o.port);
     if (o.reset) {
       assertDevFolder(o.dir);
       await stopLeftoverPostgres(o.dir, ctx.clock);
@@ -124,9 +126,6 @@ export class DevEnvironment {
     }
     const folder = openDevFolder(o.dir, ctx.random);
     if (folder.created) status(`created ${o.dir} with new dev users and secrets`);
-
-    // Fail fast on a taken control plane port, before PostgreSQL spends seconds starting.
-    if (o.port !== 0 && !(await portIsFree(o.port))) throw portInUse(o.port);
 
     if (await stopLeftoverPostgres(o.dir, ctx.clock)) status('stopped a PostgreSQL left running by an earlier jit dev');
     let pgPort = o.pgPort;
