@@ -318,10 +318,20 @@ export class PostgresRoles {
     }
   }
 
-  /** Session roles present on the target (only names matching the fixed pattern). */
+  /**
+   * Session roles on the target that this admin manages: names matching the fixed pattern and,
+   * on PostgreSQL 16+ with a non-superuser admin, only roles it holds ADMIN OPTION on (the roles
+   * it created). Another agent sharing the cluster with its own admin role keeps its roles.
+   */
   async listSessionRoles(): Promise<SessionRoleRow[]> {
     const r = await this.pool.query<{ rolname: string; rolvaliduntil: Date | null }>(
-      `SELECT rolname, rolvaliduntil FROM pg_roles WHERE rolname ~ '^jit_[a-z0-9]{20}$'`,
+      `SELECT r.rolname, r.rolvaliduntil FROM pg_roles r
+        WHERE r.rolname ~ '^jit_[a-z0-9]{20}$'
+          AND (current_setting('server_version_num')::int < 160000
+               OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+               OR EXISTS (SELECT 1 FROM pg_auth_members m
+                           WHERE m.roleid = r.oid AND m.admin_option
+                             AND m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)))`,
     );
     return r.rows
       .filter((row) => SESSION_ROLE_PATTERN.test(row.rolname))

@@ -1,0 +1,184 @@
+/**
+ * Session-role lifecycle and the reaper against a real PostgreSQL, as a non-superuser admin
+ * (CREATEROLE + pg_signal_backend), the way an agent runs in production.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { PostgresRoles, sessionRoleName } from '../../agent/credentials/postgres-roles.js';
+import type { AgentEventInput } from '../../agent/events.js';
+import { reapOnce } from '../../agent/reaper.js';
+import { makeScramVerifier } from '../../src/protocol/postgres/scram.js';
+import { AgentPostgresTarget } from '../../src/shared/config/agent.js';
+import type { SessionInfo } from '../../src/shared/contract/agent.js';
+import { silentLogger } from '../../src/shared/log.js';
+import { systemClock } from '../../src/shared/runtime/ctx.js';
+import { sql } from '../helpers/postgres.js';
+
+const pgInfo = inject('pg');
+const prefix = `pr${randomBytes(3).toString('hex')}`;
+const ADMIN = `${prefix}_admin`;
+const ADMIN_PW = randomBytes(12).toString('hex');
+const READER = `${prefix}_reader`;
+const DB = `${prefix}_db`;
+const DB2 = `${prefix}_db2`;
+const adminUrl = `postgresql://${ADMIN}:${ADMIN_PW}@127.0.0.1:${pgInfo.port}/${DB}`;
+const superIn = (db: string) => pgInfo.superUrl.replace(/\/postgres$/, `/${db}`);
+const events: AgentEventInput[] = [];
+let roles: PostgresRoles;
+
+function sid(): string {
+  let s = '';
+  while (s.length < 20) s += randomBytes(16).toString('hex');
+  return s.slice(0, 20);
+}
+
+function session(overrides: Partial<SessionInfo> = {}): SessionInfo {
+  return {
+    id: sid(),
+    user: 'alice',
+    target: 't',
+    grantRoles: [READER],
+    expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+    localVerifier: makeScramVerifier('x'),
+    ...overrides,
+  };
+}
+
+async function existing(names: string[]): Promise<string[]> {
+  const rows = await sql<{ rolname: string }>(pgInfo.superUrl, 'select rolname from pg_roles where rolname = any($1) order by 1', [names]);
+  return rows.map((r) => r.rolname);
+}
+
+beforeAll(async () => {
+  await sql(pgInfo.superUrl, `CREATE ROLE ${ADMIN} LOGIN PASSWORD '${ADMIN_PW}' CREATEROLE`);
+  await sql(pgInfo.superUrl, `GRANT pg_signal_backend TO ${ADMIN}`);
+  await sql(pgInfo.superUrl, `CREATE ROLE ${READER} NOLOGIN`);
+  await sql(pgInfo.superUrl, `GRANT ${READER} TO ${ADMIN} WITH ADMIN OPTION`);
+  await sql(pgInfo.superUrl, `CREATE DATABASE ${DB}`);
+  await sql(pgInfo.superUrl, `CREATE DATABASE ${DB2}`);
+  for (const db of [DB, DB2]) await sql(superIn(db), `GRANT USAGE, CREATE ON SCHEMA public TO ${READER}`);
+  roles = new PostgresRoles({
+    target: 't',
+    config: AgentPostgresTarget.parse({ type: 'postgres', port: pgInfo.port, database: DB }),
+    adminUrl,
+    emit: (e) => events.push(e),
+    logger: silentLogger(),
+    clock: systemClock,
+    random: randomBytes,
+  });
+});
+
+afterAll(async () => {
+  await roles?.close();
+});
+
+describe('session roles', () => {
+  it('creates the role with the verifier, expiry, grant role and comment; never the plaintext', async () => {
+    const s = session();
+    const cred = await roles.ensureSessionRole(s);
+    expect(cred.role).toBe(`jit_${s.id}`);
+    const [row] = await sql<{ until: Date; comment: string; member: boolean; pw: string }>(
+      pgInfo.superUrl,
+      `select rolvaliduntil as until, shobj_description(oid, 'pg_authid') as comment,
+              pg_has_role(rolname, $2, 'member') as member, (select rolpassword from pg_authid where rolname = $1) as pw
+         from pg_roles where rolname = $1`,
+      [cred.role, READER],
+    );
+    expect(new Date(row!.until).toISOString()).toBe(s.expiresAt);
+    expect(row!.comment).toBe(`jit session ${s.id}`);
+    expect(row!.member).toBe(true);
+    expect(row!.pw).toMatch(/^SCRAM-SHA-256\$4096:/);
+    // The password we hold logs in.
+    const c = new pg.Client({ host: '127.0.0.1', port: pgInfo.port, user: cred.role, password: cred.password, database: DB });
+    await c.connect();
+    await c.end();
+    await roles.dropSessionRole(s.id, 'test');
+  });
+
+  it('refuses session ids without the fixed shape (reapers could never find them)', () => {
+    expect(() => sessionRoleName('short')).toThrow();
+    expect(() => sessionRoleName('UPPERCASE0123456789X')).toThrow();
+  });
+
+  it('reports credential.failed for a grant role the admin may not hand out', async () => {
+    const s = session({ grantRoles: ['pg_read_server_files'] });
+    await expect(roles.ensureSessionRole(s)).rejects.toMatchObject({ code: 'JIT_CREDENTIAL_FAILED' });
+    expect(await existing([`jit_${s.id}`])).toEqual([]);
+    expect(events.find((e) => e.session === s.id)).toMatchObject({ event: 'credential.failed', outcome: 'failure' });
+  });
+
+  it('drops objects the role owns in every database it touched', async () => {
+    const s = session();
+    const cred = await roles.ensureSessionRole(s);
+    // The role connects to a second database (the engine would note it) and creates a table there.
+    roles.noteDatabase(s.id, DB2);
+    const c = new pg.Client({ host: '127.0.0.1', port: pgInfo.port, user: cred.role, password: cred.password, database: DB2 });
+    await c.connect();
+    await c.query('create table owned_by_session (x int)');
+    await c.end();
+    expect(await roles.dropSessionRole(s.id, 'exit')).toBe(true);
+    expect(await existing([cred.role])).toEqual([]);
+    const owner = await sql(superIn(DB2), "select tableowner from pg_tables where tablename = 'owned_by_session'");
+    expect(owner).toEqual([{ tableowner: ADMIN }]);
+  });
+});
+
+describe('reaper', () => {
+  it('drops orphans, keeps live sessions and never touches other roles', async () => {
+    const orphan = sid();
+    const live = sid();
+    const others = [`jit_admin_${prefix}`, `jit_${sid()}x`, `jit_${sid().toUpperCase()}`, `${prefix}_jit_${sid()}`];
+    for (const r of [`jit_${orphan}`, `jit_${live}`]) await sql(adminUrl, `CREATE ROLE "${r}" LOGIN`);
+    for (const r of others) await sql(adminUrl, `CREATE ROLE "${r}" NOLOGIN`);
+    let asked: string[] = [];
+    const result = await reapOnce({
+      targets: new Map([['t', roles]]),
+      askLive: async (ids) => {
+        asked = ids;
+        return [live];
+      },
+      logger: silentLogger(),
+      clock: systemClock,
+    });
+    expect(asked).toEqual(expect.arrayContaining([orphan, live]));
+    expect(result.dropped).toContainEqual({ target: 't', role: `jit_${orphan}`, reason: 'orphaned' });
+    expect(await existing([`jit_${orphan}`, `jit_${live}`, ...others])).toEqual([`jit_${live}`, ...others].sort());
+    await roles.dropSessionRole(live, 'test');
+    for (const r of others) await sql(adminUrl, `DROP ROLE "${r}"`);
+  });
+
+  it('leaves session roles another admin (another agent) manages', async () => {
+    const foreign = sid();
+    await sql(pgInfo.superUrl, `CREATE ROLE "jit_${foreign}" LOGIN VALID UNTIL '2000-01-01'`);
+    try {
+      const result = await reapOnce({
+        targets: new Map([['t', roles]]),
+        askLive: async () => [],
+        logger: silentLogger(),
+        clock: systemClock,
+      });
+      // Not even attempted (an attempt would show up in failed: this admin may not alter it).
+      expect([...result.dropped, ...result.failed].map((d) => d.role)).not.toContain(`jit_${foreign}`);
+      expect(await existing([`jit_${foreign}`])).toEqual([`jit_${foreign}`]);
+    } finally {
+      await sql(pgInfo.superUrl, `DROP ROLE "jit_${foreign}"`);
+    }
+  });
+
+  it('without an answer from the control plane drops only expired roles', async () => {
+    const expired = sid();
+    const valid = sid();
+    await sql(adminUrl, `CREATE ROLE "jit_${expired}" LOGIN VALID UNTIL '2000-01-01'`);
+    await sql(adminUrl, `CREATE ROLE "jit_${valid}" LOGIN VALID UNTIL '2999-01-01'`);
+    const result = await reapOnce({
+      targets: new Map([['t', roles]]),
+      askLive: async () => undefined,
+      logger: silentLogger(),
+      clock: systemClock,
+    });
+    expect(result.dropped).toContainEqual({ target: 't', role: `jit_${expired}`, reason: 'expired' });
+    expect(await existing([`jit_${expired}`, `jit_${valid}`])).toEqual([`jit_${valid}`]);
+    await roles.dropSessionRole(valid, 'test');
+  });
+});
