@@ -13,6 +13,7 @@ import { PostgresRoles } from '../../agent/credentials/postgres-roles.js';
 import { handlePostgresClient } from '../../agent/engines/postgres.js';
 import type { AgentEventInput } from '../../agent/events.js';
 import { StreamRegistry } from '../../agent/streams.js';
+import { sslRequest, startupMessage } from '../../src/protocol/postgres/codec.js';
 import { makeScramVerifier } from '../../src/protocol/postgres/scram.js';
 import { AgentPostgresTarget } from '../../src/shared/config/agent.js';
 import type { SessionInfo } from '../../src/shared/contract/agent.js';
@@ -141,6 +142,12 @@ describe('postgres engine', () => {
     } finally {
       await c.end();
     }
+    await expect.poll(() => events.find((e) => e.event === 'connection.closed' && e.session === session.id)).toMatchObject({
+      data: { bytesIn: expect.any(Number), bytesOut: expect.any(Number) },
+    });
+    const closed = events.find((e) => e.event === 'connection.closed' && e.session === session.id)!;
+    expect(closed.data!['bytesIn']).toBeGreaterThan(100);
+    expect(closed.data!['bytesOut']).toBeGreaterThan(100);
     const created = events.filter((e) => e.event === 'credential.created' && e.session === session.id);
     expect(created).toHaveLength(1);
     expect(created[0]!.data).toMatchObject({ role: `jit_${session.id}`, validUntil: session.expiresAt });
@@ -172,6 +179,49 @@ describe('postgres engine', () => {
     current = session;
     const c = client(session, secret, { replication: 'database' } as Partial<pg.ClientConfig>);
     await expect(c.connect()).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('with sslmode=require fails closed when the target will not encrypt', async () => {
+    const { session, secret } = newSession();
+    const strict = { name: target.name, config: { ...target.config, sslmode: 'require' as const } };
+    const srv = net.createServer((sock) =>
+      void handlePostgresClient(sock, session, strict, {
+        roles,
+        registry,
+        emit: (e) => events.push(e),
+        logger,
+        clock: systemClock,
+        random: randomBytes,
+      }),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: (srv.address() as net.AddressInfo).port,
+        user: `jit_${session.id}`,
+        password: secret,
+        database: DB,
+      });
+      c.on('error', () => {});
+      await expect(c.connect()).rejects.toMatchObject({ code: '08001', message: 'jit: The target cannot be reached right now' });
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('refuses bytes sent ahead of the answer to SSLRequest (no N, protocol error)', async () => {
+    const { session } = newSession();
+    current = session;
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    sock.on('data', (b: Buffer) => chunks.push(b));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(Buffer.concat([sslRequest(), startupMessage({ user: `jit_${session.id}` })]));
+    await new Promise((r) => sock.once('close', r));
+    const answer = Buffer.concat(chunks);
+    expect(String.fromCharCode(answer[0]!)).toBe('E');
+    expect(answer.toString('latin1')).toContain('08P01');
   });
 
   it('works with psql and sslmode=prefer (SSLRequest answered N)', async () => {
