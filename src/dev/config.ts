@@ -65,7 +65,7 @@ export function policyYaml(): string {
         type: 'postgres',
         agent: AGENT_NAME,
         database: DEMO_DATABASE,
-        description: 'Demo shop database (customers, orders, products) in the embedded PostgreSQL',
+        description: 'Demo shop database: customers, orders, products',
       },
     ],
     access: [

@@ -1,0 +1,98 @@
+/**
+ * The README's walkthrough, step by step, with the built binary: `jit dev`, then in "another
+ * terminal" `jit login` as alice (device code; the browser is scripted), `jit connect demo-db`,
+ * psql with the printed URL, Ctrl-C, and `jit audit` as bob, the administrator. If this test
+ * fails, the README is lying to newcomers.
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { completeDeviceLogin } from '../helpers/idp-browser.js';
+import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
+import { freePort } from '../helpers/postgres.js';
+
+function psql(url: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('psql', [url, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeout: 15_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: stdout.trim(), stderr }),
+    );
+  });
+}
+
+const work = mkdtempSync(path.join(os.tmpdir(), 'jit-dev-walk-'));
+chmodSync(work, 0o755);
+const children: SpawnedJit[] = [];
+
+afterAll(async () => {
+  for (const c of children.reverse()) {
+    if (c.child.exitCode === null) {
+      c.kill('SIGINT');
+      await c.exited(30_000).catch(() => c.kill('SIGKILL'));
+    }
+  }
+});
+
+/** `jit [--profile p] login --server url`, finishing the browser step as `user`. */
+async function login(home: string, server: string, user: string, password: string, profile?: string): Promise<string> {
+  const args = [...(profile ? ['--profile', profile] : []), 'login', '--server', server];
+  const proc = spawnJit(args, { home });
+  children.push(proc);
+  const [, url] = (await proc.waitForLine('stderr', /^\s+(http:\/\/\S+)$/, 20_000)) as RegExpMatchArray;
+  await completeDeviceLogin({ verificationUriComplete: url!, username: user, password });
+  expect(await proc.exited(30_000)).toEqual({ code: 0, signal: null });
+  return proc.stderr();
+}
+
+describe('the README walkthrough', () => {
+  it('login as alice, connect demo-db, query with psql, Ctrl-C, audit as bob', async () => {
+    const port = await freePort();
+    const server = `http://127.0.0.1:${port}`;
+    const dev = spawnJit(['dev', '--dir', path.join(work, '.jit-dev'), '--port', String(port)], { cwd: work });
+    children.push(dev);
+    await dev.waitForLine('stderr', /Ctrl-C stops everything/, 90_000);
+    const pw = (u: string) => new RegExp(`\\b${u}\\s+([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})\\s`).exec(dev.stderr())?.[1] ?? '';
+
+    const home = makeHome();
+    expect(await login(home, server, 'alice', pw('alice'))).toContain('Logged in to');
+
+    const targets = await runJit(['targets'], { home });
+    expect(targets.code).toBe(0);
+    expect(targets.stdout).toContain('demo-db');
+
+    const connect = spawnJit(['connect', 'demo-db', '--reason', 'README walkthrough'], { home });
+    children.push(connect);
+    const [url] = (await connect.waitForLine('stdout', /^postgresql:\/\/\S+$/, 30_000)) as RegExpMatchArray;
+    expect(url).toMatch(/^postgresql:\/\/jit_[a-z0-9]{20}:[^@]+@127\.0\.0\.1:\d+\/demo\?sslmode=disable$/);
+
+    const q = await psql(url!, "SELECT count(*) FROM customers WHERE email LIKE '%@example.com'");
+    expect(q.stderr).toBe('');
+    expect(Number(q.stdout)).toBeGreaterThan(0);
+    // demo_writer: writes are allowed by the demo policy.
+    expect((await psql(url!, "UPDATE orders SET status = 'shipped' WHERE id = 1")).code).toBe(0);
+
+    connect.kill('SIGINT');
+    expect((await connect.exited(30_000)).code).toBe(0);
+    // The session's credential is gone: the same URL no longer works.
+    expect((await psql(url!, 'SELECT 1')).code).not.toBe(0);
+
+    // Alice is no administrator.
+    const denied = await runJit(['audit'], { home });
+    expect(denied.code).toBe(4);
+    expect(denied.stderr).toContain('JIT_ADMIN_REQUIRED');
+
+    // Bob is, in a second profile of the same CLI.
+    await login(home, server, 'bob', pw('bob'), 'bob');
+    const audit = await runJit(['--profile', 'bob', 'audit', '--json'], { home });
+    expect(audit.code).toBe(0);
+    const events = audit.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; actor?: string });
+    expect(events.some((e) => e.type === 'session.started' && e.actor === 'alice')).toBe(true);
+
+    dev.kill('SIGINT');
+    expect(await dev.exited(30_000)).toEqual({ code: 0, signal: null });
+  });
+});
