@@ -148,7 +148,7 @@ export async function handlePostgresClient(
     const serverFinal = await authenticateLocal(reader, client, session);
     if (serverFinal === undefined) {
       deps.emit({
-        event: 'local.auth-failed',
+        event: 'local-auth.failed',
         session: session.id,
         target: target.name,
         outcome: 'failure',

@@ -163,7 +163,7 @@ describe('postgres engine', () => {
       message: `password authentication failed for user "jit_${session.id}"`,
     });
     expect(await roleExists(`jit_${session.id}`)).toBe(false);
-    expect(events.some((e) => e.event === 'local.auth-failed' && e.session === session.id)).toBe(true);
+    expect(events.some((e) => e.event === 'local-auth.failed' && e.session === session.id)).toBe(true);
   });
 
   it('refuses another user name with 28000', async () => {

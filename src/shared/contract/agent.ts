@@ -61,7 +61,7 @@ export const AgentStreamFailed = z.object({
 /** Audit events the agent reports (credential.created / credential.destroyed / …). */
 export const AgentEvent = z.object({
   type: z.literal('event'),
-  event: z.string().regex(/^[a-z]+(\.[a-z-]+)+$/),
+  event: z.string().regex(/^[a-z]+(-[a-z]+)*(\.[a-z-]+)+$/).max(64),
   session: z.string().optional(),
   target: z.string().optional(),
   outcome: z.enum(['success', 'failure', 'info']).default('info'),
