@@ -5,7 +5,7 @@
  * fails, the README is lying to newcomers.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -32,6 +32,7 @@ afterAll(async () => {
       await c.exited(30_000).catch(() => c.kill('SIGKILL'));
     }
   }
+  rmSync(work, { recursive: true, force: true });
 });
 
 /** `jit [--profile p] login --server url`, finishing the browser step as `user`. */

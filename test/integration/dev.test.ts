@@ -5,7 +5,7 @@
  * on Ctrl-C that leaves no PostgreSQL behind, and a second start that keeps passwords and data.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +59,7 @@ afterAll(async () => {
     running.kill('SIGINT');
     await running.exited(30_000).catch(() => running?.kill('SIGKILL'));
   }
+  rmSync(work, { recursive: true, force: true });
 });
 
 async function startDev(port: number): Promise<{ dev: SpawnedJit; banner: Banner }> {
