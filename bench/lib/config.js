@@ -1,0 +1,39 @@
+/**
+ * The bench's settings, from BENCH_* environment variables; each is checked against a range so
+ * a typo fails at once with the variable's name instead of an hour-long or zero-length run.
+ */
+
+function int(env, name, def, min, max) {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new Error(`${name}=${JSON.stringify(raw.slice(0, 40))}: expected a whole number from ${min} to ${max}`);
+  }
+  return Number(raw);
+}
+
+/** Read and check the settings. Throws an Error naming the variable on a bad value. */
+export function readConfig(env) {
+  const jitMode = env.BENCH_JIT || 'separate';
+  if (!['separate', 'dev', 'off'].includes(jitMode)) {
+    throw new Error(`BENCH_JIT=${JSON.stringify(jitMode.slice(0, 40))}: expected separate, dev or off`);
+  }
+  const idleRaw = env.BENCH_IDLE || '200,1000';
+  if (!/^\d+(,\d+)*$/.test(idleRaw)) throw new Error(`BENCH_IDLE=${JSON.stringify(idleRaw.slice(0, 40))}: expected counts like 200,1000`);
+  const idleSteps = idleRaw.split(',').map(Number);
+  if (idleSteps.some((n, i) => n < 1 || n > 5000 || (i > 0 && n <= idleSteps[i - 1]))) {
+    throw new Error('BENCH_IDLE: counts must be ascending, each from 1 to 5000');
+  }
+  return {
+    jitMode,
+    seconds: int(env, 'BENCH_SECONDS', 10, 1, 600),
+    warmupSeconds: int(env, 'BENCH_WARMUP_SECONDS', 2, 1, 60),
+    scale: int(env, 'BENCH_SCALE', 5, 1, 100),
+    bulkRows: int(env, 'BENCH_BULK_ROWS', 250_000, 1_000, 10_000_000),
+    bulkRepeats: int(env, 'BENCH_BULK_REPEATS', 3, 1, 20),
+    selectRuns: int(env, 'BENCH_SELECT_RUNS', 20, 1, 500),
+    readyRuns: int(env, 'BENCH_READY_RUNS', 5, 1, 50),
+    idleSteps,
+    jsonFile: env.BENCH_JSON || undefined,
+  };
+}

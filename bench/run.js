@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: direct PostgreSQL vs an OpenSSH `ssh -L` forward vs `jit connect`, measured
+ * side by side in one run on this machine, against ONE PostgreSQL server. Prints a table with
+ * ratios to direct and PASS/MISS per target of the issue. See docs/benchmarks.md.
+ *
+ * Everything binds to 127.0.0.1 on ports chosen at run time, every step has a time limit, and
+ * every process started here is stopped at the end — also on failure and on Ctrl-C.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readConfig } from './lib/config.js';
+import { idleConnections } from './lib/idle.js';
+import { connect, disconnect, startDev, startSeparate } from './lib/jit.js';
+import { bulk, pgbench, selectOne } from './lib/measure.js';
+import { provision, secret, sql, startPostgres } from './lib/postgres.js';
+import { median, now, Procs, run } from './lib/proc.js';
+import { renderReport } from './lib/report.js';
+import { startSshForward } from './lib/ssh.js';
+
+const log = (line) => process.stderr.write(`bench: ${line}\n`);
+const message = (err) => (err instanceof Error ? err.message : String(err));
+
+async function toolVersion(cmd, args) {
+  try {
+    const r = await run(cmd, args, { timeoutMs: 5_000 });
+    return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
+  } catch {
+    return `${cmd}: not found`;
+  }
+}
+
+async function main(cfg, procs, results) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'jit-bench-'));
+  procs.onCleanup('temp folder', () => rmSync(dir, { recursive: true, force: true }));
+  const fail = (what, err) => {
+    const text = `${what}: ${message(err)}`;
+    results.errors.push(text);
+    log(text);
+  };
+
+  // 1. The one PostgreSQL all paths use, and jit around it.
+  let jit;
+  let superuser;
+  let maxConnections;
+  let adminPassword;
+  if (cfg.jitMode === 'dev') {
+    log('starting jit dev (its PostgreSQL serves all three paths)…');
+    try {
+      jit = await startDev({ procs, dir });
+      superuser = jit.superuser;
+      maxConnections = jit.maxConnections;
+    } catch (err) {
+      fail('jit dev', err);
+    }
+  }
+  if (!superuser) {
+    maxConnections = Math.max(...cfg.idleSteps) + 100;
+    log(`starting PostgreSQL (max_connections=${maxConnections})…`);
+    const pgInfo = await startPostgres({ procs, dir, maxConnections });
+    superuser = pgInfo.superuser;
+    adminPassword = secret();
+  }
+  const [version] = await sql(superuser, ['SHOW server_version']);
+  results.meta.pgServer = version.rows[0].server_version;
+  log(`loading pgbench at scale ${cfg.scale}…`);
+  const direct = await provision(superuser, { scale: cfg.scale, adminPassword });
+
+  if (cfg.jitMode === 'separate') {
+    log('starting jit server and jit agent, logging in as alice…');
+    try {
+      jit = await startSeparate({ procs, dir, pgPort: superuser.port, adminPassword });
+    } catch (err) {
+      fail('jit server/agent', err);
+    }
+  }
+
+  log('starting sshd and ssh -L…');
+  const conns = { direct };
+  try {
+    const ssh = await startSshForward({ procs, dir, targetPort: superuser.port });
+    conns.ssh = { ...direct, port: ssh.port };
+    results.metrics.portReady = { ssh: { ms: ssh.readyMs, runs: [ssh.readyMs] } };
+  } catch (err) {
+    fail('ssh -L', err);
+  }
+
+  // 2. Port ready: fresh `jit connect` runs with the cached token; first query on each.
+  let session;
+  if (jit) {
+    log(`jit connect to port ready × ${cfg.readyRuns}…`);
+    const ready = [];
+    const first = [];
+    try {
+      for (let i = 0; i < cfg.readyRuns; i++) {
+        const s = await connect(procs, jit);
+        ready.push(s.readyMs);
+        const t0 = now();
+        await sql(s.conn, ['select 1']);
+        first.push(now() - t0);
+        if (!(await disconnect(s))) throw new Error(`jit connect did not exit cleanly:\n${s.child.tail()}`);
+      }
+      results.metrics.portReady = { ...results.metrics.portReady, jit: { ms: median(ready), runs: ready } };
+      results.metrics.firstQuery = { jit: { ms: median(first), runs: first } };
+    } catch (err) {
+      fail('jit port ready', err);
+      results.metrics.portReady = { ...results.metrics.portReady, jit: { error: message(err) } };
+    }
+    try {
+      session = await connect(procs, jit);
+      conns.jit = session.conn;
+    } catch (err) {
+      fail('jit connect', err);
+    }
+  }
+
+  // 3. The same measurements on every path that is up.
+  const paths = ['direct', 'ssh', 'jit'].filter((p) => conns[p]);
+  const measure = async (key, label, fn) => {
+    results.metrics[key] = {};
+    for (const p of paths) {
+      log(`${label} via ${p}…`);
+      try {
+        results.metrics[key][p] = await fn(conns[p]);
+      } catch (err) {
+        fail(`${label} via ${p}`, err);
+        results.metrics[key][p] = { error: message(err) };
+      }
+    }
+  };
+  await measure('warmup', 'warm-up', async (c) => {
+    await pgbench(c, { clients: 2, threads: 2, seconds: cfg.warmupSeconds });
+    return bulk(c, { rows: Math.ceil(cfg.bulkRows / 10), repeats: 1 });
+  });
+  delete results.metrics.warmup;
+  await measure('bulk', 'bulk COPY', (c) => bulk(c, { rows: cfg.bulkRows, repeats: cfg.bulkRepeats }));
+  await measure('pgbench1', 'pgbench -S -c 1', (c) => pgbench(c, { clients: 1, threads: 1, seconds: cfg.seconds }));
+  await measure('pgbench8', 'pgbench -S -c 8 -j 2', (c) => pgbench(c, { clients: 8, threads: 2, seconds: cfg.seconds }));
+  await measure('select1', `psql select 1 × ${cfg.selectRuns}`, (c) => selectOne(c, { runs: cfg.selectRuns }));
+
+  // 4. Memory per idle connection through the one session.
+  if (session) {
+    let steps = cfg.idleSteps;
+    let note;
+    const room = maxConnections - 20;
+    if (Math.max(...steps) > room) {
+      steps = [...new Set(steps.map((n) => Math.min(n, room)))];
+      note = `PostgreSQL allows max_connections=${maxConnections}, so at most ${room} were opened (BENCH_JIT=separate runs its own PostgreSQL with room for ${Math.max(...cfg.idleSteps)})`;
+    }
+    log(`idle connections ${steps.join(' → ')} through one jit session…`);
+    try {
+      const pids = { ...jit.processes, 'jit connect (CLI)': session.child.pid };
+      results.memory = await idleConnections(session.conn, { steps, pids });
+      if (note) results.memory.note = note;
+      if (jit.mode === 'dev') results.memory.combinedParts = 2;
+    } catch (err) {
+      fail('idle connections', err);
+      results.memory = { error: message(err) };
+    }
+    await disconnect(session);
+  } else if (cfg.jitMode !== 'off') {
+    results.memory = { error: 'no jit session' };
+  }
+}
+
+async function entry() {
+  let cfg;
+  try {
+    cfg = readConfig(process.env);
+  } catch (err) {
+    process.stderr.write(`bench: ${message(err)}\n`);
+    return 2;
+  }
+  const procs = new Procs();
+  const results = {
+    meta: {
+      date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+      memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+      node: process.version,
+      psql: await toolVersion('psql', ['--version']),
+      ssh: await toolVersion('ssh', ['-V']),
+      pgServer: '?',
+      jitMode: cfg.jitMode,
+      jitDescription: {
+        separate: 'jit server and jit agent as two processes (built bin/jit.js); psql → jit connect → control plane → agent → PostgreSQL',
+        dev: 'jit dev (control plane, IdP and agent in ONE process); psql → jit connect → jit dev → PostgreSQL',
+        off: 'not measured (BENCH_JIT=off)',
+      }[cfg.jitMode],
+      seconds: cfg.seconds,
+      bulkRows: cfg.bulkRows,
+      bulkRepeats: cfg.bulkRepeats,
+      selectRuns: cfg.selectRuns,
+      readyRuns: cfg.readyRuns,
+      idleSteps: cfg.idleSteps,
+    },
+    metrics: {},
+    errors: [],
+  };
+  let interrupted = false;
+  const onSignal = (sig) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping everything…`);
+    procs.stopAll().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const started = now();
+  let code = 0;
+  try {
+    await main(cfg, procs, results);
+  } catch (err) {
+    results.errors.push(`bench stopped: ${message(err)}`);
+    log(`stopped: ${err?.stack ?? err}`);
+    code = 1;
+  } finally {
+    log('stopping everything…');
+    await procs.stopAll();
+  }
+  if (interrupted) return 130;
+  results.meta.durationSeconds = Math.round((now() - started) / 1000);
+  process.stdout.write(`\n${renderReport(results)}`);
+  process.stdout.write(`(bench took ${results.meta.durationSeconds} s)\n`);
+  if (cfg.jsonFile) writeFileSync(cfg.jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+  return code || (results.errors.length ? 1 : 0);
+}
+
+process.exitCode = await entry();
