@@ -12,6 +12,7 @@ import { VERSION } from '../cli/version.js';
 import { loadYamlConfigFile } from '../shared/config/load.js';
 import { Policy } from '../shared/config/policy.js';
 import type { ServerConfig } from '../shared/config/server.js';
+import type { Discovery } from '../shared/contract/http.js';
 import { JitError } from '../shared/errors/jit-error.js';
 import type { Logger } from '../shared/log.js';
 import { type Clock, systemClock } from '../shared/runtime/ctx.js';
@@ -96,12 +97,13 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const audit = new AuditLog(db, clock);
   const idCfg = config.identity;
   let idp: Awaited<ReturnType<typeof createBuiltinIdp>> | undefined;
-  let discovery;
+  let discovery: Discovery;
   if (idCfg.builtin) {
     const issuer = `${publicUrl}/oidc`;
     idp = await createBuiltinIdp({
       issuer,
       users: idCfg.builtin.users,
+      // biome-ignore lint/suspicious/noExplicitAny: the IdP keeps its own table in the same database
       db: db as unknown as Kysely<any>,
       keysFile: path.join(dataDir, 'idp-keys.json'),
       clientId: 'jit-cli',
