@@ -25,9 +25,112 @@ export const AccessRule = z
   })
   .refine((r) => r.users.length + r.groups.length > 0, { message: 'name at least one user or group' });
 
+/** Statement kinds the PostgreSQL classifier reports (see docs/policy.md for what each covers). */
+export const STATEMENT_KINDS = [
+  'select',
+  'insert',
+  'update',
+  'delete',
+  'merge',
+  'copy-to',
+  'copy-from',
+  'copy-program',
+  'create',
+  'alter',
+  'drop',
+  'truncate',
+  'grant',
+  'revoke',
+  'create-role',
+  'alter-role',
+  'drop-role',
+  'set-role',
+  'set-session-authorization',
+  'set',
+  'reset',
+  'show',
+  'transaction',
+  'prepare',
+  'execute',
+  'deallocate',
+  'explain',
+  'explain-analyze',
+  'do',
+  'call',
+  'create-function',
+  'listen',
+  'notify',
+  'maintenance',
+  'lock',
+  'other',
+] as const;
+export const StatementKind = z.enum(STATEMENT_KINDS);
+export type StatementKind = z.infer<typeof StatementKind>;
+
+const Who = {
+  targets: z.array(z.string()).default(['*']).describe('Target names, or "*" (default)'),
+  users: z.array(z.string()).default([]).describe('Users it applies to (empty users and groups: everyone)'),
+  groups: z.array(z.string()).default([]).describe('Groups it applies to (empty users and groups: everyone)'),
+};
+
+export const GuardrailMatch = z
+  .object({
+    kinds: z.array(StatementKind).default([]).describe('Statement kinds, e.g. drop, truncate, alter'),
+    relations: z
+      .array(z.string())
+      .default([])
+      .describe('Tables read or written: "table", "schema.table", or "schema.*"'),
+    relationsWritten: z.array(z.string()).default([]).describe('Tables written (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE)'),
+    functions: z
+      .array(z.string())
+      .default([])
+      .describe('Functions called, e.g. pg_terminate_backend, dblink* (trailing * matches a prefix)'),
+    withoutWhere: z.boolean().default(false).describe('DELETE or UPDATE without a WHERE clause'),
+    opaque: z.boolean().default(false).describe('Code jit cannot judge: DO blocks, function bodies, EXECUTE, CALL'),
+  })
+  .describe('A statement matches when it meets EVERY condition given (empty lists are not conditions)');
+
+export const Guardrail = z.object({
+  name: z.string().min(1).describe('Rule name: shown in the refusal and the audit log'),
+  ...Who,
+  match: GuardrailMatch,
+  action: z.enum(['allow', 'block', 'require-approval']).describe('What happens to a matching statement'),
+  message: z.string().max(300).optional().describe('Shown to the user when the rule refuses a statement'),
+});
+export type Guardrail = z.infer<typeof Guardrail>;
+
+export const Detector = z.union([
+  z.enum(['email', 'credit-card', 'phone', 'iban']),
+  z.object({ regex: z.string().min(1).max(500).describe('A custom pattern (JavaScript syntax)'), name: z.string().optional() }),
+]);
+export type Detector = z.infer<typeof Detector>;
+
+export const MaskRule = z
+  .object({
+    name: z.string().min(1).describe('Rule name, in the audit log'),
+    ...Who,
+    columns: z
+      .array(z.string())
+      .default([])
+      .describe('Columns: "column", "table.column" or "schema.table.column"'),
+    detectors: z.array(Detector).default([]).describe('Content detectors applied to every text value of the result'),
+    style: z.enum(['full', 'partial', 'hash']).default('full').describe('full: ****; partial: keep a hint; hash: stable digest'),
+  })
+  .refine((r) => r.columns.length + r.detectors.length > 0, { message: 'name at least one column or detector' });
+export type MaskRule = z.infer<typeof MaskRule>;
+
 export const Policy = z.object({
   targets: z.array(PolicyTarget).default([]).describe('What can be reached'),
   access: z.array(AccessRule).default([]).describe('Who may reach what; first matching rule wins; deny by default'),
+  guardrails: z
+    .array(Guardrail)
+    .default([])
+    .describe('postgres: per-statement rules, first match wins; a statement no rule matches is allowed'),
+  masking: z.array(MaskRule).default([]).describe('postgres: columns and content masked in results'),
+  maskedComputation: z
+    .enum(['refuse', 'allow'])
+    .default('refuse')
+    .describe('What to do with queries that compute on a masked column (lower(email), GROUP BY email, LIKE probes)'),
 });
 export type Policy = z.infer<typeof Policy>;
 export type PolicyTarget = z.infer<typeof PolicyTarget>;

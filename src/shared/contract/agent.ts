@@ -11,6 +11,7 @@
  * for a capability the agent advertises in `hello`; a missing capability fails closed.
  */
 import { z } from 'zod';
+import { Guardrail, MaskRule } from '../config/policy.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 /** Largest control message either side accepts. */
@@ -30,6 +31,18 @@ export const ScramVerifier = z.object({
 });
 export type ScramVerifier = z.infer<typeof ScramVerifier>;
 
+/**
+ * Layer 7 rules for one session (postgres), already filtered by the control plane for the
+ * session's user, groups and target. Sent only to agents that advertise the `postgres.inspect`
+ * capability; a session whose rules need it is refused on an agent without it (fail closed).
+ */
+export const InspectionRules = z.object({
+  guardrails: z.array(Guardrail).default([]),
+  masking: z.array(MaskRule).default([]),
+  maskedComputation: z.enum(['refuse', 'allow']).default('refuse'),
+});
+export type InspectionRules = z.infer<typeof InspectionRules>;
+
 export const SessionInfo = z.object({
   id: z.string().regex(/^[a-z0-9]{8,40}$/),
   user: z.string(),
@@ -39,6 +52,8 @@ export const SessionInfo = z.object({
   grantRoles: z.array(z.string()).default([]),
   expiresAt: z.string(),
   localVerifier: ScramVerifier,
+  /** Added in protocol 1 + capability `postgres.inspect`; absent = relay without inspection. */
+  inspection: InspectionRules.optional(),
 });
 export type SessionInfo = z.infer<typeof SessionInfo>;
 
