@@ -147,6 +147,7 @@ export function registerLogin(program: Command, env: CommandEnv): void {
       const offSignal = ctx.onSignal(() => abort.abort());
       let view: import('../ui/mount.js').MountedView | undefined;
       let ticker: NodeJS.Timeout | undefined;
+      let finish: (() => void) | undefined;
       try {
         const result = await runLogin(services, {
           signal: abort.signal,
@@ -158,19 +159,22 @@ export function registerLogin(program: Command, env: CommandEnv): void {
             }
             const { mountView, loadViews } = await import('../ui/mount.js');
             const { createElement, LoginView } = await loadViews();
-            const el = () =>
+            const el = (finished = false) =>
               createElement(LoginView, {
                 server: p.server,
                 url: p.url,
                 userCode: p.userCode,
                 secondsLeft: Math.max(0, (p.expiresAt - ctx.clock.now()) / 1000),
+                finished,
                 color: mode.statusColor,
               });
             view = await mountView(ctx, el());
             ticker = ctx.clock.setInterval(() => view?.update(el()), 1000);
+            finish = () => view?.update(el(true));
           },
         });
         ctx.clock.clearInterval(ticker);
+        finish?.();
         await view?.done();
         if (mode.json) printJson(ctx.io.stdout, result);
         else mode.status(`Logged in to ${result.server} as ${clean(result.username)}`);

@@ -10,6 +10,8 @@ export interface LoginViewProps {
   url: string;
   userCode: string;
   secondsLeft: number;
+  /** The browser step is done: the spinner gives way to a check mark. */
+  finished?: boolean;
   color: boolean;
 }
 
@@ -27,12 +29,18 @@ export function LoginView(props: LoginViewProps) {
       <Text>
         {'  '}and check that it shows the code <Text bold={c}>{clean(props.userCode)}</Text>
       </Text>
-      <Text>
-        <Text color={c ? 'green' : undefined}>
-          <Spinner type="dots" />
-        </Text>{' '}
-        Waiting for you to finish in the browser (code expires in {formatDuration(props.secondsLeft)})
-      </Text>
+      {props.finished ? (
+        <Text>
+          <Text color={c ? 'green' : undefined}>✓</Text> Finished in the browser
+        </Text>
+      ) : (
+        <Text>
+          <Text color={c ? 'green' : undefined}>
+            <Spinner type="dots" />
+          </Text>{' '}
+          Waiting for you to finish in the browser (code expires in {formatDuration(props.secondsLeft)})
+        </Text>
+      )}
     </Box>
   );
 }

@@ -17,6 +17,14 @@ describe('ink views (no colour)', () => {
     `);
   });
 
+  it('login, once finished, replaces the spinner with a check mark', () => {
+    const out = renderToString(
+      <LoginView server="http://127.0.0.1:8443" url="http://x/device" userCode="ABCD-EFGH" secondsLeft={0} finished color={false} />,
+      { columns: 120 },
+    );
+    expect(out.split('\n').at(-1)).toMatchInlineSnapshot(`"✓ Finished in the browser"`);
+  });
+
   it('connect shows target, address, counters and time left', () => {
     const out = renderToString(
       <ConnectView
