@@ -200,9 +200,16 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
   heartbeatTimer = ctx.clock.setTimeout(() => void heartbeat(), intervalMs);
 
   try {
-    await observer.onReady({ session, url: connectionUrl(session, localSecret, port, opts.database), port }, () =>
-      listener.stats(),
-    );
+    try {
+      await observer.onReady({ session, url: connectionUrl(session, localSecret, port, opts.database), port }, () =>
+        listener.stats(),
+      );
+    } catch (err) {
+      // Nobody will use a session whose URL could not be shown: end it now rather than at heartbeat timeout.
+      done = true;
+      await api.endSession(session.id, 'exit', END_TIMEOUT_MS).catch(() => undefined);
+      throw err;
+    }
     return await ended;
   } finally {
     done = true;
