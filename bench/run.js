@@ -13,9 +13,9 @@ import path from 'node:path';
 import { readConfig } from './lib/config.js';
 import { idleConnections } from './lib/idle.js';
 import { connect, disconnect, startDev, startSeparate } from './lib/jit.js';
-import { bulk, pgbench, selectOne } from './lib/measure.js';
+import { aggregate, bulk, pgbench, selectOne } from './lib/measure.js';
 import { provision, secret, sql, startPostgres } from './lib/postgres.js';
-import { median, now, Procs, run } from './lib/proc.js';
+import { median, now, Procs, rssKiB, run, treeRssKiB } from './lib/proc.js';
 import { renderReport } from './lib/report.js';
 import { startSshForward } from './lib/ssh.js';
 
@@ -78,8 +78,9 @@ async function main(cfg, procs, results) {
 
   log('starting sshd and ssh -L…');
   const conns = { direct };
+  let ssh;
   try {
-    const ssh = await startSshForward({ procs, dir, targetPort: superuser.port });
+    ssh = await startSshForward({ procs, dir, targetPort: superuser.port });
     conns.ssh = { ...direct, port: ssh.port };
     results.metrics.portReady = { ssh: { ms: ssh.readyMs, runs: [ssh.readyMs] } };
   } catch (err) {
@@ -115,53 +116,75 @@ async function main(cfg, procs, results) {
     }
   }
 
-  // 3. The same measurements on every path that is up.
-  const paths = ['direct', 'ssh', 'jit'].filter((p) => conns[p]);
-  const measure = async (key, label, fn) => {
-    results.metrics[key] = {};
-    for (const p of paths) {
-      log(`${label} via ${p}…`);
-      try {
-        results.metrics[key][p] = await fn(conns[p]);
-      } catch (err) {
-        fail(`${label} via ${p}`, err);
-        results.metrics[key][p] = { error: message(err) };
-      }
-    }
-  };
-  await measure('warmup', 'warm-up', async (c) => {
-    await pgbench(c, { clients: 2, threads: 2, seconds: cfg.warmupSeconds });
-    return bulk(c, { rows: Math.ceil(cfg.bulkRows / 10), repeats: 1 });
-  });
-  delete results.metrics.warmup;
-  await measure('bulk', 'bulk COPY', (c) => bulk(c, { rows: cfg.bulkRows, repeats: cfg.bulkRepeats }));
-  await measure('pgbench1', 'pgbench -S -c 1', (c) => pgbench(c, { clients: 1, threads: 1, seconds: cfg.seconds }));
-  await measure('pgbench8', 'pgbench -S -c 8 -j 2', (c) => pgbench(c, { clients: 8, threads: 2, seconds: cfg.seconds }));
-  await measure('select1', `psql select 1 × ${cfg.selectRuns}`, (c) => selectOne(c, { runs: cfg.selectRuns }));
-
-  // 4. Memory per idle connection through the one session.
+  // 3. Memory per idle connection, while the jit processes are fresh: after the throughput runs
+  //    their heaps have grown and absorb new connections without RSS moving.
+  let steps = cfg.idleSteps;
+  let note;
+  const room = maxConnections - 20;
+  if (Math.max(...steps) > room) {
+    steps = [...new Set(steps.map((n) => Math.min(n, room)))];
+    note = `PostgreSQL allows max_connections=${maxConnections}, so at most ${room} were opened (BENCH_JIT=separate runs its own PostgreSQL with room for ${Math.max(...cfg.idleSteps)})`;
+  }
   if (session) {
-    let steps = cfg.idleSteps;
-    let note;
-    const room = maxConnections - 20;
-    if (Math.max(...steps) > room) {
-      steps = [...new Set(steps.map((n) => Math.min(n, room)))];
-      note = `PostgreSQL allows max_connections=${maxConnections}, so at most ${room} were opened (BENCH_JIT=separate runs its own PostgreSQL with room for ${Math.max(...cfg.idleSteps)})`;
-    }
     log(`idle connections ${steps.join(' → ')} through one jit session…`);
     try {
-      const pids = { ...jit.processes, 'jit connect (CLI)': session.child.pid };
-      results.memory = await idleConnections(session.conn, { steps, pids });
+      const probes = {};
+      for (const [name, pid] of Object.entries(jit.processes)) probes[name] = () => rssKiB(pid);
+      probes['jit connect (CLI)'] = () => rssKiB(session.child.pid);
+      results.memory = await idleConnections(session.conn, { steps, probes });
       if (note) results.memory.note = note;
       if (jit.mode === 'dev') results.memory.combinedParts = 2;
     } catch (err) {
-      fail('idle connections', err);
+      fail('idle connections via jit', err);
       results.memory = { error: message(err) };
     }
-    await disconnect(session);
   } else if (cfg.jitMode !== 'off') {
     results.memory = { error: 'no jit session' };
   }
+  if (ssh && cfg.sshIdle) {
+    log(`idle connections ${steps.join(' → ')} through ssh -L (for comparison)…`);
+    try {
+      results.sshMemory = await idleConnections(conns.ssh, {
+        steps,
+        probes: { 'ssh client': () => rssKiB(ssh.sshPid), 'sshd (all its processes)': () => treeRssKiB(ssh.sshdPid) },
+      });
+    } catch (err) {
+      fail('idle connections via ssh -L', err);
+    }
+  }
+
+  // 4. The same measurements on every path that is up, interleaved (round 1: direct, ssh, jit;
+  //    round 2: …) so that a burst of other load on the machine hits all paths alike.
+  const paths = ['direct', 'ssh', 'jit'].filter((p) => conns[p]);
+  const measure = async (key, label, rounds, fn) => {
+    const runs = Object.fromEntries(paths.map((p) => [p, []]));
+    const failed = {};
+    for (let r = 0; r < rounds; r++) {
+      if (rounds > 1 && rounds <= 5) log(`${label}, round ${r + 1} of ${rounds}…`);
+      for (const p of paths) {
+        if (failed[p]) continue;
+        if (rounds <= 5) log(`${label} via ${p}…`);
+        try {
+          runs[p].push(await fn(conns[p]));
+        } catch (err) {
+          failed[p] = message(err);
+          fail(`${label} via ${p}`, err);
+        }
+      }
+    }
+    results.metrics[key] = Object.fromEntries(paths.map((p) => [p, failed[p] ? { error: failed[p] } : aggregate(runs[p])]));
+  };
+  await measure('warmup', 'warm-up', 1, async (c) => {
+    await pgbench(c, { clients: 2, threads: 2, seconds: cfg.warmupSeconds });
+    return bulk(c, { rows: Math.ceil(cfg.bulkRows / 10) });
+  });
+  delete results.metrics.warmup;
+  await measure('bulk', 'bulk COPY', cfg.bulkRepeats, (c) => bulk(c, { rows: cfg.bulkRows }));
+  await measure('pgbench1', 'pgbench -S -c 1', cfg.rounds, (c) => pgbench(c, { clients: 1, threads: 1, seconds: cfg.seconds }));
+  await measure('pgbench8', 'pgbench -S -c 8 -j 2', cfg.rounds, (c) => pgbench(c, { clients: 8, threads: 2, seconds: cfg.seconds }));
+  log(`psql select 1 × ${cfg.selectRuns} per path…`);
+  await measure('select1', 'psql select 1', cfg.selectRuns, (c) => selectOne(c));
+  if (session && !(await disconnect(session))) fail('jit connect', new Error(`did not exit cleanly:\n${session.child.tail()}`));
 }
 
 async function entry() {
@@ -190,6 +213,7 @@ async function entry() {
         off: 'not measured (BENCH_JIT=off)',
       }[cfg.jitMode],
       seconds: cfg.seconds,
+      rounds: cfg.rounds,
       bulkRows: cfg.bulkRows,
       bulkRepeats: cfg.bulkRepeats,
       selectRuns: cfg.selectRuns,

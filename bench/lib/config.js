@@ -27,6 +27,7 @@ export function readConfig(env) {
   return {
     jitMode,
     seconds: int(env, 'BENCH_SECONDS', 10, 1, 600),
+    rounds: int(env, 'BENCH_ROUNDS', 2, 1, 20),
     warmupSeconds: int(env, 'BENCH_WARMUP_SECONDS', 2, 1, 60),
     scale: int(env, 'BENCH_SCALE', 5, 1, 100),
     bulkRows: int(env, 'BENCH_BULK_ROWS', 250_000, 1_000, 10_000_000),
@@ -34,6 +35,7 @@ export function readConfig(env) {
     selectRuns: int(env, 'BENCH_SELECT_RUNS', 20, 1, 500),
     readyRuns: int(env, 'BENCH_READY_RUNS', 5, 1, 50),
     idleSteps,
+    sshIdle: env.BENCH_SSH_IDLE !== '0',
     jsonFile: env.BENCH_JSON || undefined,
   };
 }

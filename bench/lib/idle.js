@@ -4,15 +4,15 @@
  * after each step. Then run `select 1` on every connection to show they all still work.
  */
 import pg from 'pg';
-import { median, rssKiB, sleep } from './proc.js';
+import { median, sleep } from './proc.js';
 
-async function sampleRss(pids, settleMs) {
+async function sampleRss(probes, settleMs) {
   await sleep(settleMs);
   const samples = {};
-  for (const name of Object.keys(pids)) samples[name] = [];
+  for (const name of Object.keys(probes)) samples[name] = [];
   for (let i = 0; i < 3; i++) {
-    for (const [name, pid] of Object.entries(pids)) {
-      const v = rssKiB(pid);
+    for (const [name, probe] of Object.entries(probes)) {
+      const v = probe();
       if (v !== undefined) samples[name].push(v);
     }
     await sleep(300);
@@ -51,12 +51,12 @@ async function pool(items, limit, fn) {
 }
 
 /**
- * `steps`: ascending connection counts; `pids`: { name: pid } to watch. Returns
+ * `steps`: ascending connection counts; `probes`: { name: () => RSS in KiB } to watch. Returns
  * `{ baseline, points: [{ n, rss, perConnKiB }], opened, openError, selectOk, selectErrors, firstSelectError }`.
  */
-export async function idleConnections(conn, { steps, pids, parallel = 16, settleMs = 1_500 }) {
+export async function idleConnections(conn, { steps, probes, parallel = 16, settleMs = 1_500 }) {
   const clients = [];
-  const result = { baseline: await sampleRss(pids, settleMs), points: [], opened: 0, selectOk: 0, selectErrors: 0 };
+  const result = { baseline: await sampleRss(probes, settleMs), points: [], opened: 0, selectOk: 0, selectErrors: 0 };
   try {
     for (const n of steps) {
       const want = n - clients.length;
@@ -67,9 +67,9 @@ export async function idleConnections(conn, { steps, pids, parallel = 16, settle
         result.openError = `${opened.filter((r) => !r.ok).length} of ${want} failed to open; first: ${failed.error.message}`;
         break;
       }
-      const rss = await sampleRss(pids, settleMs);
+      const rss = await sampleRss(probes, settleMs);
       const perConnKiB = {};
-      for (const name of Object.keys(pids)) {
+      for (const name of Object.keys(probes)) {
         if (rss[name] !== undefined && result.baseline[name] !== undefined) perConnKiB[name] = (rss[name] - result.baseline[name]) / n;
       }
       result.points.push({ n, rss, perConnKiB });

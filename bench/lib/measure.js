@@ -40,22 +40,18 @@ function failure(what, r) {
 /**
  * Bulk download: psql's `\copy (SELECT repeat('x',1000) FROM generate_series(1,N)) TO '/dev/null'`
  * (COPY … TO STDOUT on the wire), timed by psql's \timing so process start and login are not
- * counted. Median of `repeats`; returns `{ mbps, runs }` with MB = 10^6 bytes.
+ * counted. Returns `{ mbps }` with MB = 10^6 bytes.
  */
-export async function bulk(conn, { rows, repeats }) {
-  const runs = [];
-  for (let i = 0; i < repeats; i++) {
-    const r = await run(
-      'psql',
-      ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', '\\timing on', '-c', `\\copy (SELECT repeat('x', 1000) FROM generate_series(1, ${rows})) TO '/dev/null'`],
-      { env: pgEnv(conn), timeoutMs: 120_000 },
-    );
-    if (r.code !== 0) throw failure('psql \\copy', r);
-    const ms = parsePsqlTiming(r.stdout);
-    if (ms === undefined) throw new Error(`psql printed no timing: ${r.stdout.slice(0, 200)}`);
-    runs.push((rows * BULK_ROW_BYTES) / 1e6 / (ms / 1000));
-  }
-  return { mbps: median(runs), runs };
+export async function bulk(conn, { rows }) {
+  const r = await run(
+    'psql',
+    ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', '\\timing on', '-c', `\\copy (SELECT repeat('x', 1000) FROM generate_series(1, ${rows})) TO '/dev/null'`],
+    { env: pgEnv(conn), timeoutMs: 120_000 },
+  );
+  if (r.code !== 0) throw failure('psql \\copy', r);
+  const ms = parsePsqlTiming(r.stdout);
+  if (ms === undefined) throw new Error(`psql printed no timing: ${r.stdout.slice(0, 200)}`);
+  return { mbps: (rows * BULK_ROW_BYTES) / 1e6 / (ms / 1000) };
 }
 
 /** `pgbench -n -S` (select-only, simple protocol) for `seconds` with `clients`/`threads`. */
@@ -72,16 +68,21 @@ export async function pgbench(conn, { clients, threads, seconds }) {
   return parsed;
 }
 
+/** Wall time of one `psql -c 'select 1'`, process start to exit (login included): `{ ms }`. */
+export async function selectOne(conn) {
+  const r = await run('psql', ['-X', '-A', '-t', '-c', 'select 1'], { env: pgEnv(conn), timeoutMs: 30_000 });
+  if (r.code !== 0 || r.stdout.trim() !== '1') throw failure('psql select 1', r);
+  return { ms: r.ms };
+}
+
 /**
- * Wall time of `psql -c 'select 1'`, process start to exit (login included), median of `runs`
- * sequential runs. Returns `{ ms, runs }`.
+ * Many runs of a measurement folded into one: the median of every numeric field, and the
+ * individual runs under `runs`.
  */
-export async function selectOne(conn, { runs: n }) {
-  const runs = [];
-  for (let i = 0; i < n; i++) {
-    const r = await run('psql', ['-X', '-A', '-t', '-c', 'select 1'], { env: pgEnv(conn), timeoutMs: 30_000 });
-    if (r.code !== 0 || r.stdout.trim() !== '1') throw failure('psql select 1', r);
-    runs.push(r.ms);
+export function aggregate(runs) {
+  const out = { runs };
+  for (const [k, v] of Object.entries(runs[0] ?? {})) {
+    if (typeof v === 'number') out[k] = median(runs.map((r) => r[k]));
   }
-  return { ms: median(runs), runs };
+  return out;
 }

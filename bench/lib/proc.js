@@ -3,7 +3,7 @@
  * one `stopAll()` (also on failure and on Ctrl-C) takes all of them down, newest first.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -57,6 +57,36 @@ export function rssKiB(pid) {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Resident set size of a process and all its descendants in KiB (sshd forks per connection).
+ * Undefined when the root process is gone.
+ */
+export function treeRssKiB(rootPid) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // Field 4 of /proc/<pid>/stat is the parent pid; the command (field 2) may contain spaces.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(name));
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  const root = rssKiB(rootPid);
+  if (root === undefined) return undefined;
+  let total = 0;
+  const stack = [rootPid];
+  while (stack.length) {
+    const pid = stack.pop();
+    total += rssKiB(pid) ?? 0;
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return total;
 }
 
 const TAIL_BYTES = 8_192;

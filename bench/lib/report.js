@@ -161,11 +161,12 @@ export function renderReport(results) {
     `jit benchmark — ${m.date}`,
     `machine: ${m.cpus} CPU cores (${m.cpuModel}), ${m.memGiB} GiB RAM; Node ${m.node}; PostgreSQL server ${m.pgServer}; ${m.psql}; ${m.ssh}`,
     `jit: ${m.jitDescription}`,
-    `settings: BENCH_SECONDS=${m.seconds} per pgbench run, bulk ${m.bulkRows} rows × ${m.bulkRepeats} (median), select 1 × ${m.selectRuns}, port ready × ${m.readyRuns}, idle steps ${m.idleSteps.join('/')}`,
+    `settings: pgbench ${m.rounds} × ${m.seconds} s (BENCH_ROUNDS × BENCH_SECONDS, median), bulk ${m.bulkRows} rows × ${m.bulkRepeats} (median), select 1 × ${m.selectRuns}, port ready × ${m.readyRuns}, idle steps ${m.idleSteps.join('/')}`,
     '',
     ...mainTable(results),
     '',
     ...(results.memory ? ['Idle connections through one jit session', ...memoryTable(results.memory), ''] : []),
+    ...(results.sshMemory ? ['Idle connections through ssh -L (for comparison; no target)', ...memoryTable(results.sshMemory), ''] : []),
     'Targets (from the issue)',
   ];
   for (const t of targets(results)) lines.push(`  ${pad(t.status, 4)}  ${pad(t.label, 58)}  ${t.detail}`);

@@ -17,7 +17,8 @@ async function keygen(file) {
 
 /**
  * Start sshd and an `ssh -L` forward from a free local port to 127.0.0.1:`targetPort`.
- * Returns `{ port, readyMs }` (readyMs: from starting ssh until the forward accepts connections).
+ * Returns `{ port, readyMs, sshPid, sshdPid }` (readyMs: from starting ssh until the forward
+ * accepts connections).
  */
 export async function startSshForward({ procs, dir, targetPort }) {
   if (!existsSync(SSHD)) {
@@ -56,7 +57,7 @@ export async function startSshForward({ procs, dir, targetPort }) {
   );
   // Debian's sshd insists on its privilege separation directory when started as root.
   if (os.userInfo().uid === 0) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  procs.spawn('sshd', SSHD, ['-D', '-e', '-f', config]);
+  const sshd = procs.spawn('sshd', SSHD, ['-D', '-e', '-f', config]);
   await waitForPort(sshdPort, 10_000, 'sshd');
 
   const localPort = await freePort();
@@ -79,5 +80,5 @@ export async function startSshForward({ procs, dir, targetPort }) {
   } catch (err) {
     throw new Error(`${err.message}\n${ssh.tail()}`);
   }
-  return { port: localPort, readyMs: now() - started };
+  return { port: localPort, readyMs: now() - started, sshPid: ssh.pid, sshdPid: sshd.pid };
 }

@@ -1,0 +1,154 @@
+/**
+ * Unit tests of the bench's pure parts: parsing the tools' output, settings, the report and the
+ * PASS/MISS logic. Run with `node --test bench/` (the benchmark itself is `npm run bench`).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { readConfig } from './config.js';
+import { aggregate, parsePgbench, parsePsqlTiming } from './measure.js';
+import { parseUrl, urlOf } from './postgres.js';
+import { median } from './proc.js';
+import { renderReport, targets } from './report.js';
+
+const PGBENCH_15 = `pgbench (15.18 (Debian 15.18-0+deb12u1), server 18.4)
+transaction type: <builtin: select only>
+scaling factor: 5
+query mode: simple
+number of clients: 8
+number of threads: 2
+maximum number of tries: 1
+duration: 3 s
+number of transactions actually processed: 86778
+number of failed transactions: 0 (0.000%)
+latency average = 0.277 ms
+initial connection time = 12.497 ms
+tps = 28926.412345 (without initial connection time)
+`;
+
+describe('tool output', () => {
+  it('reads tps, latency and failures from pgbench 15', () => {
+    assert.deepEqual(parsePgbench(PGBENCH_15), { tps: 28926.412345, latencyMs: 0.277, failed: 0, transactions: 86778 });
+  });
+  it('reports an unreadable pgbench output as undefined rather than zero', () => {
+    assert.equal(parsePgbench('pgbench: error: connection to server failed'), undefined);
+  });
+  it("takes the last of psql's \\timing lines", () => {
+    assert.equal(parsePsqlTiming('Timing is on.\nCOPY 10\nTime: 12.5 ms\nTime: 1234.567 ms (00:01.235)\n'), 1234.567);
+    assert.equal(parsePsqlTiming('COPY 10\n'), undefined);
+  });
+  it('folds runs into medians and keeps the runs', () => {
+    const out = aggregate([{ tps: 1, latencyMs: 5 }, { tps: 3, latencyMs: 1 }, { tps: 2, latencyMs: 9 }]);
+    assert.equal(out.tps, 2);
+    assert.equal(out.latencyMs, 5);
+    assert.equal(out.runs.length, 3);
+    assert.equal(median([4, 1]), 2.5);
+  });
+  it('parses the URL jit connect prints, escapes included', () => {
+    const c = parseUrl('postgresql://jit_abcdefghij0123456789:s%2Fe%40cret@127.0.0.1:41234/demo?sslmode=disable');
+    assert.deepEqual(c, { host: '127.0.0.1', port: 41234, user: 'jit_abcdefghij0123456789', password: 's/e@cret', database: 'demo' });
+    assert.deepEqual(parseUrl(urlOf(c)), c);
+    assert.throws(() => parseUrl('tcp://127.0.0.1:5'), /not a PostgreSQL URL/);
+  });
+});
+
+describe('settings', () => {
+  it('has bounded defaults', () => {
+    const c = readConfig({});
+    assert.equal(c.jitMode, 'separate');
+    assert.equal(c.seconds, 10);
+    assert.deepEqual(c.idleSteps, [200, 1000]);
+  });
+  it('names the variable of a bad value', () => {
+    assert.throws(() => readConfig({ BENCH_SECONDS: '10s' }), /BENCH_SECONDS="10s": expected a whole number from 1 to 600/);
+    assert.throws(() => readConfig({ BENCH_SECONDS: '0' }), /BENCH_SECONDS/);
+    assert.throws(() => readConfig({ BENCH_JIT: 'ssh' }), /BENCH_JIT="ssh": expected separate, dev or off/);
+    assert.throws(() => readConfig({ BENCH_IDLE: '1000,200' }), /ascending/);
+  });
+});
+
+function sample() {
+  return {
+    meta: {
+      date: '2026-01-01T00:00:00Z',
+      cpus: 2,
+      cpuModel: 'test',
+      memGiB: '1.0',
+      node: 'v24',
+      pgServer: '18',
+      psql: 'psql 15',
+      ssh: 'OpenSSH',
+      jitDescription: 'separate',
+      seconds: 10,
+      rounds: 2,
+      bulkRows: 1000,
+      bulkRepeats: 3,
+      selectRuns: 20,
+      readyRuns: 5,
+      idleSteps: [200, 1000],
+    },
+    metrics: {
+      bulk: { direct: { mbps: 400 }, ssh: { mbps: 200 }, jit: { mbps: 250 } },
+      pgbench1: { direct: { tps: 10000, latencyMs: 0.1 }, ssh: { tps: 3000, latencyMs: 0.33 }, jit: { tps: 2900, latencyMs: 0.34 } },
+      pgbench8: { direct: { tps: 28000, latencyMs: 0.28 }, ssh: { tps: 9000, latencyMs: 0.9 }, jit: { error: 'pgbench -c 8: exit 2' } },
+      select1: { direct: { ms: 50 }, ssh: { ms: 55 }, jit: { ms: 60 } },
+      portReady: { ssh: { ms: 210, runs: [210] }, jit: { ms: 301, runs: [300, 301, 302] } },
+    },
+    memory: {
+      baseline: { 'control plane': 100_000, agent: 80_000, 'jit connect (CLI)': 70_000 },
+      points: [
+        { n: 1000, rss: { 'control plane': 140_000, agent: 150_000, 'jit connect (CLI)': 100_000 }, perConnKiB: { 'control plane': 40, agent: 70, 'jit connect (CLI)': 30 } },
+      ],
+      opened: 1000,
+      selectOk: 1000,
+      selectErrors: 0,
+    },
+    errors: ['pgbench -S -c 8 -j 2 via jit: pgbench -c 8: exit 2'],
+  };
+}
+
+describe('targets', () => {
+  it('passes and misses each target on the measured numbers, and says n/a when a path failed', () => {
+    const t = Object.fromEntries(targets(sample()).map((x) => [x.label, x]));
+    assert.equal(t['bulk throughput: jit ≥ ssh -L'].status, 'PASS');
+    assert.equal(t['pgbench -S, 1 client: jit ≥ ssh -L'].status, 'MISS');
+    assert.equal(t['pgbench -S, 8 clients: jit ≥ ssh -L'].status, 'n/a');
+    assert.match(t['pgbench -S, 8 clients: jit ≥ ssh -L'].detail, /exit 2/);
+    assert.equal(t['port ready ≤ 300 ms'].status, 'MISS');
+    assert.equal(t['≤ 64 KiB per idle connection, control plane'].status, 'PASS');
+    assert.equal(t['≤ 64 KiB per idle connection, agent'].status, 'MISS');
+    assert.equal(t['1000 idle connections held without errors'].status, 'PASS');
+    // The CLI's memory is shown but is not one of the issue's targets.
+    assert.equal(Object.keys(t).some((k) => k.includes('CLI')), false);
+  });
+  it('misses the 1,000-connection check when one select fails, and is n/a when fewer could be opened', () => {
+    const r = sample();
+    r.memory.selectOk = 999;
+    r.memory.selectErrors = 1;
+    assert.equal(targets(r).at(-1).status, 'MISS');
+    r.memory.opened = 80;
+    r.memory.selectOk = 80;
+    r.memory.note = 'PostgreSQL allows max_connections=100';
+    assert.equal(targets(r).at(-1).status, 'n/a');
+    assert.match(targets(r).at(-1).detail, /max_connections=100/);
+  });
+  it('gives a combined process (jit dev) the budget of both parts', () => {
+    const r = sample();
+    r.memory.baseline = { 'jit dev (control plane + agent)': 1 };
+    r.memory.points[0].perConnKiB = { 'jit dev (control plane + agent)': 100 };
+    r.memory.combinedParts = 2;
+    const t = targets(r).find((x) => x.label.startsWith('≤ 64 KiB'));
+    assert.equal(t.status, 'PASS');
+    assert.match(t.label, /2 parts: ≤ 128/);
+  });
+});
+
+describe('report', () => {
+  it('prints every path with its ratio to direct, the jit/ssh ratio, failures and targets', () => {
+    const text = renderReport(sample());
+    assert.match(text, /bulk COPY TO STDOUT, MB\/s \(higher is better\) +400\.0 +200\.0 \(0\.50×\) +250\.0 \(0\.63×\) +1\.25×/);
+    assert.match(text, /pgbench -S, 8 clients: tps .* failed/);
+    assert.match(text, /PASS {2}bulk throughput: jit ≥ ssh -L/);
+    assert.match(text, /Failures\n {2}pgbench -S -c 8 -j 2 via jit/);
+    assert.match(text, /opened 1000 idle connections through one session; select 1 ok on 1000, errors 0/);
+  });
+});
