@@ -2,7 +2,8 @@
  * Access decisions from the policy file. Deny by default: a target is usable only through an
  * access rule that names the caller (by username or by a group from the token).
  */
-import type { AccessRule, Policy, PolicyTarget } from '../../shared/config/policy.js';
+import type { AccessRule, Guardrail, MaskRule, Policy, PolicyTarget } from '../../shared/config/policy.js';
+import type { InspectionRules } from '../../shared/contract/agent.js';
 import { JitError } from '../../shared/errors/jit-error.js';
 
 export interface Caller {
@@ -46,6 +47,23 @@ export class PolicyEngine {
       if (d) out.push(d);
     }
     return out;
+  }
+
+  /**
+   * The Layer 7 rules that apply to this caller on this target, in policy order. A rule with no
+   * users and no groups applies to everyone.
+   */
+  inspectionFor(caller: Caller, targetName: string): InspectionRules {
+    const applies = (r: Guardrail | MaskRule) =>
+      (r.targets.includes('*') || r.targets.includes(targetName)) &&
+      ((r.users.length === 0 && r.groups.length === 0) ||
+        r.users.includes(caller.username) ||
+        r.groups.some((g) => caller.groups.includes(g)));
+    return {
+      guardrails: this.policy.guardrails.filter(applies),
+      masking: this.policy.masking.filter(applies),
+      maskedComputation: this.policy.maskedComputation,
+    };
   }
 
   /** Targets served by an agent (the agent may only declare these). */

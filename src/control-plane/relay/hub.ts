@@ -70,6 +70,8 @@ interface PendingStream {
 }
 
 const AGENT_CONNECT = '/v1/agent/connect';
+/** Capability an agent advertises when it inspects PostgreSQL sessions (issue 3). */
+export const INSPECT_CAPABILITY = 'postgres.inspect';
 const AGENT_STREAM = /^\/v1\/agent\/streams\/([A-Za-z0-9_-]{16,64})$/;
 const RELAY = /^\/v1\/relay\/([a-z0-9]{8,40})$/;
 
@@ -383,7 +385,22 @@ export class RelayHub {
     socket.once('close', () => {
       closedEarly = true;
     });
-    const upstream = await this.openStream(agent, this.deps.sessions.sessionInfo(row));
+    const info = this.deps.sessions.sessionInfo(row);
+    if (info.inspection) {
+      const rules = info.inspection;
+      const hasRules = rules.guardrails.length + rules.masking.length > 0;
+      if (!agent.capabilities.includes(INSPECT_CAPABILITY)) {
+        // An agent that cannot enforce the session's rules must not carry it: fail closed.
+        if (hasRules) {
+          throw new JitError('JIT_AGENT_UNAVAILABLE', {
+            message: `The agent serving ${row.target} is too old to enforce this session's guardrails and masking`,
+            hint: 'upgrade the jit agent',
+          });
+        }
+        delete info.inspection;
+      }
+    }
+    const upstream = await this.openStream(agent, info);
     if (closedEarly) {
       upstream.socket.destroy();
       return;

@@ -116,6 +116,8 @@ export class SessionService {
       grant_roles: JSON.stringify(decision.grantRoles),
       local_verifier: JSON.stringify(makeScramVerifier(localSecret)),
       access_rule: decision.rule.name,
+      inspection:
+        decision.target.type === 'postgres' ? JSON.stringify(policy.inspectionFor(who, decision.target.name)) : null,
     };
     // Audit first: the session must not exist without its record.
     await audit.append({
@@ -246,6 +248,7 @@ export class SessionService {
       grantRoles: JSON.parse(row.grant_roles) as string[],
       expiresAt: new Date(Number(row.expires_at)).toISOString(),
       localVerifier: JSON.parse(row.local_verifier),
+      ...(row.inspection ? { inspection: JSON.parse(row.inspection) } : {}),
     };
   }
 }

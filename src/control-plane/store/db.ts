@@ -29,6 +29,8 @@ export interface SessionsTable {
   /** JSON ScramVerifier of the local secret (the secret itself is never stored). */
   local_verifier: string;
   access_rule: string;
+  /** JSON InspectionRules decided at session start (postgres). */
+  inspection: string | null;
 }
 
 export interface AuditTable {
@@ -63,6 +65,15 @@ export async function openSqliteStore(dataDir: string): Promise<Db> {
   return db;
 }
 
+/** Additive schema change for stores made by an older version. */
+async function addColumnIfMissing(db: Db, table: string, column: string, type: 'text' | 'bigint'): Promise<void> {
+  const tables = await db.introspection.getTables();
+  const t = tables.find((x) => x.name === table);
+  if (t && !t.columns.some((c) => c.name === column)) {
+    await db.schema.alterTable(table).addColumn(column, type).execute();
+  }
+}
+
 async function migrate(db: Db): Promise<void> {
   await db.schema
     .createTable('sessions')
@@ -85,7 +96,9 @@ async function migrate(db: Db): Promise<void> {
     .addColumn('grant_roles', 'text', (c) => c.notNull())
     .addColumn('local_verifier', 'text', (c) => c.notNull())
     .addColumn('access_rule', 'text', (c) => c.notNull())
+    .addColumn('inspection', 'text')
     .execute();
+  await addColumnIfMissing(db, 'sessions', 'inspection', 'text');
   await db.schema.createIndex('sessions_state').ifNotExists().on('sessions').columns(['state', 'expires_at']).execute();
   await db.schema
     .createTable('audit_events')
