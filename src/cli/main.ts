@@ -13,6 +13,7 @@ import { registerDev } from './commands/dev.js';
 import { registerDisconnect } from './commands/disconnect.js';
 import { registerLogin } from './commands/login.js';
 import { registerLogout } from './commands/logout.js';
+import { registerReplay } from './commands/replay.js';
 import { registerServer } from './commands/server.js';
 import { registerSessions } from './commands/sessions.js';
 import { registerTargets } from './commands/targets.js';
@@ -57,6 +58,7 @@ export function buildProgram(env: CommandEnv): Command {
     registerConnect,
     registerDisconnect,
     registerSessions,
+    registerReplay,
     registerAudit,
     registerDev,
     registerServer,

@@ -166,6 +166,16 @@ export function buildApp(deps: AppDeps) {
     return { session: toSession(ended ?? row) };
   });
 
+  // A session's own events, for its owner and for admins (jit replay).
+  app.get('/v1/sessions/:id/events', async (req) => {
+    const p = await who(req);
+    const { id } = SessionIdParam.parse(req.params);
+    const row = await deps.sessions.getOwned(p, id, isAdmin(p, deps.admins));
+    const q = z.object({ limit: z.coerce.number().int().min(1).max(10_000).optional() }).parse(req.query);
+    const events = await deps.audit.query({ session: id, limit: q.limit ?? 10_000 });
+    return { session: toSession(row), events };
+  });
+
   app.get('/v1/audit', async (req) => {
     await admin(req);
     const q = AuditQueryString.parse(req.query);

@@ -109,6 +109,13 @@ describe('connect', () => {
     const types = await auditTypes(c.sessionId);
     expect(types).toEqual(expect.arrayContaining(['session.started', 'credential.created', 'session.ended', 'credential.destroyed']));
     expect(types.indexOf('session.started')).toBeLessThan(types.indexOf('credential.created'));
+
+    // The owner replays the session as a timeline; so can an admin.
+    const replay = await runJit(['replay', c.sessionId], { home: aliceHome });
+    expect(replay.code, replay.stderr).toBe(0);
+    expect(replay.stdout).toContain(`session ${c.sessionId}  alice → ${TARGET}`);
+    expect(replay.stdout).toMatch(/\+00:\d\d\.\d{3}\s+credential\.created\s+jit_/);
+    expect((await runJit(['replay', c.sessionId], { home: bobHome })).code).toBe(0);
   });
 
   it('refuses a local connection that does not present the session secret', async () => {

@@ -130,6 +130,15 @@ export class ApiClient {
     return (await this.request('GET', path, z.object({ sessions: z.array(Session) }))).sessions;
   }
 
+  /** GET /v1/sessions/:id/events — a session's timeline (owner or admin). */
+  async sessionEvents(id: string): Promise<{ session: Session; events: AuditEvent[] }> {
+    return this.request(
+      'GET',
+      `/sessions/${encodeURIComponent(id)}/events`,
+      z.object({ session: Session, events: z.array(AuditEvent) }),
+    );
+  }
+
   /** GET /v1/audit?session=&type=&user=&limit= */
   async audit(q: AuditQuery = {}): Promise<AuditEvent[]> {
     const params = new URLSearchParams();

@@ -1,0 +1,74 @@
+import type { Command } from 'commander';
+import type { AuditEvent, Session } from '../../shared/contract/http.js';
+import { JitError } from '../../shared/errors/jit-error.js';
+import type { ApiClient } from '../api/client.js';
+import { cliServices } from '../api/services.js';
+import type { CommandEnv } from '../main.js';
+import { printJson } from '../output/json.js';
+import { outputMode } from '../output/mode.js';
+import { clean } from '../output/style.js';
+
+/** A session and its events, oldest first (GET /v1/sessions/:id/events). */
+export function runReplay(deps: { api: ApiClient }, id: string): Promise<{ session: Session; events: AuditEvent[] }> {
+  if (!/^[a-z0-9]{8,40}$/.test(id)) throw new JitError('JIT_USAGE', { message: `"${id.slice(0, 40)}" is not a session id` });
+  return deps.api.sessionEvents(id);
+}
+
+function offset(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  const m = Math.floor(s / 60);
+  return `+${String(m).padStart(2, '0')}:${(s % 60).toFixed(3).padStart(6, '0')}`;
+}
+
+function oneLine(text: unknown, max = 160): string {
+  const s = clean(String(text ?? '')).replace(/\s+/g, ' ').trim();
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+/** What one event says, in a line. */
+function describe(e: AuditEvent): string {
+  const d = e.data as Record<string, unknown>;
+  switch (e.type) {
+    case 'statement.executed':
+      return `${oneLine(d['sql'])}${Array.isArray(d['params']) && d['params'].length ? `  params=${oneLine(JSON.stringify(d['params']), 80)}` : ''}`;
+    case 'statement.completed':
+      return [d['tag'] ?? d['command'], d['rows'] !== undefined ? `${d['rows']} rows` : '', d['sqlstate'] ? `error ${d['sqlstate']}` : '', d['durationMs'] !== undefined ? `${d['durationMs']} ms` : '']
+        .filter(Boolean)
+        .join(', ');
+    case 'statement.blocked':
+      return `${oneLine(d['sql'])}  ← rule ${d['rule'] ?? '?'}${d['reason'] ? `: ${oneLine(d['reason'], 80)}` : ''}`;
+    case 'result.masked':
+      return `columns ${oneLine(JSON.stringify(d['columns']), 80)} (rule ${d['rule'] ?? '?'})`;
+    case 'session.started':
+      return `by ${e.actor ?? '?'}${d['reason'] ? `, reason: ${oneLine(d['reason'], 80)}` : ''}`;
+    case 'session.ended':
+      return `${d['reason'] ?? ''}`;
+    case 'credential.created':
+    case 'credential.destroyed':
+      return `${d['role'] ?? ''}`;
+    default:
+      return Object.keys(d).length ? oneLine(JSON.stringify(d), 120) : '';
+  }
+}
+
+/** The timeline as text: one line per event, with the time since the session started. */
+export function formatTimeline(session: Session, events: AuditEvent[]): string {
+  const start = Date.parse(session.createdAt);
+  const head = `session ${session.id}  ${session.user} → ${session.target}  ${session.createdAt}${session.endedAt ? ` … ${session.endedAt} (${session.endReason ?? 'ended'})` : ' (active)'}\n`;
+  const lines = events.map((e) => `${offset(Date.parse(e.time) - start)}  ${e.type.padEnd(22)} ${describe(e)}`.trimEnd());
+  return `${head}${lines.join('\n')}\n`;
+}
+
+export function registerReplay(program: Command, env: CommandEnv): void {
+  program
+    .command('replay')
+    .description("show a session's timeline: statements, decisions, credentials (yours, or any for admins)")
+    .argument('<session>', 'session id')
+    .action(async (id: string) => {
+      const { ctx } = env;
+      const mode = outputMode(ctx, env.globals());
+      const result = await runReplay(cliServices(ctx, env.globals()), id);
+      if (mode.json) printJson(ctx.io.stdout, result);
+      else ctx.io.stdout.write(formatTimeline(result.session, result.events));
+    });
+}
