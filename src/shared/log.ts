@@ -1,4 +1,5 @@
-import { pino, type Logger } from 'pino';
+import { createRequire } from 'node:module';
+import type { DestinationStream, Logger } from 'pino';
 
 export type { Logger };
 
@@ -38,7 +39,15 @@ export interface LogOptions {
   destination?: NodeJS.WritableStream;
 }
 
+type PinoModule = typeof import('pino');
+let pinoModule: PinoModule | undefined;
+function loadPino(): PinoModule['pino'] {
+  pinoModule ??= createRequire(import.meta.url)('pino') as PinoModule;
+  return pinoModule.pino;
+}
+
 export function createLogger(opts: LogOptions = {}): Logger {
+  const pino = loadPino();
   return pino(
     {
       level: opts.level ?? 'info',
@@ -46,11 +55,11 @@ export function createLogger(opts: LogOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       base: undefined,
     },
-    (opts.destination ?? process.stderr) as pino.DestinationStream,
+    (opts.destination ?? process.stderr) as DestinationStream,
   );
 }
 
 /** A logger that drops everything (tests, quiet CLI). */
 export function silentLogger(): Logger {
-  return pino({ level: 'silent' });
+  return loadPino()({ level: 'silent' });
 }

@@ -5,9 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { stringify } from 'yaml';
 import { z } from 'zod';
-import { parseYamlConfig } from '../../shared/config/load.js';
+import { parseYamlConfig, yaml } from '../../shared/config/load.js';
 import { JitError } from '../../shared/errors/jit-error.js';
 
 /** The server `jit dev` listens on; the last fallback. */
@@ -166,7 +165,7 @@ export function rememberServer(settings: Pick<Settings, 'configDir' | 'configFil
   config.profiles[settings.profile] = { ...config.profiles[settings.profile], server };
   mkdirSync(settings.configDir, { recursive: true, mode: 0o700 });
   const tmp = `${settings.configFile}.${randomUUID()}.tmp`;
-  writeFileSync(tmp, stringify(config), { mode: 0o600 });
+  writeFileSync(tmp, yaml().stringify(config), { mode: 0o600 });
   chmodSync(tmp, 0o600);
   renameSync(tmp, settings.configFile);
 }

@@ -1,13 +1,22 @@
 import { readFileSync } from 'node:fs';
-import { isNode, LineCounter, parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
 import type { z } from 'zod';
 import { JitError } from '../errors/index.js';
+
+type YamlModule = typeof import('yaml');
+let yamlModule: YamlModule | undefined;
+/** The yaml package, loaded on first use: most CLI commands never read a YAML file. */
+export function yaml(): YamlModule {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as YamlModule;
+  return yamlModule;
+}
 
 /**
  * Parse YAML text and validate it with a zod schema. Every error names the file, the line and
  * the field, so a person can fix it without guessing.
  */
 export function parseYamlConfig<S extends z.ZodType>(text: string, schema: S, source: string): z.infer<S> {
+  const { isNode, LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -48,13 +48,18 @@ export const systemClock: Clock = {
 
 /** The real context for a process. */
 export function createSystemCtx(overrides: Partial<Ctx> = {}): Ctx {
-  const debug = process.env['JIT_DEBUG'] === '1';
-  return {
+  const debug = process.env['JIT_DEBUG'] === '1' || process.argv.includes('--debug');
+  let logger: Logger | undefined;
+  const ctx: Ctx = {
     io: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
     env: process.env,
     clock: systemClock,
     fetch: globalThis.fetch.bind(globalThis),
-    logger: createLogger({ level: process.env['JIT_LOG_LEVEL'] ?? (debug ? 'debug' : 'warn') }),
+    // Created on first use: a CLI command that never logs does not pay for loading pino.
+    get logger(): Logger {
+      logger ??= createLogger({ level: process.env['JIT_LOG_LEVEL'] ?? (debug ? 'debug' : 'warn') });
+      return logger;
+    },
     random: (n) => randomBytes(n),
     homedir: os.homedir(),
     cwd: process.cwd(),
@@ -67,6 +72,7 @@ export function createSystemCtx(overrides: Partial<Ctx> = {}): Ctx {
         for (const s of signals) process.off(s, handler);
       };
     },
-    ...overrides,
   };
+  // defineProperties, not assign: an override may replace the lazy logger getter.
+  return Object.defineProperties(ctx, Object.getOwnPropertyDescriptors(overrides));
 }
