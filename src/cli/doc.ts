@@ -1,0 +1,35 @@
+/** Renders the CLI reference from the commander program itself, so docs/cli/reference.md follows the code. */
+import type { Command } from 'commander';
+import { createSystemCtx } from '../shared/runtime/ctx.js';
+import { buildProgram } from './main.js';
+
+export const CLI_GENERATED_BEGIN = '<!-- generated from the commander program by src/cli/doc.ts: do not edit below -->';
+
+function usage(cmd: Command): string {
+  const args = cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}${a.variadic ? '…' : ''}>` : `[${a.name()}${a.variadic ? '…' : ''}]`));
+  return ['jit', cmd.name(), cmd.options.length ? '[options]' : '', ...args].filter(Boolean).join(' ');
+}
+
+/** The generated part of docs/cli/reference.md. */
+export function cliReference(): string {
+  const program = buildProgram({ ctx: createSystemCtx(), globals: () => ({}) });
+  const out: string[] = [CLI_GENERATED_BEGIN, '', '## Global options', '', '| option | meaning |', '| --- | --- |'];
+  for (const o of program.options) out.push(`| \`${o.flags}\` | ${o.description} |`);
+  const commands = program.commands.filter((c) => c.name() !== 'help');
+  for (const cmd of commands) {
+    out.push('', `## jit ${cmd.name()}`, '', cmd.description(), '', '```', usage(cmd), '```');
+    if (cmd.registeredArguments.length) {
+      out.push('', '| argument | meaning |', '| --- | --- |');
+      for (const a of cmd.registeredArguments) out.push(`| \`${a.name()}\` | ${a.description || ''} |`);
+    }
+    if (cmd.options.length) {
+      out.push('', '| option | meaning | default |', '| --- | --- | --- |');
+      for (const o of cmd.options) {
+        const def = o.defaultValue === undefined ? '' : `\`${JSON.stringify(o.defaultValue)}\``;
+        out.push(`| \`${o.flags}\` | ${o.description.replace(/\|/g, '\\|')} | ${def} |`);
+      }
+    }
+  }
+  out.push('');
+  return out.join('\n');
+}
