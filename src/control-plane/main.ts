@@ -51,6 +51,19 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+/**
+ * The built-in IdP's keys are fetched from this server's own URL. Behind TLS with a private or
+ * self-signed certificate that URL is not trusted by default, so trust this server's own
+ * certificate (in addition to the system roots) for those requests only.
+ */
+async function selfTrustingFetch(certFile: string): Promise<typeof fetch> {
+  const { Agent, fetch: undiciFetch } = await import('undici');
+  const { rootCertificates } = await import('node:tls');
+  const dispatcher = new Agent({ connect: { ca: [...rootCertificates, readFileSync(certFile, 'utf8')] } });
+  return ((input: string | URL, init?: RequestInit) =>
+    undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+}
+
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
@@ -126,6 +139,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     discovery = { issuer: o.issuer, clientId: o.clientId, audience: o.audience, scopes: o.scopes, apiBase: publicUrl, version: VERSION };
   }
   const verifier: TokenVerifier = createTokenVerifier({
+    ...(idp && config.tls ? { fetch: await selfTrustingFetch(resolve(config.tls.cert)) } : {}),
     issuer: discovery.issuer,
     audience: discovery.audience,
     algorithms: idCfg.algorithms,
