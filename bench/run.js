@@ -19,7 +19,11 @@ import { median, now, Procs, rssKiB, run, treeRssKiB } from './lib/proc.js';
 import { renderReport } from './lib/report.js';
 import { startSshForward } from './lib/ssh.js';
 
-const log = (line) => process.stderr.write(`bench: ${line}\n`);
+// Set on Ctrl-C/SIGTERM: the measurement loop then stops and its errors are no longer news.
+let stopping = false;
+const log = (line) => {
+  if (!stopping) process.stderr.write(`bench: ${line}\n`);
+};
 const message = (err) => (err instanceof Error ? err.message : String(err));
 
 async function toolVersion(cmd, args) {
@@ -162,6 +166,7 @@ async function main(cfg, procs, results) {
     for (let r = 0; r < rounds; r++) {
       if (rounds > 1 && rounds <= 5) log(`${label}, round ${r + 1} of ${rounds}…`);
       for (const p of paths) {
+        if (stopping) throw new Error('interrupted');
         if (failed[p]) continue;
         if (rounds <= 5) log(`${label} via ${p}…`);
         try {
@@ -226,8 +231,9 @@ async function entry() {
   let interrupted = false;
   const onSignal = (sig) => {
     if (interrupted) return;
-    interrupted = true;
     log(`${sig}: stopping everything…`);
+    interrupted = true;
+    stopping = true;
     procs.stopAll().finally(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);

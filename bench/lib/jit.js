@@ -11,7 +11,7 @@
  * test/helpers/idp-browser.ts plays the browser as alice.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -127,6 +127,8 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword }) {
  */
 export async function startDev({ procs, dir }) {
   const devDir = path.join(dir, 'dev');
+  // As root, jit dev's PostgreSQL runs as the postgres OS user, who must traverse our folder.
+  chmodSync(dir, 0o711);
   const dev = procs.spawn('jit dev', process.execPath, [JIT_BIN, 'dev', '--dir', devDir, '--port', '0', '--pg-port', '0'], {
     cwd: dir,
     env: { ...process.env, NO_COLOR: '1' },

@@ -190,10 +190,13 @@ export class Procs {
   constructor() {
     this.children = [];
     this.cleanups = [];
+    this.closed = false;
   }
 
   /** Spawn and track a process. `opts.stopSignal`, `opts.group` (own process group) as in Child. */
   spawn(name, cmd, args, opts = {}) {
+    // After stopAll began (Ctrl-C), a new process would outlive the bench.
+    if (this.closed) throw new Error(`not starting ${name}: the bench is stopping`);
     const { stopSignal, group, ...spawnOpts } = opts;
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: Boolean(group), ...spawnOpts });
     const child = new Child(name, proc, { stopSignal, group });
@@ -208,6 +211,7 @@ export class Procs {
 
   /** Stop every tracked process and run the cleanups, newest first; never throws. */
   async stopAll() {
+    this.closed = true;
     const steps = [
       ...this.children.map((c, i) => ({ at: i, name: c.name, fn: () => c.stop() })),
       ...this.cleanups.map((c) => ({ at: c.at - 0.5, name: c.name, fn: c.fn })),
