@@ -90,12 +90,24 @@ export const GuardrailMatch = z
   })
   .describe('A statement matches when it meets EVERY condition given (empty lists are not conditions)');
 
+/** Who may approve, how many of them, and how long they have. */
+export const ApproverSpec = z
+  .object({
+    users: z.array(z.string()).default([]).describe('Users who may approve'),
+    groups: z.array(z.string()).default([]).describe('Groups whose members may approve'),
+    required: z.number().int().min(1).max(10).default(1).describe('How many distinct approvers must approve (N of M)'),
+    timeout: DurationString.default(30 * 60).describe('A request nobody decides in this time expires (default 30m)'),
+  })
+  .refine((a) => a.users.length + a.groups.length > 0, { message: 'name at least one approver user or group' });
+export type ApproverSpec = z.infer<typeof ApproverSpec>;
+
 export const Guardrail = z.object({
   name: z.string().min(1).describe('Rule name: shown in the refusal and the audit log'),
   ...Who,
   match: GuardrailMatch,
   action: z.enum(['allow', 'block', 'require-approval']).describe('What happens to a matching statement'),
   message: z.string().max(300).optional().describe('Shown to the user when the rule refuses a statement'),
+  approvers: ApproverSpec.optional().describe('require-approval: who approves the statement (default: the administrators)'),
 });
 export type Guardrail = z.infer<typeof Guardrail>;
 
@@ -119,9 +131,23 @@ export const MaskRule = z
   .refine((r) => r.columns.length + r.detectors.length > 0, { message: 'name at least one column or detector' });
 export type MaskRule = z.infer<typeof MaskRule>;
 
+/** Access to a target that needs a human to approve a request first. */
+export const ApprovalRule = z.object({
+  name: z.string().min(1).describe('Rule name, in requests and the audit log'),
+  ...Who,
+  approvers: ApproverSpec,
+  reasonRequired: z.boolean().default(true).describe('The requester must give --reason'),
+  maxDuration: DurationString.optional().describe('Longest access an approval grants'),
+});
+export type ApprovalRule = z.infer<typeof ApprovalRule>;
+
 export const Policy = z.object({
   targets: z.array(PolicyTarget).default([]).describe('What can be reached'),
   access: z.array(AccessRule).default([]).describe('Who may reach what; first matching rule wins; deny by default'),
+  approvals: z
+    .array(ApprovalRule)
+    .default([])
+    .describe('Targets whose sessions need an approved access request (first matching rule applies)'),
   guardrails: z
     .array(Guardrail)
     .default([])
