@@ -207,6 +207,8 @@ async function entry() {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
       memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+      // Other work on the machine shares the 2 cores with every path: say how busy it was.
+      loadAtStart: os.loadavg()[0].toFixed(2),
       node: process.version,
       psql: await toolVersion('psql', ['--version']),
       ssh: await toolVersion('ssh', ['-V']),
@@ -252,6 +254,7 @@ async function entry() {
   }
   if (interrupted) return 130;
   results.meta.durationSeconds = Math.round((now() - started) / 1000);
+  results.meta.loadAtEnd = os.loadavg()[0].toFixed(2);
   process.stdout.write(`\n${renderReport(results)}`);
   process.stdout.write(`(bench took ${results.meta.durationSeconds} s)\n`);
   if (cfg.jsonFile) writeFileSync(cfg.jsonFile, `${JSON.stringify(results, null, 2)}\n`);

@@ -149,6 +149,6 @@ describe('report', () => {
     assert.match(text, /pgbench -S, 8 clients: tps .* failed/);
     assert.match(text, /PASS {2}bulk throughput: jit ≥ ssh -L/);
     assert.match(text, /Failures\n {2}pgbench -S -c 8 -j 2 via jit/);
-    assert.match(text, /opened 1000 idle connections through one session; select 1 ok on 1000, errors 0/);
+    assert.match(text, /opened 1000 idle connections through one jit session; select 1 ok on 1000, errors 0/);
   });
 });

@@ -72,7 +72,7 @@ export function mainTable(results) {
 const mib = (kib) => (kib === undefined ? '—' : `${(kib / 1024).toFixed(1)} MiB`);
 
 /** The idle-connection memory table as text lines. */
-export function memoryTable(memory) {
+export function memoryTable(memory, via = 'one session') {
   if (!memory) return [];
   if (memory.error) return [`idle connections: failed: ${memory.error}`];
   const names = Object.keys(memory.baseline);
@@ -86,7 +86,7 @@ export function memoryTable(memory) {
   const render = (cols) => cols.map((c, i) => (i === 0 ? pad(c, widths[i]) : padStart(c, widths[i]))).join('  ');
   const lines = [render(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(render)];
   lines.push(
-    `opened ${memory.opened} idle connections through one session; select 1 ok on ${memory.selectOk}, errors ${memory.selectErrors}` +
+    `opened ${memory.opened} idle connections through ${via}; select 1 ok on ${memory.selectOk}, errors ${memory.selectErrors}` +
       (memory.firstSelectError ? ` (first: ${memory.firstSelectError})` : ''),
   );
   if (memory.openError) lines.push(`opening stopped: ${memory.openError}`);
@@ -159,14 +159,15 @@ export function renderReport(results) {
   const m = results.meta;
   const lines = [
     `jit benchmark — ${m.date}`,
-    `machine: ${m.cpus} CPU cores (${m.cpuModel}), ${m.memGiB} GiB RAM; Node ${m.node}; PostgreSQL server ${m.pgServer}; ${m.psql}; ${m.ssh}`,
+    `machine: ${m.cpus} CPU cores (${m.cpuModel}), ${m.memGiB} GiB RAM, 1-min load average ${m.loadAtStart ?? '?'} at start, ${m.loadAtEnd ?? '?'} at end`,
+    `software: Node ${m.node}; PostgreSQL server ${m.pgServer}; ${m.psql}; ${m.ssh}`,
     `jit: ${m.jitDescription}`,
     `settings: pgbench ${m.rounds} × ${m.seconds} s (BENCH_ROUNDS × BENCH_SECONDS, median), bulk ${m.bulkRows} rows × ${m.bulkRepeats} (median), select 1 × ${m.selectRuns}, port ready × ${m.readyRuns}, idle steps ${m.idleSteps.join('/')}`,
     '',
     ...mainTable(results),
     '',
-    ...(results.memory ? ['Idle connections through one jit session', ...memoryTable(results.memory), ''] : []),
-    ...(results.sshMemory ? ['Idle connections through ssh -L (for comparison; no target)', ...memoryTable(results.sshMemory), ''] : []),
+    ...(results.memory ? ['Idle connections through one jit session', ...memoryTable(results.memory, 'one jit session'), ''] : []),
+    ...(results.sshMemory ? ['Idle connections through ssh -L (for comparison; no target)', ...memoryTable(results.sshMemory, 'one ssh connection'), ''] : []),
     'Targets (from the issue)',
   ];
   for (const t of targets(results)) lines.push(`  ${pad(t.status, 4)}  ${pad(t.label, 58)}  ${t.detail}`);
