@@ -11,7 +11,8 @@
  *   4. ensure the session role; log in upstream with it over SCRAM (any other method fails closed).
  *   5. only then AuthenticationSASLFinal + AuthenticationOk, the server's ParameterStatus, OUR
  *      OWN BackendKeyData (the real one never reaches the client), ReadyForQuery.
- *   6. relay bytes with `pipe` both ways: no per-chunk JavaScript on the hot path.
+ *   6. without inspection rules: relay bytes with `pipe` both ways (no per-chunk JavaScript);
+ *      with `session.inspection`: the inspecting relay (postgres-inspect.ts) parses every message.
  */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -35,10 +36,12 @@ import type { SessionInfo } from '../../src/shared/contract/agent.js';
 import { JitError } from '../../src/shared/errors/jit-error.js';
 import type { Logger } from '../../src/shared/log.js';
 import type { Clock } from '../../src/shared/runtime/ctx.js';
+import type { Catalog } from '../catalog.js';
 import type { SessionCredential } from '../credentials/postgres-roles.js';
 import type { EmitEvent } from '../events.js';
 import type { LiveStream, StreamRegistry } from '../streams.js';
 import { PacketReader, PeerClosedError } from './packet-reader.js';
+import { runInspectingRelay } from './postgres-inspect.js';
 import {
   dialTarget,
   loginUpstream,
@@ -65,6 +68,13 @@ export interface PostgresEngineDeps {
   random(bytes: number): Buffer;
   /** The client must finish the startup phase within this (default 30 s). */
   startupTimeoutMs?: number;
+  /** Catalog of the target, for masking (column identities) under inspection. */
+  catalog?: Catalog;
+  /**
+   * True while audit events reach the control plane. Inspected statements are refused while it is
+   * false (fail closed). Absent: `emit` records synchronously (tests).
+   */
+  recorderReady?: () => boolean;
 }
 
 export interface PostgresTargetRef {
@@ -194,10 +204,38 @@ export async function handlePostgresClient(
       session: session.id,
       target: target.name,
       outcome: 'success',
-      data: { stream: streamId, database: req.database, role: cred.role, ms: deps.clock.now() - started },
+      data: {
+        stream: streamId,
+        database: req.database,
+        role: cred.role,
+        ms: deps.clock.now() - started,
+        inspected: session.inspection !== undefined,
+      },
     });
     relaying = true;
-    relay(client, up.socket, stream);
+    if (session.inspection) {
+      runInspectingRelay(
+        client,
+        up.socket,
+        {
+          session,
+          rules: session.inspection,
+          target: target.name,
+          streamId,
+          database: req.database,
+          parameters: up.parameters,
+          kill: () => stream.destroy(),
+        },
+        {
+          emit: deps.emit,
+          recorderReady: deps.recorderReady ?? (() => true),
+          logger: deps.logger,
+          clock: deps.clock,
+          random: deps.random,
+          catalog: deps.catalog,
+        },
+      );
+    } else relay(client, up.socket, stream);
   } catch (err) {
     reportStartupFailure(err, client, session, target, deps);
   } finally {

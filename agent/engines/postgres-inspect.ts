@@ -1,0 +1,1120 @@
+/**
+ * The inspecting relay: runs after authentication instead of the blind pipe when the session has
+ * inspection rules. Every frontend message is parsed (a message that does not parse is never
+ * forwarded: the client gets a FATAL 08P01 and the connection closes); every backend message is
+ * framed and the ones decisions need are parsed.
+ *
+ * The gate's order is fixed, per statement (MUST/NEVER):
+ *   inspect (classify, cached by text) → policy (judge) → audit (event over the control channel)
+ *   → forward. On the way back: mask → audit (`result.masked`, once per result) → forward.
+ *   A statement is NEVER forwarded unless its `statement.executed` event has been handed to a
+ *   connected control channel; when it is down the statement is refused (57P03, fail closed).
+ *
+ * Refusing a statement: the statement is forwarded rewritten into a guaranteed syntax error
+ * (Query / Parse) or an Execute of a portal that does not exist (Execute), and the server's
+ * ErrorResponse is swapped for ours (SQLSTATE 42501, the rule in detail). The server therefore
+ * fails the statement itself: an open transaction is aborted exactly as after any error, the
+ * extended protocol discards until Sync, ReadyForQuery carries the server's real status.
+ * A simple Query holding several statements is refused whole when any of them is refused.
+ *
+ * Extended protocol: a statement is classified once, at Parse, and remembered by name; Execute
+ * records the Bind parameters (masked with maskForAudit) and is not re-classified. A Bind to a
+ * name we never saw parsed (SQL-level PREPARE) is judged as an opaque `execute` statement.
+ * FunctionCall ('F') is judged as an opaque `call` of the function named in the catalog.
+ *
+ * Lexing depends on client_encoding and standard_conforming_strings: text that is pure ASCII
+ * without backslashes lexes the same under any setting; any other text is judged only once every
+ * earlier statement has completed (so settings are known from the server's ParameterStatus) and
+ * only under UTF8 / on. Otherwise it is refused.
+ *
+ * Results: a RowDescription gets a mask plan (catalog look-up of table OID + attnum, async on a
+ * cache miss: the server direction pauses; no DataRow is ever forwarded before its plan exists).
+ * A value that cannot be masked safely refuses the result: our ErrorResponse, then nothing more
+ * from the server until its ReadyForQuery. The server's transaction is NOT aborted by that
+ * refusal (the server never saw an error); its ReadyForQuery tells the client the real status.
+ */
+import type { Duplex } from 'node:stream';
+import type { Classification, StatementInfo } from '../../src/protocol/postgres/classify.js';
+import { PgProtocolError } from '../../src/protocol/postgres/codec.js';
+import { judge, type Verdict } from '../../src/protocol/postgres/guard.js';
+import {
+  type ColumnIdentity,
+  describeMasking,
+  type MaskPlan,
+  maskCopyData,
+  maskDataRow,
+  maskForAudit,
+  planCopyMasking,
+  planMasking,
+} from '../../src/protocol/postgres/mask.js';
+import {
+  BE,
+  buildDescribe,
+  buildErrorResponse,
+  buildExecute,
+  buildFlush,
+  buildParse,
+  buildQuery,
+  type FieldDescription,
+  type FrontendMessage,
+  isSettingsIndependentSql,
+  isValidUtf8,
+  MAX_BACKEND_MESSAGE,
+  MAX_FRONTEND_MESSAGE,
+  MessageFramer,
+  parseCommandComplete,
+  parseCopyResponse,
+  parseFrontend,
+  parseNoticeFields,
+  parseParameterStatusMessage,
+  parseRowDescription,
+} from '../../src/protocol/postgres/messages.js';
+import type { InspectionRules, SessionInfo } from '../../src/shared/contract/agent.js';
+import type { Logger } from '../../src/shared/log.js';
+import type { Clock } from '../../src/shared/runtime/ctx.js';
+import type { Catalog } from '../catalog.js';
+import type { EmitEvent } from '../events.js';
+import { type AwaitApproval, awaitApproval } from './inspect/approval.js';
+import { ClassificationCache } from './inspect/classification-cache.js';
+import { OutBatch } from './inspect/out-batch.js';
+
+/** SQL text and parameter values in audit events are cut at these sizes. */
+export const MAX_AUDIT_SQL = 16 * 1024;
+export const MAX_AUDIT_PARAM = 4 * 1024;
+/** What a refused Query/Parse is rewritten into: not a keyword, so a syntax error in any state. */
+const SYNTAX_ERROR_SQL = 'JIT_REFUSED_STATEMENT';
+
+let sharedCache: ClassificationCache | undefined;
+
+export interface InspectDeps {
+  emit: EmitEvent;
+  /** True while audit events reach the control plane; false → statements are refused (fail closed). */
+  recorderReady(): boolean;
+  logger: Logger;
+  clock: Clock;
+  random(bytes: number): Buffer;
+  /** Catalog of the target (column identities for masking, function names). */
+  catalog?: Catalog;
+  classifications?: ClassificationCache;
+  approve?: AwaitApproval;
+  /** Framing bounds (defaults: 64 MiB from the client, 1 GiB from the server). */
+  maxFrontendMessage?: number;
+  maxBackendMessage?: number;
+}
+
+export interface InspectContext {
+  session: SessionInfo;
+  rules: InspectionRules;
+  target: string;
+  streamId: string;
+  database: string;
+  /** ParameterStatus values from the login (client_encoding, standard_conforming_strings). */
+  parameters: { name: string; value: string }[];
+  /** Close both legs (registry-aware). */
+  kill(): void;
+}
+
+interface Prepared {
+  sql: string;
+  c: Classification;
+  verdict: Verdict;
+  /** Kind for events (first statement's). */
+  kind: string;
+  statementName: string | undefined;
+}
+
+interface Portal {
+  name: string;
+  stmt: Prepared;
+  params: string[] | undefined;
+  /** Set from a Describe of this portal: the result's plan (null = nothing to mask / no rows). */
+  plan: MaskPlan | null | undefined;
+  /** A Describe of this portal is on its way (client's or ours). */
+  describing: boolean;
+}
+
+interface Exec {
+  seq: number;
+  started: number;
+  info: StatementInfo | undefined;
+}
+
+type Entry =
+  | { k: 'query'; execs: Exec[]; idx: number; swap?: Buffer }
+  | { k: 'fcall'; exec: Exec | undefined; swap?: Buffer }
+  | { k: 'parse'; name: string; prev: Prepared | undefined; swap?: Buffer }
+  | { k: 'bind' }
+  | { k: 'describe'; portal: Portal | undefined; synthetic: boolean }
+  | { k: 'execute'; exec: Exec | undefined; portal: Portal | undefined; swap?: Buffer }
+  | { k: 'close' }
+  | { k: 'sync' };
+
+interface ResultState {
+  plan: MaskPlan | null;
+  ref: number;
+  reported: boolean;
+}
+
+type Refusal = { code: string; message: string; detail?: string; hint?: string };
+
+/** Start relaying `client` ⇄ `server` with inspection. Returns at once; the relay lives until either side closes. */
+export function runInspectingRelay(client: Duplex, server: Duplex, ctx: InspectContext, deps: InspectDeps): InspectingRelay {
+  const relay = new InspectingRelay(client, server, ctx, deps);
+  relay.start();
+  return relay;
+}
+
+/** One client connection's inspecting relay (exported for tests). */
+export class InspectingRelay {
+  private readonly cf: MessageFramer;
+  private readonly sf: MessageFramer;
+  private readonly toServer = new OutBatch();
+  private readonly toClient = new OutBatch();
+  private readonly fifo: Entry[] = [];
+  private readonly statements = new Map<string, Prepared>();
+  private readonly portals = new Map<string, Portal>();
+  private readonly verdicts = new WeakMap<Classification, Verdict>();
+  private readonly planCache = new Map<string, MaskPlan | null>();
+  private readonly cache: ClassificationCache;
+  private readonly masking: boolean;
+  private readonly columnRules: boolean;
+  private readonly refusedPortal: string;
+  private clientBusy = false;
+  private serverBusy = false;
+  private clientBackoff = false;
+  private serverBackoff = false;
+  private clientEnded = false;
+  private closed = false;
+  private seq = 0;
+  private clientEncoding = 'UTF8';
+  private standardStrings = 'on';
+  /** A result was refused: drop the server's messages until its ReadyForQuery. */
+  private dropping = false;
+  private copyIn = false;
+  private cur: ResultState | null = null;
+  private lastToServerWasSync = true;
+  private settledWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly server: Duplex,
+    private readonly ctx: InspectContext,
+    private readonly deps: InspectDeps,
+  ) {
+    this.cf = new MessageFramer(deps.maxFrontendMessage ?? MAX_FRONTEND_MESSAGE);
+    this.sf = new MessageFramer(deps.maxBackendMessage ?? MAX_BACKEND_MESSAGE);
+    sharedCache ??= new ClassificationCache();
+    this.cache = deps.classifications ?? sharedCache;
+    this.masking = ctx.rules.masking.length > 0;
+    this.columnRules = ctx.rules.masking.some((r) => r.columns.length > 0);
+    this.refusedPortal = `jit-refused-${deps.random(12).toString('hex')}`;
+    for (const p of ctx.parameters) this.noteParameter(p.name, p.value);
+  }
+
+  start(): void {
+    const { client, server } = this;
+    (client as Partial<import('node:net').Socket>).setNoDelay?.(true);
+    (server as Partial<import('node:net').Socket>).setNoDelay?.(true);
+    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    server.on('data', (chunk: Buffer) => this.onServerData(chunk));
+    client.on('end', () => {
+      this.clientEnded = true;
+      if (!this.clientBusy) server.end();
+    });
+    server.on('end', () => {
+      this.flushToClient();
+      client.end();
+    });
+    const kill = () => this.close();
+    client.on('error', kill);
+    server.on('error', kill);
+    client.on('close', kill);
+    server.on('close', kill);
+    client.resume();
+    server.resume();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.settledWaiters.splice(0)) w();
+    this.ctx.kill();
+  }
+
+  // ---------------------------------------------------------------- client → server
+
+  private onClientData(chunk: Buffer): void {
+    this.cf.push(chunk);
+    if (!this.clientBusy) this.pumpClient();
+  }
+
+  private pumpClient(): void {
+    try {
+      while (!this.closed && this.cf.next()) {
+        const pending = this.onFrontend(this.cf.buf, this.cf.start, this.cf.end);
+        if (pending) {
+          this.clientBusy = true;
+          this.flushToServer();
+          this.client.pause();
+          pending.then(
+            () => {
+              this.clientBusy = false;
+              if (this.closed) return;
+              if (!this.serverBackoff) this.client.resume();
+              this.pumpClient();
+              if (this.clientEnded && !this.clientBusy) this.server.end();
+            },
+            (err) => this.fail(err, 'client'),
+          );
+          return;
+        }
+      }
+      this.flushToServer();
+    } catch (err) {
+      this.fail(err, 'client');
+    }
+  }
+
+  private flushToServer(): void {
+    if (this.toServer.empty) return;
+    if (!this.toServer.writeTo(this.server) && !this.serverBackoff) {
+      this.serverBackoff = true;
+      this.client.pause();
+      this.server.once('drain', () => {
+        this.serverBackoff = false;
+        if (!this.clientBusy && !this.closed) this.client.resume();
+      });
+    }
+  }
+
+  private fail(err: unknown, side: 'client' | 'server'): void {
+    if (this.closed) return;
+    const log = { session: this.ctx.session.id, target: this.ctx.target, stream: this.ctx.streamId };
+    if (err instanceof PgProtocolError && side === 'client') {
+      this.deps.logger.warn({ ...log, err: err.message }, 'client broke the protocol; closing');
+      if (this.client.writable) {
+        this.flushToClient();
+        this.client.end(buildErrorResponse({ severity: 'FATAL', code: err.sqlstate, message: `jit: ${err.message}` }));
+      }
+      this.server.destroy();
+      this.closed = true;
+      this.ctx.kill();
+      return;
+    }
+    this.deps.logger.warn({ ...log, side, err: (err as Error).message }, 'inspecting relay failed; closing');
+    if (this.client.writable) {
+      this.client.end(buildErrorResponse({ severity: 'FATAL', code: 'XX000', message: 'jit: the agent could not follow this connection' }));
+    }
+    this.server.destroy();
+    this.closed = true;
+    this.ctx.kill();
+  }
+
+  /** Handle one frontend message; returns a promise when it must be waited for (the client then pauses). */
+  private onFrontend(buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    // CopyData is the bulk of COPY FROM: framed, not decoded (the server ignores it outside COPY).
+    if (buf[start] === 0x64 /* d */) {
+      this.toServer.pass(buf, start, end);
+      return undefined;
+    }
+    const m = parseFrontend(buf, start, end);
+    switch (m.type) {
+      case 'Q':
+        return this.onQuery(m.sql, buf, start, end);
+      case 'P':
+        return this.onParse(m, buf, start, end);
+      case 'B':
+        this.onBind(m);
+        this.forward(buf, start, end, { k: 'bind' });
+        return undefined;
+      case 'D': {
+        const portal = m.target === 'P' ? this.portals.get(m.name) : undefined;
+        if (portal) portal.describing = true;
+        this.forward(buf, start, end, { k: 'describe', portal, synthetic: false });
+        return undefined;
+      }
+      case 'E':
+        return this.onExecute(m.portal, buf, start, end);
+      case 'C':
+        if (m.target === 'S') this.statements.delete(m.name);
+        else this.portals.delete(m.name);
+        this.forward(buf, start, end, { k: 'close' });
+        return undefined;
+      case 'S':
+        this.forward(buf, start, end, { k: 'sync' });
+        this.lastToServerWasSync = true;
+        return undefined;
+      case 'H':
+        this.toServer.pass(buf, start, end);
+        this.lastToServerWasSync = true;
+        return undefined;
+      case 'c':
+      case 'f':
+        this.toServer.pass(buf, start, end);
+        return undefined;
+      case 'F':
+        return this.onFunctionCall(m, buf, start, end);
+      case 'X':
+        this.toServer.pass(buf, start, end);
+        this.flushToServer();
+        this.server.end();
+        return undefined;
+      case 'd':
+        return undefined;
+    }
+  }
+
+  private forward(buf: Buffer, start: number, end: number, entry: Entry): void {
+    this.toServer.pass(buf, start, end);
+    this.fifo.push(entry);
+    this.lastToServerWasSync = false;
+  }
+
+  /** Settings-dependent text is judged once every earlier statement has completed (see the module comment). */
+  private textCheck(sql: Buffer): Refusal | Promise<Refusal | undefined> | undefined {
+    if (isSettingsIndependentSql(sql)) return undefined;
+    if (this.fifo.length === 0 || this.copyIn) return this.settingsRefusal(sql);
+    return this.whenSettled().then(() => this.settingsRefusal(sql));
+  }
+
+  private settingsRefusal(sql: Buffer): Refusal | undefined {
+    if (!isValidUtf8(sql)) return { code: '22021', message: 'jit: the statement text is not valid UTF-8' };
+    if (this.clientEncoding !== 'UTF8' || this.standardStrings !== 'on') {
+      return {
+        code: '0A000',
+        message: 'jit: statements are inspected only with client_encoding UTF8 and standard_conforming_strings on',
+        hint: "SET client_encoding = 'UTF8'; SET standard_conforming_strings = on",
+      };
+    }
+    return undefined;
+  }
+
+  private whenSettled(): Promise<void> {
+    if (!this.lastToServerWasSync) {
+      // The server holds extended-protocol answers until Sync or Flush: ask for them.
+      this.toServer.add(buildFlush());
+      this.lastToServerWasSync = true;
+    }
+    this.flushToServer();
+    return new Promise((resolve) => {
+      if (this.fifo.length === 0) resolve();
+      else this.settledWaiters.push(resolve);
+    });
+  }
+
+  private verdictOf(c: Classification): Verdict {
+    let v = this.verdicts.get(c);
+    if (!v) {
+      v = judge(c, this.ctx.rules);
+      this.verdicts.set(c, v);
+    }
+    return v;
+  }
+
+  private onQuery(sql: Buffer, buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    const check = this.textCheck(sql);
+    if (check instanceof Promise) {
+      // The message view stays valid: chunks are never reused.
+      return check.then((r) => this.query(sql, buf, start, end, r));
+    }
+    return this.query(sql, buf, start, end, check);
+  }
+
+  private query(sql: Buffer, buf: Buffer, start: number, end: number, textRefusal: Refusal | undefined): Promise<void> | undefined {
+    if (textRefusal) {
+      this.refuseQuery(textRefusal, { k: 'query', execs: [], idx: 0 });
+      return undefined;
+    }
+    const text = sql.toString('utf8');
+    const c = this.cache.get(text);
+    const v = this.verdictOf(c);
+    if (v.action === 'block') {
+      this.blocked(c, v, text, 'simple');
+      this.refuseQuery(this.ruleRefusal(v), { k: 'query', execs: [], idx: 0 });
+      return undefined;
+    }
+    if (v.action === 'require-approval') {
+      return this.approval(text, c, v, undefined).then((refusal) => {
+        if (refusal) this.refuseQuery(refusal, { k: 'query', execs: [], idx: 0 });
+        else this.allowQuery(c, v, buf, start, end);
+      });
+    }
+    this.allowQuery(c, v, buf, start, end);
+    return undefined;
+  }
+
+  private allowQuery(c: Classification, v: Verdict, buf: Buffer, start: number, end: number): void {
+    if (!this.deps.recorderReady()) {
+      this.refuseQuery(RECORDER_DOWN, { k: 'query', execs: [], idx: 0 });
+      return;
+    }
+    const stmts = c.ok ? c.statements : [];
+    const execs: Exec[] = new Array(stmts.length);
+    for (let i = 0; i < stmts.length; i++) {
+      const s = stmts[i]!;
+      execs[i] = { seq: this.executed(s.text, s.kind, 'simple', v.rule, undefined), started: this.deps.clock.now(), info: s };
+    }
+    this.forward(buf, start, end, { k: 'query', execs, idx: 0 });
+  }
+
+  /** Forward a Query rewritten into a syntax error; the server's error becomes ours. */
+  private refuseQuery(r: Refusal, entry: Entry & { swap?: Buffer }): void {
+    entry.swap = errorFor(r);
+    this.toServer.add(buildQuery(SYNTAX_ERROR_SQL));
+    this.fifo.push(entry);
+    this.lastToServerWasSync = false;
+  }
+
+  private onParse(m: Extract<FrontendMessage, { type: 'P' }>, buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    const check = this.textCheck(m.sql);
+    if (check instanceof Promise) return check.then((r) => this.parse(m, buf, start, end, r));
+    this.parse(m, buf, start, end, check);
+    return undefined;
+  }
+
+  private parse(m: Extract<FrontendMessage, { type: 'P' }>, buf: Buffer, start: number, end: number, textRefusal: Refusal | undefined): void {
+    const prev = this.statements.get(m.name);
+    if (textRefusal) {
+      this.refuseParse(m.name, prev, textRefusal);
+      return;
+    }
+    const text = m.sql.toString('utf8');
+    const c = this.cache.get(text);
+    const v = this.verdictOf(c);
+    if (v.action === 'block') {
+      this.blocked(c, v, text, 'extended');
+      this.refuseParse(m.name, prev, this.ruleRefusal(v));
+      return;
+    }
+    // require-approval is decided at Execute, where the parameters are known.
+    const first = c.ok ? c.statements[0] : undefined;
+    this.statements.set(m.name, { sql: text, c, verdict: v, kind: first?.kind ?? 'other', statementName: m.name || undefined });
+    this.forward(buf, start, end, { k: 'parse', name: m.name, prev });
+  }
+
+  private refuseParse(name: string, prev: Prepared | undefined, r: Refusal): void {
+    this.toServer.add(buildParse(name, SYNTAX_ERROR_SQL));
+    this.fifo.push({ k: 'parse', name, prev, swap: errorFor(r) });
+    this.lastToServerWasSync = false;
+  }
+
+  private onBind(m: Extract<FrontendMessage, { type: 'B' }>): void {
+    let stmt = this.statements.get(m.statement);
+    if (!stmt) {
+      // Prepared with SQL PREPARE (judged then), or not at all: judge as EXECUTE of an opaque statement.
+      const text = `EXECUTE ${m.statement}`;
+      const c: Classification = { ok: true, statements: [opaqueStatement(text, 'execute', [])] };
+      stmt = { sql: text, c, verdict: this.verdictOf(c), kind: 'execute', statementName: m.statement || undefined };
+    }
+    this.portals.set(m.portal, {
+      name: m.portal,
+      stmt,
+      params: this.auditParams(m.params, m.paramFormats),
+      plan: undefined,
+      describing: false,
+    });
+  }
+
+  private auditParams(params: (Buffer | null)[], formats: number[]): string[] | undefined {
+    if (params.length === 0) return undefined;
+    const out = new Array<string>(params.length);
+    for (let i = 0; i < params.length; i++) {
+      const p = params[i]!;
+      const f = formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i]!;
+      let s: string;
+      if (p === null) s = 'NULL';
+      else if (f === 0) s = p.toString('utf8', 0, Math.min(p.length, MAX_AUDIT_PARAM));
+      else s = `\\x${p.subarray(0, MAX_AUDIT_PARAM / 2).toString('hex')}`;
+      out[i] = this.masking && p !== null ? maskForAudit(s, this.ctx.rules.masking) : s;
+    }
+    return out;
+  }
+
+  private onExecute(name: string, buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    const portal = this.portals.get(name);
+    if (!portal) {
+      // A cursor declared in SQL (judged when declared), or no portal at all (the server says so).
+      if (this.masking) this.injectDescribe(undefined, name);
+      this.forward(buf, start, end, { k: 'execute', exec: undefined, portal: undefined });
+      return undefined;
+    }
+    const v = portal.stmt.verdict;
+    if (v.action === 'block') {
+      this.blocked(portal.stmt.c, v, portal.stmt.sql, 'extended');
+      this.refuseExecute(this.ruleRefusal(v));
+      return undefined;
+    }
+    if (v.action === 'require-approval') {
+      return this.approval(portal.stmt.sql, portal.stmt.c, v, portal.params).then((refusal) => {
+        if (refusal) this.refuseExecute(refusal);
+        else this.allowExecute(portal, v, buf, start, end);
+      });
+    }
+    this.allowExecute(portal, v, buf, start, end);
+    return undefined;
+  }
+
+  private allowExecute(portal: Portal, v: Verdict, buf: Buffer, start: number, end: number): void {
+    if (!this.deps.recorderReady()) {
+      this.refuseExecute(RECORDER_DOWN);
+      return;
+    }
+    const s = portal.stmt;
+    if (this.masking && portal.plan === undefined && !portal.describing) this.injectDescribe(portal, portal.name);
+    const seq = this.executed(s.sql, s.kind, 'extended', v.rule, portal.params, s.statementName, portal.name || undefined);
+    const info = s.c.ok ? s.c.statements[0] : undefined;
+    this.forward(buf, start, end, { k: 'execute', exec: { seq, started: this.deps.clock.now(), info }, portal });
+  }
+
+  /** Ask the server for the portal's row description ourselves (its answer is not forwarded). */
+  private injectDescribe(portal: Portal | undefined, name: string): void {
+    if (portal) portal.describing = true;
+    this.toServer.add(buildDescribe('P', name));
+    this.fifo.push({ k: 'describe', portal, synthetic: true });
+  }
+
+  /** Execute a portal that cannot exist: the server fails it (and discards until Sync); its error becomes ours. */
+  private refuseExecute(r: Refusal): void {
+    this.toServer.add(buildExecute(this.refusedPortal));
+    this.fifo.push({ k: 'execute', exec: undefined, portal: undefined, swap: errorFor(r) });
+    this.lastToServerWasSync = false;
+  }
+
+  private onFunctionCall(m: Extract<FrontendMessage, { type: 'F' }>, buf: Buffer, start: number, end: number): Promise<void> {
+    const lookup = this.deps.catalog
+      ? this.deps.catalog.functionName(this.ctx.database, m.oid).catch(() => undefined)
+      : Promise.resolve(undefined);
+    return lookup.then((fn) => {
+      const text = `FUNCTION CALL ${fn ?? `oid ${m.oid}`}`;
+      if (fn === undefined) {
+        this.refuseFunctionCall({ code: '42501', message: 'jit: cannot tell which function this function call runs' });
+        return;
+      }
+      const c: Classification = { ok: true, statements: [opaqueStatement(text, 'call', [fn])] };
+      const v = this.verdictOf(c);
+      if (v.action !== 'allow') {
+        this.blocked(c, v, text, 'function-call');
+        this.refuseFunctionCall(
+          v.action === 'block'
+            ? this.ruleRefusal(v)
+            : { code: '42501', message: `jit: this statement needs approval (rule ${v.rule ?? '?'})`, detail: `rule: ${v.rule ?? '?'}` },
+        );
+        return;
+      }
+      if (!this.deps.recorderReady()) {
+        this.refuseFunctionCall(RECORDER_DOWN);
+        return;
+      }
+      const seq = this.executed(text, 'call', 'function-call', v.rule, undefined);
+      this.forward(buf, start, end, { k: 'fcall', exec: { seq, started: this.deps.clock.now(), info: undefined } });
+    });
+  }
+
+  /** FunctionCall answers with a result or an error, then ReadyForQuery: a refused Query has the same shape. */
+  private refuseFunctionCall(r: Refusal): void {
+    this.toServer.add(buildQuery(SYNTAX_ERROR_SQL));
+    this.fifo.push({ k: 'fcall', exec: undefined, swap: errorFor(r) });
+    this.lastToServerWasSync = false;
+  }
+
+  private async approval(sql: string, c: Classification, v: Verdict, params: string[] | undefined): Promise<Refusal | undefined> {
+    const approve = this.deps.approve ?? awaitApproval;
+    const stmt = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
+    const decision = await approve({
+      session: this.ctx.session,
+      target: this.ctx.target,
+      stream: this.ctx.streamId,
+      sql,
+      params,
+      rule: v.rule,
+      kind: stmt?.kind,
+    });
+    if (decision.approved) return undefined;
+    this.emit('statement.blocked', 'failure', {
+      sql: clip(stmt?.text ?? sql),
+      rule: v.rule,
+      reason: `needs approval: ${decision.reason}`,
+      kind: stmt?.kind,
+    });
+    return {
+      code: '42501',
+      message: `jit: this statement needs approval (rule ${v.rule ?? '?'})`,
+      detail: `rule: ${v.rule ?? '?'}; ${decision.reason}`,
+      hint: 'ask an approver, or leave the statement out',
+    };
+  }
+
+  private ruleRefusal(v: Verdict): Refusal {
+    const rule = v.rule ?? 'jit';
+    const message = v.message ?? (rule === 'jit.parse-error' ? `statement refused: ${v.reason}` : `blocked by rule ${rule}`);
+    return {
+      code: '42501',
+      message: `jit: ${message}`,
+      detail: `rule: ${rule}`,
+      hint: 'jit policy refuses this statement on this target; ask an admin if you need it',
+    };
+  }
+
+  // ---------------------------------------------------------------- audit
+
+  private emit(event: string, outcome: 'success' | 'failure' | 'info', data: Record<string, unknown>): void {
+    this.deps.emit({ event, session: this.ctx.session.id, target: this.ctx.target, outcome, data: { stream: this.ctx.streamId, ...data } });
+  }
+
+  private executed(
+    sql: string,
+    kind: string,
+    protocol: 'simple' | 'extended' | 'function-call',
+    rule: string | undefined,
+    params: string[] | undefined,
+    statementName?: string,
+    portal?: string,
+  ): number {
+    const seq = ++this.seq;
+    const data: Record<string, unknown> = { seq, sql: clip(sql), protocol, kind };
+    if (sql.length > MAX_AUDIT_SQL) data['truncated'] = true;
+    if (params) data['params'] = params;
+    if (statementName) data['statementName'] = statementName;
+    if (portal) data['portal'] = portal;
+    if (rule) data['rule'] = rule;
+    this.emit('statement.executed', 'success', data);
+    return seq;
+  }
+
+  private blocked(c: Classification, v: Verdict, sql: string, protocol: string): void {
+    const s = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
+    this.emit('statement.blocked', 'failure', {
+      sql: clip(s?.text ?? sql),
+      rule: v.rule ?? 'jit',
+      reason: v.reason,
+      kind: s?.kind ?? 'other',
+      protocol,
+    });
+  }
+
+  private completed(exec: Exec | undefined, rows: number, tag: string | undefined, sqlstate?: string): void {
+    if (!exec) return;
+    const data: Record<string, unknown> = { ref: exec.seq, rows, durationMs: this.deps.clock.now() - exec.started };
+    if (tag) data['command'] = tag;
+    if (sqlstate) data['sqlstate'] = sqlstate;
+    this.emit('statement.completed', sqlstate ? 'failure' : 'success', data);
+  }
+
+  // ---------------------------------------------------------------- server → client
+
+  private onServerData(chunk: Buffer): void {
+    this.sf.push(chunk);
+    if (!this.serverBusy) this.pumpServer();
+  }
+
+  private pumpServer(): void {
+    try {
+      while (!this.closed && this.sf.next()) {
+        const pending = this.onBackend(this.sf.type, this.sf.buf, this.sf.start, this.sf.end);
+        if (pending) {
+          this.serverBusy = true;
+          this.flushToClient();
+          this.server.pause();
+          pending.then(
+            () => {
+              this.serverBusy = false;
+              if (this.closed) return;
+              if (!this.clientBackoff) this.server.resume();
+              this.pumpServer();
+            },
+            (err) => this.fail(err, 'server'),
+          );
+          return;
+        }
+      }
+      this.flushToClient();
+    } catch (err) {
+      this.fail(err, 'server');
+    }
+  }
+
+  private flushToClient(): void {
+    if (this.toClient.empty) return;
+    if (!this.toClient.writeTo(this.client) && !this.clientBackoff) {
+      this.clientBackoff = true;
+      this.server.pause();
+      this.client.once('drain', () => {
+        this.clientBackoff = false;
+        if (!this.serverBusy && !this.closed) this.server.resume();
+      });
+    }
+  }
+
+  private pass(buf: Buffer, start: number, end: number): void {
+    if (!this.dropping) this.toClient.pass(buf, start, end);
+  }
+
+  private popEntry(): void {
+    this.fifo.shift();
+    if (this.fifo.length === 0 && this.settledWaiters.length > 0) for (const w of this.settledWaiters.splice(0)) w();
+  }
+
+  private onBackend(type: number, buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    const head = this.fifo[0];
+    switch (type) {
+      case BE.dataRow:
+        return this.onDataRow(buf, start, end);
+      case BE.commandComplete: {
+        const { tag, rows } = parseCommandComplete(buf, start, end);
+        this.endOfResult(head, rows, tag, buf, start, end);
+        return undefined;
+      }
+      case BE.emptyQuery:
+        this.endOfResult(head, 0, undefined, buf, start, end);
+        return undefined;
+      case BE.portalSuspended:
+        // The portal may be executed again: its plan stays.
+        this.endOfResult(head, 0, 'SUSPENDED', buf, start, end);
+        return undefined;
+      case BE.rowDescription:
+        return this.onRowDescription(head, buf, start, end);
+      case BE.noData:
+        if (head?.k === 'describe') {
+          if (head.portal) head.portal.plan = null;
+          this.popEntry();
+          if (head.synthetic) return undefined;
+        }
+        this.pass(buf, start, end);
+        return undefined;
+      case BE.parameterDescription:
+        this.pass(buf, start, end);
+        return undefined;
+      case BE.parseComplete:
+      case BE.bindComplete:
+      case BE.closeComplete:
+        if (head && (head.k === 'parse' || head.k === 'bind' || head.k === 'close')) this.popEntry();
+        this.pass(buf, start, end);
+        return undefined;
+      case BE.error:
+        this.onError(head, buf, start, end);
+        return undefined;
+      case BE.ready: {
+        // Everything up to the Sync / Query / FunctionCall this answers is over.
+        while (this.fifo.length > 0) {
+          const e = this.fifo[0]!;
+          this.popEntry();
+          if (e.k === 'sync' || e.k === 'query' || e.k === 'fcall') break;
+        }
+        this.cur = null;
+        this.copyIn = false;
+        this.dropping = false;
+        this.toClient.pass(buf, start, end);
+        if (this.fifo.length === 0 && this.settledWaiters.length > 0) for (const w of this.settledWaiters.splice(0)) w();
+        return undefined;
+      }
+      case BE.parameterStatus: {
+        const p = parseParameterStatusMessage(buf, start, end);
+        this.noteParameter(p.name, p.value);
+        this.toClient.pass(buf, start, end);
+        return undefined;
+      }
+      case BE.copyIn:
+        this.copyIn = true;
+        this.pass(buf, start, end);
+        return undefined;
+      case BE.copyOut:
+        return this.onCopyOut(head, buf, start, end);
+      case BE.copyData:
+        return this.onCopyData(buf, start, end);
+      default:
+        // Notices, notifications, CopyDone, FunctionCallResponse, CopyBoth: relayed as they are.
+        this.pass(buf, start, end);
+        return undefined;
+    }
+  }
+
+  private noteParameter(name: string, value: string): void {
+    if (name === 'client_encoding') this.clientEncoding = value.toUpperCase().replace(/[-_]/g, '');
+    else if (name === 'standard_conforming_strings') this.standardStrings = value.toLowerCase();
+  }
+
+  private currentExec(head: Entry | undefined): Exec | undefined {
+    if (!head) return undefined;
+    if (head.k === 'query') return head.execs[head.idx];
+    if (head.k === 'execute' || head.k === 'fcall') return head.exec;
+    return undefined;
+  }
+
+  private endOfResult(head: Entry | undefined, rows: number, tag: string | undefined, buf: Buffer, start: number, end: number): void {
+    this.cur = null;
+    this.copyIn = false;
+    if (head?.k === 'query') {
+      this.completed(head.execs[head.idx], rows, tag);
+      head.idx++;
+    } else if (head?.k === 'execute') {
+      this.completed(head.exec, rows, tag);
+      this.popEntry();
+    }
+    this.pass(buf, start, end);
+  }
+
+  private onError(head: Entry | undefined, buf: Buffer, start: number, end: number): void {
+    const fields = parseNoticeFields(buf, start, end);
+    const swap = head && 'swap' in head ? head.swap : undefined;
+    if (swap && !this.dropping) this.toClient.add(swap);
+    else this.pass(buf, start, end);
+    this.cur = null;
+    this.copyIn = false;
+    if (!head || head.k === 'sync') return;
+    if (head.k === 'query') {
+      this.completed(head.execs[head.idx], 0, undefined, fields['C']);
+      return; // the rest of the Query is skipped; ReadyForQuery ends it
+    }
+    if (head.k === 'fcall') {
+      this.completed(head.exec, 0, undefined, fields['C']);
+      return;
+    }
+    if (head.k === 'parse') {
+      if (head.prev && head.name !== '') this.statements.set(head.name, head.prev);
+      else this.statements.delete(head.name);
+    }
+    if (head.k === 'execute') this.completed(head.exec, 0, undefined, fields['C']);
+    // Extended protocol: the server discards everything up to the next Sync.
+    while (this.fifo.length > 0 && this.fifo[0]!.k !== 'sync') {
+      const e = this.fifo[0]!;
+      if (e !== head && e.k === 'execute' && e.exec) this.completed(e.exec, 0, undefined, 'skipped');
+      if (e !== head && e.k === 'parse') {
+        if (e.prev && e.name !== '') this.statements.set(e.name, e.prev);
+        else this.statements.delete(e.name);
+      }
+      this.popEntry();
+    }
+  }
+
+  // ---- results and masking
+
+  private onRowDescription(head: Entry | undefined, buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    const describe = head?.k === 'describe' ? head : undefined;
+    const forQuery = head?.k === 'query';
+    if (!this.masking || (!forQuery && !describe?.portal && !describe?.synthetic)) {
+      // Statement descriptions (formats unknown yet) and results nobody masks pass as they are.
+      if (describe) this.popEntry();
+      if (forQuery) this.cur = { plan: null, ref: this.currentExec(head)?.seq ?? 0, reported: false };
+      if (describe?.synthetic) return undefined;
+      this.pass(buf, start, end);
+      return undefined;
+    }
+    const fields = parseRowDescription(buf, start, end);
+    const apply = (plan: MaskPlan | null | 'refuse') => {
+      if (describe) {
+        this.popEntry();
+        if (describe.portal) describe.portal.plan = plan === 'refuse' ? REFUSE_PLAN : plan;
+        if (!describe.synthetic) this.pass(buf, start, end);
+        return;
+      }
+      this.cur = { plan: plan === 'refuse' ? REFUSE_PLAN : plan, ref: this.currentExec(head)?.seq ?? 0, reported: false };
+      this.pass(buf, start, end);
+    };
+    const plan = this.planFor(buf, start, end, fields);
+    if (plan instanceof Promise) return plan.then(apply);
+    apply(plan);
+    return undefined;
+  }
+
+  /** The mask plan of a result, from cache when its RowDescription was seen and its tables are fresh. */
+  private planFor(buf: Buffer, start: number, end: number, fields: FieldDescription[]): MaskPlan | null | 'refuse' | Promise<MaskPlan | null | 'refuse'> {
+    const catalog = this.deps.catalog;
+    const db = this.ctx.database;
+    let missing: number[] = [];
+    if (this.columnRules) {
+      if (!catalog) return fields.some((f) => f.tableOid !== 0) ? 'refuse' : this.makePlan(fields);
+      missing = catalog.missing(
+        db,
+        fields.map((f) => f.tableOid),
+      );
+    }
+    const key = buf.toString('latin1', start + 5, end);
+    if (missing.length === 0) {
+      const cached = this.planCache.get(key);
+      if (cached !== undefined) return cached;
+      const p = this.makePlan(fields);
+      this.rememberPlan(key, p);
+      return p;
+    }
+    return catalog!.load(db, missing).then(
+      () => {
+        const p = this.makePlan(fields);
+        this.rememberPlan(key, p);
+        return p;
+      },
+      (err: Error) => {
+        this.deps.logger.warn({ target: this.ctx.target, err: err.message }, 'catalog look-up failed; refusing the result');
+        return 'refuse' as const;
+      },
+    );
+  }
+
+  private rememberPlan(key: string, p: MaskPlan | null): void {
+    if (this.planCache.size >= 256) this.planCache.clear();
+    this.planCache.set(key, p);
+  }
+
+  private makePlan(fields: FieldDescription[]): MaskPlan | null {
+    const catalog = this.deps.catalog;
+    const db = this.ctx.database;
+    const plan = planMasking(fields, (oid, att) => catalog?.column(db, oid, att), this.ctx.rules.masking);
+    return plan.active ? plan : null;
+  }
+
+  private onDataRow(buf: Buffer, start: number, end: number): undefined {
+    if (this.dropping) return undefined;
+    let cur = this.cur;
+    if (cur === null) {
+      const head = this.fifo[0];
+      if (head?.k === 'execute') {
+        const plan = head.portal ? head.portal.plan : undefined;
+        // Rows of a portal whose description we could not get: refuse rather than guess.
+        cur = { plan: plan === undefined ? (this.masking ? REFUSE_PLAN : null) : plan, ref: head.exec?.seq ?? 0, reported: false };
+      } else cur = { plan: this.masking ? REFUSE_PLAN : null, ref: 0, reported: false };
+      this.cur = cur;
+    }
+    const plan = cur.plan;
+    if (plan === null) {
+      this.toClient.pass(buf, start, end);
+      return undefined;
+    }
+    const masked = plan === REFUSE_PLAN ? null : maskDataRow(buf.subarray(start, end), plan);
+    if (masked === null) {
+      this.refuseResult();
+      return undefined;
+    }
+    if (masked.buffer === buf.buffer && masked.byteOffset === buf.byteOffset + start) this.toClient.pass(buf, start, end);
+    else {
+      this.toClient.add(masked);
+      this.reportMasked(cur);
+    }
+    return undefined;
+  }
+
+  private reportMasked(cur: ResultState): void {
+    if (cur.reported || !cur.plan) return;
+    cur.reported = true;
+    const d = describeMasking(cur.plan);
+    this.emit('result.masked', 'info', {
+      ref: cur.ref,
+      columns: d.columns.map((c) => c.name),
+      rule: [...new Set([...d.columns.map((c) => c.rule), ...d.detectorRules])].join(','),
+    });
+  }
+
+  /** A value cannot be masked: our error instead of the rest, nothing more until ReadyForQuery. */
+  private refuseResult(): void {
+    this.toClient.add(
+      buildErrorResponse({
+        code: '42501',
+        message: 'jit: cannot mask this result safely',
+        detail: 'a value of a masked column or a detected value cannot be masked in the format it was sent in',
+        hint: 'select masked columns in text format, or leave them out',
+      }),
+    );
+    this.emit('result.refused', 'failure', { ref: this.cur?.ref ?? 0 });
+    this.dropping = true;
+  }
+
+  private onCopyOut(head: Entry | undefined, buf: Buffer, start: number, end: number): Promise<void> | undefined {
+    if (!this.masking) {
+      this.cur = { plan: null, ref: 0, reported: false };
+      this.pass(buf, start, end);
+      return undefined;
+    }
+    const exec = this.currentExec(head);
+    const info = exec?.info ?? (head?.k === 'execute' && head.portal?.stmt.c.ok ? head.portal.stmt.c.statements[0] : undefined);
+    const { format, columnFormats } = parseCopyResponse(buf, start, end);
+    const fmt: 'text' | 'csv' | 'binary' = format === 1 ? 'binary' : /\bcsv\b/i.test(info?.text ?? '') ? 'csv' : 'text';
+    const apply = (cols: ColumnIdentity[] | undefined) => {
+      let plan: MaskPlan | null;
+      if (!cols || cols.length !== columnFormats.length) plan = REFUSE_PLAN;
+      else {
+        const p = planCopyMasking(cols, this.ctx.rules.masking, fmt);
+        plan = p.active ? (fmt === 'binary' ? REFUSE_PLAN : p) : null;
+      }
+      this.cur = { plan, ref: exec?.seq ?? 0, reported: false };
+      this.pass(buf, start, end);
+    };
+    const cols = this.copyColumns(info);
+    if (cols instanceof Promise) return cols.then(apply, () => apply(undefined));
+    apply(cols);
+    return undefined;
+  }
+
+  /** Column identities of a COPY … TO STDOUT, in output order; undefined when they cannot be known. */
+  private copyColumns(info: StatementInfo | undefined): ColumnIdentity[] | undefined | Promise<ColumnIdentity[] | undefined> {
+    const copy = info?.copy;
+    if (!copy) return undefined;
+    if (copy.query) {
+      if (!info.outputs || info.star) return this.columnRules ? undefined : info.outputs?.map(() => ({ column: '?' }));
+      return info.outputs.map((o) => (o ? { ...splitRelation(o.relation), column: o.column } : { column: '?' }));
+    }
+    if (!copy.relation) return undefined;
+    const rel = splitRelation(copy.relation);
+    if (copy.columns && copy.columns.length > 0) return copy.columns.map((column) => ({ ...rel, column }));
+    const catalog = this.deps.catalog;
+    if (!catalog) return undefined;
+    return catalog.tableColumns(this.ctx.database, copy.relation).then((t) =>
+      t ? t.columns.map((column) => ({ schema: t.schema, table: t.table, column })) : undefined,
+    );
+  }
+
+  private onCopyData(buf: Buffer, start: number, end: number): undefined {
+    if (this.dropping) return undefined;
+    const cur = this.cur;
+    if (!cur || cur.plan === null) {
+      this.toClient.pass(buf, start, end);
+      return undefined;
+    }
+    const masked = cur.plan === REFUSE_PLAN ? null : maskCopyData(buf.subarray(start, end), cur.plan);
+    if (masked === null) {
+      this.refuseResult();
+      return undefined;
+    }
+    if (masked.buffer === buf.buffer && masked.byteOffset === buf.byteOffset + start) this.toClient.pass(buf, start, end);
+    else {
+      this.toClient.add(masked);
+      this.reportMasked(cur);
+    }
+    return undefined;
+  }
+}
+
+/** Stands for "refuse every row of this result". */
+const REFUSE_PLAN: MaskPlan = Object.freeze({ active: true });
+
+const RECORDER_DOWN: Refusal = {
+  code: '57P03',
+  message: 'jit cannot record statements right now',
+  hint: 'the agent has lost its control plane; try again in a moment',
+};
+
+function errorFor(r: Refusal): Buffer {
+  return buildErrorResponse({ code: r.code, message: r.message, detail: r.detail, hint: r.hint });
+}
+
+function clip(sql: string): string {
+  return sql.length > MAX_AUDIT_SQL ? sql.slice(0, MAX_AUDIT_SQL) : sql;
+}
+
+function splitRelation(rel: string | undefined): { schema?: string; table?: string } {
+  if (!rel) return {};
+  const dot = rel.lastIndexOf('.');
+  return dot < 0 ? { table: rel } : { schema: rel.slice(0, dot), table: rel.slice(dot + 1) };
+}
+
+function opaqueStatement(text: string, kind: 'execute' | 'call', functions: string[]): StatementInfo {
+  return {
+    text,
+    kind,
+    relationsRead: [],
+    relationsWritten: [],
+    functions,
+    opaque: true,
+    computedColumns: [],
+    wholeRowRefs: [],
+    star: false,
+    effects: [kind],
+  };
+}
