@@ -13,6 +13,7 @@
  * computed (or the relation as used whole-row). A false "computes on a masked column" costs a
  * refused query; a missed one leaks data.
  */
+import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import type { StatementKind } from '../../shared/config/policy.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: the parse tree is untyped JSON from libpg-query; every access is guarded
@@ -80,6 +81,8 @@ export class Acc {
   hasWhere: boolean | undefined = undefined;
   /** non-null when the statement changes how jit's parser would split later text */
   integrity: string | undefined = undefined;
+  /** how deep we are inside code bodies (DO, functions) being looked into */
+  bodyDepth = 0;
 
   addComputed(r: ColumnRef): void {
     const key = (r.relation ?? '') + '\u0000' + r.column;
@@ -893,9 +896,13 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
       acc.opaque = true;
       walk(n.params, scope, acc);
       return simple('execute');
-    case 'DoStmt':
+    case 'DoStmt': {
       acc.opaque = true;
+      const lang = defElemString(n.args, 'language') ?? 'plpgsql';
+      const body = defElemString(n.args, 'as');
+      if (body !== undefined && lang.toLowerCase() === 'plpgsql') lookIntoPlpgsql(body, acc);
       return simple('do');
+    }
     case 'CallStmt':
       acc.opaque = true;
       if (n.funccall) funcCall(n.funccall, scope, acc);
@@ -904,7 +911,12 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
       const hasBody = n.sql_body !== undefined || (n.options ?? []).some((o: N) => o.DefElem?.defname === 'as');
       if (hasBody) acc.opaque = true;
       // BEGIN ATOMIC bodies are parsed already: what they touch counts
-      walkExcept(n, ['funcname', 'parameters', 'returnType'], scope, acc);
+      walkExcept(n, ['funcname', 'parameters', 'returnType', 'options'], scope, acc);
+      const lang = (defElemString(n.options, 'language') ?? 'sql').toLowerCase();
+      const as = (n.options ?? []).find((o: N) => o.DefElem?.defname === 'as')?.DefElem?.arg;
+      const body = as?.List ? str(as.List.items?.[0]) : str(as);
+      if (body !== undefined && lang === 'sql') lookIntoSql(body, acc);
+      else if (body !== undefined && lang === 'plpgsql') lookIntoPlpgsql(body, acc);
       return simple('create-function');
     }
     case 'DeclareCursorStmt': {
@@ -987,4 +999,71 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
     walkExcept(n, ['relation'], { items, ctes: undefined, parent: scope }, acc);
   } else walk(n, scope, acc);
   return { kind, acc };
+}
+
+// ---------------------------------------------------------------------------------------------
+// code bodies (DO, CREATE FUNCTION): still opaque, but what their static SQL does is reported too
+
+const MAX_BODY_DEPTH = 3;
+
+function defElemString(list: N, name: string): string | undefined {
+  for (const o of list ?? []) {
+    const d = o.DefElem;
+    if (d?.defname === name) return str(d.arg);
+  }
+  return undefined;
+}
+
+/** Walk SQL text found inside a code body into `acc` (best effort: unparsable text stays opaque). */
+function lookIntoSql(sql: string, acc: Acc): void {
+  if (acc.bodyDepth >= MAX_BODY_DEPTH || sql.trim() === '' || sql.includes('\u0000')) return;
+  let tree: N;
+  try {
+    tree = parseSync(sql);
+  } catch {
+    return;
+  }
+  acc.bodyDepth++;
+  try {
+    for (const r of tree.stmts ?? []) {
+      const w = walkStatement(r.stmt, acc);
+      acc.effects.add(w.kind);
+      for (const o of w.outs ?? []) consume(o, acc);
+    }
+  } finally {
+    acc.bodyDepth--;
+  }
+}
+
+function lookIntoPlpgsql(body: string, acc: Acc): void {
+  if (acc.bodyDepth >= MAX_BODY_DEPTH) return;
+  let tag = 'jit';
+  while (body.includes(`$${tag}$`)) tag += '_';
+  let tree: N;
+  try {
+    tree = parsePlPgSQLSync(`CREATE FUNCTION jit_inspect() RETURNS void LANGUAGE plpgsql AS $${tag}$${body}$${tag}$`);
+  } catch {
+    return;
+  }
+  const exprs: { query: string; mode: number }[] = [];
+  const collect = (v: N): void => {
+    if (v === null || typeof v !== 'object') return;
+    if (Array.isArray(v)) {
+      for (const x of v) collect(x);
+      return;
+    }
+    const e = v.PLpgSQL_expr;
+    if (e && typeof e.query === 'string') exprs.push({ query: e.query, mode: e.parseMode ?? 0 });
+    for (const k in v) if (k !== 'PLpgSQL_expr') collect(v[k]);
+  };
+  collect(tree);
+  for (const e of exprs) {
+    if (e.mode === 0) lookIntoSql(e.query, acc);
+    else if (e.mode === 2) lookIntoSql(`SELECT ${e.query}`, acc);
+    else {
+      // assignment: "target := expression"
+      const at = e.query.indexOf(':=');
+      if (at >= 0) lookIntoSql(`SELECT ${e.query.slice(at + 2)}`, acc);
+    }
+  }
 }

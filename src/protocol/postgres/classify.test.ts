@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { parseSync } from 'libpg-query';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type StatementInfo, classifySql, loadSqlParser } from './classify.js';
 
@@ -169,6 +170,21 @@ describe('kinds and effects', () => {
     expect(one('select 1').opaque).toBe(false);
   });
 
+  it('looks into DO and function bodies: still opaque, but their static SQL counts', () => {
+    const d = one('do $$ declare r record; begin delete from t; for r in select * from u loop perform pg_sleep(1); end loop; end $$');
+    expect(d.opaque).toBe(true);
+    expect(d.effects).toEqual(expect.arrayContaining(['do', 'delete', 'select']));
+    expect(d.relationsWritten).toEqual(['t']);
+    expect(d.relationsRead).toEqual(['u']);
+    expect(d.functions).toEqual(['pg_sleep']);
+    const f = one("create function f() returns void language sql as 'update t set a = 1'");
+    expect(f.effects).toContain('update');
+    expect(f.hasWhere).toBe(false);
+    // a body that does not parse stays opaque and adds nothing
+    expect(one('do $$ begin this is not plpgsql; end $$').effects).toEqual(['do']);
+    expect(one("do language plperl 'system(1)'").effects).toEqual(['do']);
+  });
+
   it('MERGE reports each action it may take', () => {
     const s = one('merge into t using s on t.id = s.id when matched then delete when not matched then insert values (s.id)');
     expect(s.effects).toEqual(expect.arrayContaining(['merge', 'delete', 'insert']));
@@ -317,12 +333,16 @@ describe('columns for masking', () => {
 describe('cost', () => {
   it('measures the pgbench -S statement (prints, does not assert timing)', () => {
     const sql = 'SELECT abalance FROM pgbench_accounts WHERE aid = 123;';
-    for (let i = 0; i < 2000; i++) classifySql(sql);
-    const n = 20000;
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) classifySql(sql);
-    const us = ((performance.now() - t0) * 1000) / n;
-    console.log(`classifySql(pgbench -S): ${us.toFixed(1)} µs per call`);
+    const perCall = (f: () => unknown): number => {
+      for (let i = 0; i < 2000; i++) f();
+      const n = 20000;
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) f();
+      return ((performance.now() - t0) * 1000) / n;
+    };
+    const parse = perCall(() => parseSync(sql));
+    const classify = perCall(() => classifySql(sql));
+    console.log(`pgbench -S statement: parseSync ${parse.toFixed(1)} µs, classifySql ${classify.toFixed(1)} µs per call`);
     expect(one(sql).outputs).toEqual([{ relation: 'pgbench_accounts', column: 'abalance' }]);
   });
 });
