@@ -142,6 +142,18 @@ describe('targets', () => {
   });
 });
 
+describe('jit vs ssh -L', () => {
+  it('uses the median of per-round ratios when both paths have runs (same moment, same load)', () => {
+    const r = sample();
+    // Round 2 ran while the machine was busy: both paths slowed, jit beat ssh in both rounds.
+    r.metrics.pgbench1.jit = { tps: 2100, runs: [{ tps: 3100 }, { tps: 1100 }] };
+    r.metrics.pgbench1.ssh = { tps: 2500, runs: [{ tps: 3000 }, { tps: 1000 }] };
+    const t = targets(r).find((x) => x.label.startsWith('pgbench -S, 1 client'));
+    assert.equal(t.status, 'PASS');
+    assert.match(t.detail, /jit 2100 vs ssh -L 2500 tps; jit\/ssh 1\.07×/);
+  });
+});
+
 describe('report', () => {
   it('prints every path with its ratio to direct, the jit/ssh ratio, failures and targets', () => {
     const text = renderReport(sample());
