@@ -179,12 +179,19 @@ export function compileDetectors(rules: readonly MaskRule[]): CompiledDetectors 
   return any ? out : undefined;
 }
 
+/** Families of detectors, as bits of the mask mayMatch returns. */
+export const MAY_EMAIL = 1;
+export const MAY_CARD = 2;
+export const MAY_PHONE = 4;
+export const MAY_IBAN = 8;
+export const MAY_CUSTOM = 16;
+export const MAY_ALL = 31;
+
 /**
- * Cheap byte-level pre-check: can any detector match in bytes[start, end)? Lets callers skip
- * decoding values that cannot contain a match (no '@' and too few digits, no custom pattern).
+ * Cheap byte-level pre-check: which detectors can match in bytes[start, end)? 0 lets callers skip
+ * decoding values that cannot contain a match (no '@', too few digits, no custom pattern).
  */
-export function mayMatch(det: CompiledDetectors, bytes: Uint8Array, start: number, end: number): boolean {
-  if (det.custom.length > 0) return true;
+export function mayMatch(det: CompiledDetectors, bytes: Uint8Array, start: number, end: number): number {
   let digits = 0;
   let at = false;
   for (let i = start; i < end; i++) {
@@ -192,8 +199,12 @@ export function mayMatch(det: CompiledDetectors, bytes: Uint8Array, start: numbe
     if (b >= 48 && b <= 57) digits++;
     else if (b === 64) at = true;
   }
-  if (at && det.email) return true;
-  return digits >= det.minDigits;
+  let may = det.custom.length > 0 ? MAY_CUSTOM : 0;
+  if (at && det.email) may |= MAY_EMAIL;
+  if (det.card && digits >= 13) may |= MAY_CARD;
+  if (det.phone && digits >= 8) may |= MAY_PHONE;
+  if (det.iban && digits >= 2 && end - start >= 15) may |= MAY_IBAN;
+  return may;
 }
 
 const LOCAL_CHAR = new Uint8Array(128);
@@ -203,8 +214,11 @@ for (let c = 0; c < 128; c++) {
   if (/[A-Za-z0-9._%+-]/.test(ch)) LOCAL_CHAR[c] = 1;
   if (/[A-Za-z0-9.-]/.test(ch)) DOMAIN_CHAR[c] = 1;
 }
-const isLocal = (c: number) => c < 128 && LOCAL_CHAR[c] === 1;
-const isDomain = (c: number) => c < 128 && DOMAIN_CHAR[c] === 1;
+/** Non-ASCII letters (internationalised addresses), excluding Unicode spaces and punctuation blocks. */
+const isWideLetter = (c: number) =>
+  c >= 0xc0 && !(c >= 0x2000 && c <= 0x206f) && !(c >= 0x3000 && c <= 0x303f) && !(c >= 0xfe30 && c <= 0xfe4f) && !(c >= 0xff00 && c <= 0xff0f);
+const isLocal = (c: number) => (c < 128 ? LOCAL_CHAR[c] === 1 : isWideLetter(c));
+const isDomain = (c: number) => (c < 128 ? DOMAIN_CHAR[c] === 1 : isWideLetter(c));
 
 function findEmails(s: string, style: MaskStyle, out: DetectorMatch[]): void {
   let from = 0;
@@ -223,7 +237,7 @@ function findEmails(s: string, style: MaskStyle, out: DetectorMatch[]): void {
     const domain = s.slice(at + 1, b);
     const dot = domain.lastIndexOf('.');
     if (dot <= 0 || domain.includes('..') || domain.startsWith('-')) continue;
-    if (!/^[A-Za-z]{2,24}$/.test(domain.slice(dot + 1))) continue;
+    if (!/^\p{L}{2,24}$/u.test(domain.slice(dot + 1))) continue;
     out.push({ start: a, end: b, kind: 'email', style });
     floor = b;
     from = b;
@@ -292,13 +306,13 @@ function findIbans(s: string, style: MaskStyle, out: DetectorMatch[]): void {
 export const CANNOT_SCAN = Symbol('cannot-scan');
 
 /** All detector matches in `s`, sorted, non-overlapping (earliest start wins, then the longest). */
-export function findMatches(s: string, det: CompiledDetectors): DetectorMatch[] | typeof CANNOT_SCAN {
+export function findMatches(s: string, det: CompiledDetectors, may = MAY_ALL): DetectorMatch[] | typeof CANNOT_SCAN {
   const all: DetectorMatch[] = [];
-  if (det.email && s.includes('@')) findEmails(s, det.email, all);
-  if (det.card) findCards(s, det.card, all);
-  if (det.phone) findPhones(s, det.phone, all);
-  if (det.iban) findIbans(s, det.iban, all);
-  if (det.custom.length > 0) {
+  if (det.email && may & MAY_EMAIL && s.includes('@')) findEmails(s, det.email, all);
+  if (det.card && may & MAY_CARD) findCards(s, det.card, all);
+  if (det.phone && may & MAY_PHONE) findPhones(s, det.phone, all);
+  if (det.iban && may & MAY_IBAN) findIbans(s, det.iban, all);
+  if (det.custom.length > 0 && may & MAY_CUSTOM) {
     if (s.length > MAX_CUSTOM_SCAN_CHARS) return CANNOT_SCAN;
     for (const c of det.custom) {
       if (c.re === null) return CANNOT_SCAN;
@@ -332,7 +346,7 @@ export function renderMatch(text: string, kind: DetectorKind, style: MaskStyle, 
   switch (kind) {
     case 'email': {
       const at = text.lastIndexOf('@');
-      return text[0] + '***' + text.slice(at);
+      return String.fromCodePoint(text.codePointAt(0)!) + '***' + text.slice(at);
     }
     case 'credit-card':
       return '**** **** **** ' + text.replace(/\D/g, '').slice(-4);

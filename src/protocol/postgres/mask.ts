@@ -132,8 +132,10 @@ class Plan implements MaskPlan {
   readonly active: boolean;
   /** Scratch space reused by every call (sync, single-threaded): no per-row allocation for the bookkeeping. */
   readonly lenPos: Int32Array;
-  readonly repl: (Buffer | null)[];
-  readonly replIdx: Int32Array;
+  readonly replStart: Int32Array;
+  readonly replLen: Int32Array;
+  /** Replacement bytes of the row being masked (grows for large values, never shrinks). */
+  scratch: Buffer;
   constructor(
     readonly actions: Uint8Array,
     readonly styles: Uint8Array,
@@ -144,8 +146,9 @@ class Plan implements MaskPlan {
   ) {
     this.active = actions.some((a) => a !== PASS);
     this.lenPos = new Int32Array(actions.length);
-    this.replIdx = new Int32Array(actions.length);
-    this.repl = new Array(actions.length).fill(null);
+    this.replStart = new Int32Array(actions.length);
+    this.replLen = new Int32Array(actions.length);
+    this.scratch = Buffer.allocUnsafe(this.active ? 4096 : 0);
   }
 }
 
@@ -257,8 +260,14 @@ function utf8CharLen(bytes: Uint8Array, i: number, end: number): number {
 const isDigit = (b: number) => b >= 48 && b <= 57;
 const isPhoneSep = (b: number) => b === 32 || b === 45 || b === 46 || b === 40 || b === 41 || b === 43; // space - . ( ) +
 
-/** Partial style on a whole column value: a fixed-width hint that depends on what the value looks like. */
-function partialBytes(src: Uint8Array, s: number, e: number): Buffer {
+/** Largest output of partialInto beyond the input length. */
+const PARTIAL_SLACK = 32;
+
+/**
+ * Partial style on a whole column value: a fixed-width hint that depends on what the value looks
+ * like. Writes into dst at o (room for e - s + PARTIAL_SLACK bytes) and returns the length.
+ */
+function partialInto(src: Buffer, s: number, e: number, dst: Buffer, o: number): number {
   let at = -1;
   let digits = 0;
   let other = false;
@@ -275,16 +284,16 @@ function partialBytes(src: Uint8Array, s: number, e: number): Buffer {
     for (let i = at + 1; i < e; i++) if (src[i] === 46) dot = true;
     const first = utf8CharLen(src, s, at);
     if (dot && first > 0) {
-      const out = Buffer.allocUnsafe(first + 3 + (e - at));
-      for (let k = 0; k < first; k++) out[k] = src[s + k]!;
-      out.write('***', first, 'latin1');
-      Buffer.from(src.buffer, src.byteOffset + at, e - at).copy(out, first + 3);
-      return out;
+      let k = o;
+      for (let i = s; i < s + first; i++) dst[k++] = src[i]!;
+      dst[k++] = 42;
+      dst[k++] = 42;
+      dst[k++] = 42;
+      for (let i = at; i < e; i++) dst[k++] = src[i]!;
+      return k - o;
     }
   }
   if (!other && digits >= 8) {
-    const ds: number[] = [];
-    for (let i = e - 1; i >= s && ds.length < 4; i--) if (isDigit(src[i]!)) ds.unshift(src[i]!);
     // 16–19 digits is a card; 13–15 may be a long phone number, so only a Luhn-valid one is a card.
     let isCard = digits >= 16 && digits <= 19;
     if (!isCard && digits >= 13 && digits <= 15) {
@@ -292,22 +301,39 @@ function partialBytes(src: Uint8Array, s: number, e: number): Buffer {
       for (let i = s; i < e; i++) if (isDigit(src[i]!)) all += String.fromCharCode(src[i]!);
       isCard = luhnValid(all);
     }
-    if (isCard) return Buffer.from('**** **** **** ' + String.fromCharCode(...ds), 'latin1');
-    if (digits <= 15) return Buffer.from('******' + String.fromCharCode(...ds.slice(-2)), 'latin1');
-    return STARS;
+    if (!isCard && digits > 15) return writeConst(STARS, dst, o);
+    const prefix = isCard ? CARD_PREFIX : PHONE_PREFIX;
+    let k = o + writeConst(prefix, dst, o);
+    const keep = isCard ? 4 : 2;
+    // The last `keep` digits, in order.
+    let from = e;
+    for (let seen = 0; from > s && seen < keep; ) if (isDigit(src[--from]!)) seen++;
+    for (let i = from; i < e; i++) if (isDigit(src[i]!)) dst[k++] = src[i]!;
+    return k - o;
   }
   let chars = 0;
   for (let i = s; i < e && chars < 6; i++) if ((src[i]! & 0xc0) !== 0x80) chars++;
   const first = chars >= 6 ? utf8CharLen(src, s, e) : 0;
-  if (first === 0) return STARS;
-  const out = Buffer.allocUnsafe(first + 3);
-  for (let k = 0; k < first; k++) out[k] = src[s + k]!;
-  out.write('***', first, 'latin1');
-  return out;
+  if (first === 0) return writeConst(STARS, dst, o);
+  for (let k = 0; k < first; k++) dst[o + k] = src[s + k]!;
+  dst[o + first] = dst[o + first + 1] = dst[o + first + 2] = 42; // ***
+  return first + 3;
+}
+const CARD_PREFIX = Buffer.from('**** **** **** ');
+const PHONE_PREFIX = Buffer.from('******');
+
+function writeConst(c: Buffer, dst: Buffer, o: number): number {
+  for (let k = 0; k < c.length; k++) dst[o + k] = c[k]!;
+  return c.length;
+}
+
+function partialBytes(src: Buffer, s: number, e: number): Buffer {
+  const out = Buffer.allocUnsafe(e - s + PARTIAL_SLACK);
+  return out.subarray(0, partialInto(src, s, e, out, 0));
 }
 
 /** The whole-value mask of a text-like value bytes[s, e). */
-function textMask(src: Uint8Array, s: number, e: number, style: number, key: Buffer): Buffer {
+function textMask(src: Buffer, s: number, e: number, style: number, key: Buffer): Buffer {
   if (style === 0) return STARS;
   if (style === 1) return partialBytes(src, s, e);
   return Buffer.from(hashTag(key, src.subarray(s, e)), 'latin1');
@@ -353,9 +379,10 @@ function detectValue(p: Plan, src: Buffer, s: number, e: number, action: number)
     if (src[s] !== 1) return null; // unknown jsonb binary version: cannot scan
     off = s + 1;
   }
-  if (!mayMatch(det, src, off, e)) return undefined;
+  const may = mayMatch(det, src, off, e);
+  if (may === 0) return undefined;
   const { text, enc } = decode(src, off, e);
-  const matches = findMatches(text, det);
+  const matches = findMatches(text, det, may);
   if (matches === CANNOT_SCAN) return null;
   if (matches.length === 0) return undefined;
   if (action === DETECT_OPAQUE) return null;
@@ -403,9 +430,29 @@ export function maskDataRow(message: Buffer, plan: MaskPlan): Buffer | null {
   } catch {
     // Backstop only: every bound is checked below; a throw would mean a bug, and a bug must not leak.
     return null;
-  } finally {
-    p.repl.fill(null);
   }
+}
+
+/** Make room for `n` bytes of replacements, keeping the first `used`. */
+function ensureScratch(p: Plan, n: number, used: number): Buffer {
+  if (p.scratch.length < n) {
+    const grown = Buffer.allocUnsafe(Math.max(n, p.scratch.length * 2));
+    p.scratch.copy(grown, 0, 0, used);
+    p.scratch = grown;
+  }
+  return p.scratch;
+}
+
+/** Copy src[s, e) to dst at o; a byte loop beats Buffer#copy's call overhead for the short runs of a row. */
+function copyBytes(src: Buffer, s: number, e: number, dst: Buffer, o: number): number {
+  if (e - s > 64) return src.copy(dst, o, s, e);
+  for (let i = s; i < e; i++) dst[o++] = src[i]!;
+  return e - s;
+}
+
+/** Big-endian int32 at o (caller checked o + 4 <= length); inlined by V8, unlike Buffer#readInt32BE. */
+function readI32(m: Buffer, o: number): number {
+  return (m[o]! << 24) | (m[o + 1]! << 16) | (m[o + 2]! << 8) | m[o + 3]!;
 }
 
 function maskDataRowUnsafe(message: Buffer, p: Plan): Buffer | null {
@@ -417,23 +464,37 @@ function maskDataRowUnsafe(message: Buffer, p: Plan): Buffer | null {
   let pos = 7;
   let replaced = 0;
   let newLength = n;
+  let sp = 0; // bytes used in p.scratch
   for (let i = 0; i < count; i++) {
     if (pos + 4 > n) return null;
-    const len = message.readInt32BE(pos);
+    const len = readI32(message, pos);
     if (len === -1) {
       pos += 4;
       continue; // NULL stays NULL
     }
     if (len < 0 || len > n - pos - 4) return null;
-    if (actions[i] !== PASS) {
-      const r = maskValue(p, i, message, pos + 4, pos + 4 + len);
-      if (r === null) return null;
-      if (r !== undefined) {
+    const action = actions[i]!;
+    if (action !== PASS) {
+      const vs = pos + 4;
+      let rl: number; // replacement length; -1 = NULL, -2 = unchanged
+      if (action === MASK_TEXT && p.styles[i] !== 2) {
+        // Hot path (full/partial on text): written straight into the scratch buffer, no allocation.
+        const dst = ensureScratch(p, sp + len + PARTIAL_SLACK, sp);
+        rl = p.styles[i] === 0 ? writeConst(STARS, dst, sp) : partialInto(message, vs, vs + len, dst, sp);
+      } else {
+        const r = maskValue(p, i, message, vs, vs + len);
+        if (r === null) return null;
+        if (r === undefined) rl = -2;
+        else if (r === NULL_VALUE) rl = -1;
+        else rl = copyBytes(r, 0, r.length, ensureScratch(p, sp + r.length, sp), sp);
+      }
+      if (rl !== -2) {
         p.lenPos[replaced] = pos;
-        p.replIdx[replaced] = i;
-        p.repl[replaced] = r;
+        p.replStart[replaced] = sp;
+        p.replLen[replaced] = rl;
         replaced++;
-        newLength += (r === NULL_VALUE ? 0 : r.length) - len;
+        if (rl > 0) sp += rl;
+        newLength += Math.max(rl, 0) - len;
       }
     }
     pos += 4 + len;
@@ -445,22 +506,18 @@ function maskDataRowUnsafe(message: Buffer, p: Plan): Buffer | null {
   out.writeInt32BE(newLength - 1, 1);
   let from = 5; // copy the column count and everything up to the first replaced length
   let to = 5;
+  const scratch = p.scratch;
   for (let k = 0; k < replaced; k++) {
     const lp = p.lenPos[k]!;
-    to += message.copy(out, to, from, lp);
-    const oldLen = message.readInt32BE(lp);
-    const r = p.repl[k]!;
-    if (r === NULL_VALUE) {
-      out.writeInt32BE(-1, to);
-      to += 4;
-    } else {
-      out.writeInt32BE(r.length, to);
-      to += 4;
-      to += r.copy(out, to);
-    }
+    to += copyBytes(message, from, lp, out, to);
+    const oldLen = readI32(message, lp);
+    const rl = p.replLen[k]!;
+    out.writeInt32BE(rl, to);
+    to += 4;
+    if (rl > 0) to += copyBytes(scratch, p.replStart[k]!, p.replStart[k]! + rl, out, to);
     from = lp + 4 + oldLen;
   }
-  to += message.copy(out, to, from, n);
+  to += copyBytes(message, from, n, out, to);
   return to === newLength ? out : null;
 }
 
