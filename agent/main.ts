@@ -10,6 +10,8 @@ import { isErrorCode } from '../src/shared/errors/codes.js';
 import { JitError } from '../src/shared/errors/jit-error.js';
 import type { Logger } from '../src/shared/log.js';
 import { type Clock, systemClock } from '../src/shared/runtime/ctx.js';
+import { loadSqlParser } from '../src/protocol/postgres/classify.js';
+import { Catalog } from './catalog.js';
 import { PostgresRoles } from './credentials/postgres-roles.js';
 import { ControlChannel, dialStream } from './dialer.js';
 import { handlePostgresClient } from './engines/postgres.js';
@@ -20,7 +22,7 @@ import { StreamRegistry } from './streams.js';
 /** Reported in hello; kept equal to package.json's version. */
 export const AGENT_VERSION = '0.1.0';
 /** What this agent can do; the control plane fails closed on a missing capability. */
-export const AGENT_CAPABILITIES = ['postgres.scram-local'];
+export const AGENT_CAPABILITIES = ['postgres.scram-local', 'postgres.inspect'];
 
 export interface RunningAgent {
   close(): Promise<void>;
@@ -44,13 +46,15 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   const clock = opts.clock ?? systemClock;
   const env = opts.env ?? process.env;
   const registry = new StreamRegistry();
+  // The SQL parser (WebAssembly) loads once, before any session can be inspected.
+  await loadSqlParser();
   const ca = config.caFile ? readFileSync(config.caFile) : undefined;
 
   // The channel exists before the roles so their events have somewhere to go (queued until connected).
   let channel: ControlChannel;
   const emit = (e: Parameters<ControlChannel['emit']>[0]) => channel.emit(e);
 
-  const pgTargets = new Map<string, { config: AgentPostgresTarget; roles: PostgresRoles }>();
+  const pgTargets = new Map<string, { config: AgentPostgresTarget; roles: PostgresRoles; catalog: Catalog }>();
   for (const [name, t] of Object.entries(config.targets)) {
     if (t.type !== 'postgres') continue;
     const adminUrl = t.adminUrl ?? (t.adminUrlEnv ? env[t.adminUrlEnv] : undefined);
@@ -61,10 +65,21 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       });
     }
     const roles = new PostgresRoles({ target: name, config: t, adminUrl, emit, logger, clock, random: randomBytes });
-    pgTargets.set(name, { config: t, roles });
+    const catalog = new Catalog({ adminUrl, target: name, logger, clock });
+    pgTargets.set(name, { config: t, roles, catalog });
   }
 
-  const engineDeps = (roles: PostgresRoles) => ({ roles, registry, emit, logger, clock, random: randomBytes });
+  const engineDeps = (t: { roles: PostgresRoles; catalog: Catalog }) => ({
+    roles: t.roles,
+    catalog: t.catalog,
+    registry,
+    emit,
+    logger,
+    clock,
+    random: randomBytes,
+    // Inspected statements run only while their audit events can reach the control plane.
+    recorderReady: () => channel.connected,
+  });
 
   const refuse = (streamId: string, code: JitError['code'], message: string) => {
     channel.send({ type: 'stream.failed', streamId, code, message });
@@ -96,7 +111,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       refuse(streamId, isErrorCode(e.code) ? e.code : 'JIT_TARGET_UNREACHABLE', e.message);
       return;
     }
-    await handlePostgresClient(socket, session, { name: session.target, config: t.config }, engineDeps(t.roles), {
+    await handlePostgresClient(socket, session, { name: session.target, config: t.config }, engineDeps(t), {
       streamId,
       upstream,
     });
@@ -157,7 +172,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       reaper.stop();
       await channel.close();
       registry.closeAll();
-      await Promise.all([...pgTargets.values()].map((t) => t.roles.close()));
+      await Promise.all([...pgTargets.values()].flatMap((t) => [t.roles.close(), t.catalog.close()]));
     },
   };
 }
