@@ -425,6 +425,13 @@ function withScope(withClause: N, scope: Scope, acc: Acc): Scope {
   if (!withClause?.ctes) return scope;
   const ctes = new Map<string, Item>();
   const s: Scope = { items: [], ctes, parent: scope };
+  if (withClause.recursive) {
+    // a recursive CTE refers to itself: visible (with unknown columns) while its body is walked
+    for (const c of withClause.ctes) {
+      const name = c.CommonTableExpr?.ctename;
+      if (typeof name === 'string') ctes.set(name, { alias: name, kind: 'derived', cols: new Map(), outs: [], starRelations: [] });
+    }
+  }
   for (const c of withClause.ctes) {
     const cte = c.CommonTableExpr;
     if (!cte) {
@@ -788,12 +795,13 @@ function defaultKind(type: string): StatementKind {
   return 'other';
 }
 
+/** True when any ANALYZE option is on: PostgreSQL lets a later repeat of the option win. */
 function explainAnalyzes(options: N): boolean {
   for (const o of options ?? []) {
     const d = o.DefElem;
-    if (d?.defname !== 'analyze') continue;
+    if (typeof d?.defname !== 'string' || d.defname.toLowerCase() !== 'analyze') continue;
     const v = d.arg ? constLike(d.arg) : 'true';
-    return !OFF.has(v.toLowerCase());
+    if (!OFF.has(v.toLowerCase())) return true;
   }
   return false;
 }
@@ -989,14 +997,14 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
   let kind: StatementKind = SIMPLE_KINDS[type] ?? defaultKind(type);
   if (type === 'CreateFunctionStmt') kind = 'create-function';
   acc.effects.add(kind);
-  const rv = n?.relation;
+  const rv = n?.relation ?? n?.table;
   if (rv && typeof rv.relname === 'string') {
     // DDL on a table: it is the statement's subject, and bare column names in it are its columns
     const relation = relationName(rv);
     if (WRITES_RELATION.has(type)) acc.written.add(relation);
     else acc.read.add(relation);
     const items: Item[] = [{ alias: rv.alias?.aliasname ?? rv.relname, kind: 'table', relation }];
-    walkExcept(n, ['relation'], { items, ctes: undefined, parent: scope }, acc);
+    walkExcept(n, ['relation', 'table'], { items, ctes: undefined, parent: scope }, acc);
   } else walk(n, scope, acc);
   return { kind, acc };
 }
