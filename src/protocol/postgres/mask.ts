@@ -27,6 +27,14 @@
  *   breaking its framing, so the row is refused.
  * - Unresolved columns: a field with a table OID that resolve() cannot name (catalog race) is
  *   refused when column rules exist, since it might be a masked column under an alias.
+ * - COPY TO STDOUT: PostgreSQL sends one row per CopyData; a message that does not end on a row
+ *   boundary, has the wrong number of fields, or is binary COPY (no types) is refused whenever the
+ *   plan is active. Only the default DELIMITER/NULL/QUOTE/ESCAPE are understood: other options
+ *   change the field count and are refused, except a single-column COPY, which is masked whole. A
+ *   HEADER line is masked like data (over-masking, never a leak). Column hashes are computed over
+ *   the decoded value, so COPY and DataRow give the same hash for the same value.
+ * - Hash input: the value's bytes for columns; for detector matches a normal form (e-mail
+ *   lowercased, card/phone digits only, IBAN without spaces, uppercased).
  * - The hash key is per agent: pass `{ hashKey }` to planMasking/planCopyMasking or call
  *   configureMasking({ hashKey }) once at agent start. Without either, a random key is made per
  *   process (hashes then change on restart, but are never computed with a guessable key).
