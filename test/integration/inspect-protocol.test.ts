@@ -1,0 +1,279 @@
+/**
+ * The inspecting engine at the wire level, with a hand-driven client: pipelined extended-protocol
+ * batches, binary results, Execute without Describe, a 100 MB result under backpressure.
+ */
+import net from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loginUpstream } from '../../agent/engines/postgres-upstream.js';
+import { typedMessage } from '../../src/protocol/postgres/codec.js';
+import {
+  buildDescribe,
+  buildExecute,
+  buildParse,
+  buildQuery,
+  MessageFramer,
+  parseCommandComplete,
+  parseNoticeFields,
+} from '../../src/protocol/postgres/messages.js';
+import { sql } from '../helpers/postgres.js';
+import { type Harness, startInspectHarness } from './inspect-harness.js';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startInspectHarness('ip');
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+interface Msg {
+  type: string;
+  body: Buffer;
+}
+
+class RawClient {
+  private readonly framer = new MessageFramer(1 << 30);
+  private readonly inbox: Msg[] = [];
+  private wake: (() => void) | undefined;
+  closed = false;
+  constructor(readonly sock: net.Socket) {
+    sock.on('data', (b: Buffer) => {
+      this.framer.push(b);
+      while (this.framer.next()) {
+        this.inbox.push({ type: String.fromCharCode(this.framer.type), body: Buffer.from(this.framer.buf.subarray(this.framer.start + 5, this.framer.end)) });
+      }
+      this.wake?.();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      this.wake?.();
+    });
+  }
+  static async connect(): Promise<RawClient> {
+    const s = h.newSession();
+    const sock = net.connect(h.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await new Promise((r) => sock.once('connect', r));
+    await loginUpstream(sock, { user: s.user, database: h.db }, s.secret);
+    const c = new RawClient(sock);
+    sock.resume();
+    return c;
+  }
+  send(...msgs: Buffer[]): void {
+    this.sock.write(Buffer.concat(msgs));
+  }
+  /** Messages up to and including the next ReadyForQuery. */
+  async untilReady(): Promise<Msg[]> {
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.type === 'Z');
+      if (i >= 0) return this.inbox.splice(0, i + 1);
+      if (this.closed) throw new Error(`closed; got ${this.inbox.map((m) => m.type).join('')}`);
+      await new Promise<void>((r) => {
+        this.wake = r;
+      });
+    }
+  }
+  end(): void {
+    this.sock.end(typedMessage('X'));
+  }
+}
+
+const i16 = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeInt16BE(n);
+  return b;
+};
+const i32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+function bind(stmt: string, params: string[] = [], resultFormat = 0, portal = ''): Buffer {
+  const parts = [Buffer.from(`${portal}\0${stmt}\0`), i16(0), i16(params.length)];
+  for (const p of params) parts.push(i32(Buffer.byteLength(p)), Buffer.from(p));
+  parts.push(i16(1), i16(resultFormat));
+  return typedMessage('B', Buffer.concat(parts));
+}
+const sync = () => typedMessage('S');
+const types = (ms: Msg[]) => ms.map((m) => m.type).join('');
+const dataValues = (m: Msg): (string | null)[] => {
+  const n = m.body.readInt16BE(0);
+  const out: (string | null)[] = [];
+  let p = 2;
+  for (let i = 0; i < n; i++) {
+    const len = m.body.readInt32BE(p);
+    p += 4;
+    if (len < 0) out.push(null);
+    else {
+      out.push(m.body.toString('utf8', p, p + len));
+      p += len;
+    }
+  }
+  return out;
+};
+
+describe('extended protocol on the wire', () => {
+  it('pipelined Parse/Bind/Execute ×3 before one Sync with the 2nd blocked: 1st runs, error swapped, rest discarded', async () => {
+    const c = await RawClient.connect();
+    await sql(h.superDbUrl, 'create table if not exists pipe_t (x int); grant all on pipe_t to public');
+    c.send(
+      buildParse('a', 'insert into pipe_t values (1)'),
+      bind('a'),
+      buildExecute(''),
+      buildParse('b', 'drop table pipe_t'),
+      bind('b'),
+      buildExecute(''),
+      buildParse('c', 'insert into pipe_t values (3)'),
+      bind('c'),
+      buildExecute(''),
+      sync(),
+    );
+    const r = await c.untilReady();
+    expect(types(r)).toBe('12CEZ');
+    expect(parseNoticeFields(Buffer.concat([Buffer.from('E\0\0\0\0'), r[3]!.body]), 0, r[3]!.body.length + 5)).toMatchObject({
+      C: '42501',
+      D: 'rule: no-drop',
+    });
+    // Statement a ran (the server committed it at Sync? no: the error aborted the implicit transaction).
+    const rows = await sql(h.superDbUrl, 'select x from pipe_t order by x');
+    expect(rows).toEqual([]);
+    // The connection is usable and 'a' exists, 'b' does not.
+    c.send(bind('a'), buildExecute(''), sync());
+    expect(types(await c.untilReady())).toBe('2CZ');
+    c.send(bind('b'), buildExecute(''), sync());
+    const r2 = await c.untilReady();
+    expect(types(r2)).toBe('EZ');
+    expect(r2[0]!.body.toString()).toContain('26000'); // prepared statement "b" does not exist
+    expect(await sql(h.superDbUrl, 'select x from pipe_t order by x')).toEqual([{ x: 1 }]);
+    c.end();
+  });
+
+  it('masks binary-format results of text columns, and rows of an Execute the client never described', async () => {
+    const c = await RawClient.connect();
+    c.send(buildParse('m', 'select id::text, email, card_number from customers where id = $1'), bind('m', ['1'], 1), buildExecute(''), sync());
+    const r = await c.untilReady();
+    expect(types(r)).toBe('12DCZ'); // our own Describe's answer is not forwarded
+    expect(dataValues(r[2]!)).toEqual(['1', 'a***@example.com', '****']);
+    // A non-text masked column in binary format cannot be masked: the result is refused.
+    await sql(h.superDbUrl, 'alter table customers add column if not exists card_number_int bigint');
+    await sql(h.superDbUrl, `create or replace view cards as select id, 4111::bigint as card_number from customers`);
+    await sql(h.superDbUrl, 'grant select on cards to public');
+    c.send(buildParse('', 'select card_number from cards'), bind('', [], 1), buildDescribe('P', ''), buildExecute(''), sync());
+    const r2 = await c.untilReady();
+    expect(types(r2)).toBe('12TEZ');
+    expect(r2[3]!.body.toString()).toContain('jit: cannot mask this result safely');
+    // In text format it becomes NULL.
+    c.send(buildQuery('select card_number from cards where id = 1'));
+    const r3 = await c.untilReady();
+    expect(types(r3)).toBe('TDCZ');
+    expect(dataValues(r3[1]!)).toEqual([null]);
+    c.end();
+  });
+
+  it('a refused result inside a transaction leaves the session usable', async () => {
+    const c = await RawClient.connect();
+    c.send(buildQuery('begin'));
+    await c.untilReady();
+    c.send(buildParse('', 'select card_number from cards'), bind('', [], 1), buildExecute(''), sync());
+    const r = await c.untilReady();
+    expect(types(r)).toBe('12E'.concat('Z'));
+    c.send(buildQuery('select 1; commit'));
+    expect(types(await c.untilReady())).toBe('TDCCZ');
+    c.end();
+  });
+
+  it('refuses SQL text whose lexing depends on settings when the server has standard_conforming_strings off', async () => {
+    await sql(h.superDbUrl, `alter database ${h.db} set standard_conforming_strings = off`);
+    try {
+      const c = await RawClient.connect();
+      // With backslash escapes the server reads one SELECT plus a DROP where the parser (on) sees one SELECT.
+      c.send(buildQuery("select 'a\\' , $$ ' ; drop table orders; -- $$"));
+      const r = await c.untilReady();
+      expect(types(r)).toBe('EZ');
+      expect(r[0]!.body.toString()).toContain('standard_conforming_strings');
+      // Plain ASCII without backslashes lexes the same either way: allowed.
+      c.send(buildQuery("select 'plain' as x"));
+      expect(types(await c.untilReady())).toBe('TDCZ');
+      c.end();
+    } finally {
+      await sql(h.superDbUrl, `alter database ${h.db} reset standard_conforming_strings`);
+    }
+    expect(await sql(h.superDbUrl, "select 1 from pg_class where relname = 'orders'")).toHaveLength(1);
+  });
+
+  it('changing standard_conforming_strings or client_encoding in the session is refused, also pipelined', async () => {
+    const c = await RawClient.connect();
+    for (const q of [
+      'set standard_conforming_strings = off',
+      "select set_config('standard_conforming_strings', 'off', false)",
+      "set client_encoding = 'SJIS'",
+    ]) {
+      c.send(buildQuery(q), buildQuery("select 'a\\' , $$ ' ; drop table orders; -- $$"));
+      expect(types(await c.untilReady()), q).toBe('EZ');
+      expect(types(await c.untilReady())).toBe('TDCZ');
+    }
+    c.end();
+    expect(await sql(h.superDbUrl, "select 1 from pg_class where relname = 'orders'")).toHaveLength(1);
+  });
+});
+
+describe('bulk', () => {
+  it('streams a 100 MB result with bounded memory while the client reads slowly', async () => {
+    const c = await RawClient.connect();
+    // Count bytes instead of keeping messages.
+    c.sock.removeAllListeners('data');
+    let bytes = 0;
+    let done = false;
+    const framer = new MessageFramer(1 << 30);
+    let rows = 0;
+    let tag = '';
+    c.sock.on('data', (b: Buffer) => {
+      bytes += b.length;
+      framer.push(b);
+      while (framer.next()) {
+        if (framer.type === 0x44) rows++;
+        if (framer.type === 0x43) tag = parseCommandComplete(framer.buf, framer.start, framer.end).tag;
+        if (framer.type === 0x5a) done = true;
+      }
+      // A slow reader: pause now and then so that backpressure has to hold the server back.
+      if (rows % 5000 === 0) {
+        c.sock.pause();
+        setTimeout(() => c.sock.resume(), 20);
+      }
+    });
+    // Retained memory, not garbage waiting for a collection: collect before each sample.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const retained = () => {
+      gc();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const base = retained();
+    const baseRss = process.memoryUsage().rss;
+    let peak = base;
+    let peakRss = baseRss;
+    const timer = setInterval(() => {
+      peak = Math.max(peak, retained());
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    }, 50);
+    const t0 = Date.now();
+    c.send(buildQuery("select id, repeat('x', 1000) as pad, 'someone@example.com' as contact from generate_series(1, 100000) id"));
+    while (!done) await new Promise((r) => setTimeout(r, 20));
+    clearInterval(timer);
+    const ms = Date.now() - t0;
+    expect(rows).toBe(100_000);
+    expect(tag).toBe('SELECT');
+    expect(bytes).toBeGreaterThan(100_000_000);
+    const growthMb = (peak - base) / 2 ** 20;
+    console.log(
+      `100 MB result: ${ms} ms, retained heap+buffers growth ${growthMb.toFixed(1)} MiB, RSS growth ${((peakRss - baseRss) / 2 ** 20).toFixed(1)} MiB`,
+    );
+    expect(growthMb).toBeLessThan(64);
+    // Socket write queues are outside the V8 counters: without backpressure RSS grows by ~the result size.
+    expect((peakRss - baseRss) / 2 ** 20).toBeLessThan(64);
+    c.end();
+  });
+});
