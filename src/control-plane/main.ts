@@ -16,6 +16,7 @@ import type { Discovery } from '../shared/contract/http.js';
 import { JitError } from '../shared/errors/jit-error.js';
 import type { Logger } from '../shared/log.js';
 import { type Clock, systemClock } from '../shared/runtime/ctx.js';
+import { checkCustomPattern } from '../protocol/postgres/detectors.js';
 import { buildApp } from './app.js';
 import { AuditLog } from './audit/audit-log.js';
 import type { TokenVerifier } from './auth.js';
@@ -83,6 +84,19 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       throw new JitError('JIT_CONFIG_INVALID', {
         message: `${policyPath}: target ${t.name} names agent "${t.agent}", which is not in the server config's agents`,
       });
+    }
+  }
+  // Custom masking patterns run on every result row at the agent: refuse ones that can backtrack
+  // catastrophically here, where the operator sees the error, rather than at the agent.
+  for (const rule of policy.masking) {
+    for (const d of rule.detectors) {
+      const problem = typeof d === 'object' ? checkCustomPattern(d.regex) : undefined;
+      if (problem) {
+        throw new JitError('JIT_CONFIG_INVALID', {
+          message: `${policyPath}: masking rule ${rule.name}: detector regex: ${problem}`,
+          hint: 'simplify the pattern (no nested quantifiers, no backreferences)',
+        });
+      }
     }
   }
   const dataDir = resolve(config.dataDir);
