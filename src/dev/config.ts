@@ -77,6 +77,52 @@ export function policyYaml(): string {
         maxDuration: '8h',
       },
     ],
+    // Layer 7: what a newcomer should see in the first five minutes (README walkthrough).
+    guardrails: [
+      {
+        name: 'bulk-changes-need-approval',
+        match: { kinds: ['delete', 'update'], withoutWhere: true, relations: ['customers'] },
+        action: 'require-approval',
+        message: 'DELETE or UPDATE of every customer needs approval',
+        approvers: { users: ['bob'] },
+      },
+      {
+        name: 'no-ddl',
+        match: {
+          kinds: ['create', 'alter', 'drop', 'truncate', 'grant', 'revoke', 'create-role', 'alter-role', 'drop-role'],
+        },
+        action: 'block',
+        message: 'schema and privilege changes are not allowed through jit dev',
+      },
+      {
+        name: 'no-dangerous-functions',
+        match: {
+          functions: [
+            'pg_terminate_backend',
+            'pg_cancel_backend',
+            'pg_read_file',
+            'pg_read_binary_file',
+            'pg_read_server_files',
+            'pg_ls_dir',
+            'lo_import',
+            'lo_export',
+            'dblink*',
+            'set_config',
+          ],
+        },
+        action: 'block',
+      },
+      {
+        name: 'no-escalation',
+        match: { kinds: ['set-role', 'set-session-authorization', 'copy-program', 'do', 'create-function'] },
+        action: 'block',
+      },
+    ],
+    masking: [
+      { name: 'customer-email', columns: ['customers.email'], style: 'partial' },
+      { name: 'customer-card', columns: ['customers.card_number'], style: 'full' },
+    ],
+    maskedComputation: 'refuse',
   };
   return `# Written by jit dev at every start; edits are overwritten.\n${stringify(doc)}`;
 }
