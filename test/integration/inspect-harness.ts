@@ -13,6 +13,7 @@ import { handlePostgresClient } from '../../agent/engines/postgres.js';
 import type { AgentEventInput } from '../../agent/events.js';
 import { StreamRegistry } from '../../agent/streams.js';
 import { loadSqlParser } from '../../src/protocol/postgres/classify.js';
+import { parseStartupPacket } from '../../src/protocol/postgres/codec.js';
 import { makeScramVerifier } from '../../src/protocol/postgres/scram.js';
 import { AgentPostgresTarget } from '../../src/shared/config/agent.js';
 import { InspectionRules, type SessionInfo } from '../../src/shared/contract/agent.js';
@@ -91,8 +92,22 @@ export async function startInspectHarness(prefixHint: string, extraSetup: string
   const catalog = new Catalog({ adminUrl, target: target.name, logger, clock: systemClock });
   const sessions: SessionInfo[] = [];
   let current: SessionInfo | undefined;
+  const byUser = new Map<string, SessionInfo>();
   const server = net.createServer((sock) => {
-    const session = current!;
+    // Route by the startup packet's user (peeked, then pushed back); anything else goes to the newest session.
+    sock.once('data', (first: Buffer) => {
+      sock.pause();
+      sock.unshift(first);
+      let session = current!;
+      try {
+        const p = parseStartupPacket(first);
+        const user = p?.packet.kind === 'startup' ? p.packet.params.get('user') : undefined;
+        if (user && byUser.has(user)) session = byUser.get(user)!;
+      } catch {}
+      serve(sock, session);
+    });
+  });
+  const serve = (sock: net.Socket, session: SessionInfo) => {
     void handlePostgresClient(sock, session, target, {
       roles,
       registry,
@@ -103,7 +118,7 @@ export async function startInspectHarness(prefixHint: string, extraSetup: string
       catalog,
       recorderReady: () => recorder.ready,
     });
-  });
+  };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
 
@@ -126,6 +141,7 @@ export async function startInspectHarness(prefixHint: string, extraSetup: string
         inspection: rules === null ? undefined : InspectionRules.parse(rules),
       };
       sessions.push(session);
+      byUser.set(`jit_${id}`, session);
       current = session;
       return { session, secret, user: `jit_${id}` };
     },
