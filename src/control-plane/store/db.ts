@@ -43,10 +43,43 @@ export interface AuditTable {
   outcome: string;
   /** JSON object. */
   data: string;
+  /** The chain this event belongs to (one per control-plane store; see audit/chain.ts). */
+  stream: string | null;
+  /** 1, 2, 3… within the stream: a gap is a removal. */
+  seq: number | null;
+  /** SHA-256 (hex) of the previous event of the stream. */
+  prev_hash: string | null;
+  /** SHA-256 (hex) over this event's canonical encoding, prev_hash included. */
+  hash: string | null;
+}
+
+/** Signed checkpoints of the audit chain (audit/chain.ts Checkpoint). */
+export interface AuditCheckpointsTable {
+  id: Generated<number>;
+  stream: string;
+  last_id: number;
+  last_seq: number;
+  last_hash: string;
+  count: number;
+  time: number;
+  pruned_through_id: number | null;
+  pruned_through_seq: number | null;
+  pruned_last_hash: string | null;
+  key_id: string;
+  signature: string;
+}
+
+/** Forwarding cursors: per destination, the last audit event id the receiver acknowledged. */
+export interface AuditCursorsTable {
+  destination: string;
+  last_id: number;
+  updated_at: number;
 }
 
 export interface Schema {
   sessions: SessionsTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_cursors: AuditCursorsTable;
   audit_events: AuditTable;
 }
 
@@ -111,6 +144,36 @@ async function migrate(db: Db): Promise<void> {
     .addColumn('session', 'text')
     .addColumn('outcome', 'text', (c) => c.notNull())
     .addColumn('data', 'text', (c) => c.notNull())
+    .execute();
+  // Hash chain (audit/chain.ts); rows of older stores get chained once at start (audit-log.ts).
+  await addColumnIfMissing(db, 'audit_events', 'stream', 'text');
+  await addColumnIfMissing(db, 'audit_events', 'seq', 'bigint');
+  await addColumnIfMissing(db, 'audit_events', 'prev_hash', 'text');
+  await addColumnIfMissing(db, 'audit_events', 'hash', 'text');
+  await db.schema.createIndex('audit_stream_seq').ifNotExists().on('audit_events').columns(['stream', 'seq']).execute();
+  await db.schema.createIndex('audit_time').ifNotExists().on('audit_events').column('time').execute();
+  await db.schema
+    .createTable('audit_checkpoints')
+    .ifNotExists()
+    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('stream', 'text', (c) => c.notNull())
+    .addColumn('last_id', 'bigint', (c) => c.notNull())
+    .addColumn('last_seq', 'bigint', (c) => c.notNull())
+    .addColumn('last_hash', 'text', (c) => c.notNull())
+    .addColumn('count', 'bigint', (c) => c.notNull())
+    .addColumn('time', 'bigint', (c) => c.notNull())
+    .addColumn('pruned_through_id', 'bigint')
+    .addColumn('pruned_through_seq', 'bigint')
+    .addColumn('pruned_last_hash', 'text')
+    .addColumn('key_id', 'text', (c) => c.notNull())
+    .addColumn('signature', 'text', (c) => c.notNull())
+    .execute();
+  await db.schema
+    .createTable('audit_cursors')
+    .ifNotExists()
+    .addColumn('destination', 'text', (c) => c.primaryKey())
+    .addColumn('last_id', 'bigint', (c) => c.notNull())
+    .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .execute();
   await db.schema.createIndex('audit_session').ifNotExists().on('audit_events').column('session').execute();
   await sql`SELECT 1`.execute(db);

@@ -111,10 +111,139 @@ export const AuditEvent = z.object({
   session: z.string().optional(),
   outcome: z.enum(['success', 'failure', 'info']).default('info'),
   data: z.record(z.string(), z.unknown()).default({}),
+  /** Hash chain (docs/audit.md): the writer's stream, the event's number in it, the hashes. */
+  stream: z.string().optional(),
+  seq: z.number().int().optional(),
+  prevHash: z.string().optional(),
+  hash: z.string().optional(),
 });
 export type AuditEvent = z.infer<typeof AuditEvent>;
 
-/** GET /v1/audit?session=&type=&user=&limit= → { events: AuditEvent[] } (admins only) */
+/**
+ * GET /v1/audit?session=&type=&user=&target=&outcome=&since=&until=&afterId=&wait=&limit=
+ * → { events: AuditEvent[], lastId } (admins only). `type` ending in `.` or `*` is a prefix;
+ * since/until are epoch ms; with afterId the oldest events after it come first, and `wait`
+ * (seconds, ≤ 30) holds the answer until one arrives (long poll for `jit audit --follow`).
+ */
+export const AuditList = z.object({ events: z.array(AuditEvent), lastId: z.number().int().optional() });
+
+/** The first place where the audit log differs from what the control plane wrote. */
+export const AuditProblem = z.object({
+  kind: z.enum(['removed', 'inserted', 'altered', 'reordered', 'checkpoint']),
+  /** The event at fault; null when the missing events were the newest ones. */
+  eventId: z.number().int().nullable(),
+  seq: z.number().int().nullable(),
+  message: z.string(),
+  stream: z.string().optional(),
+});
+export type AuditProblem = z.infer<typeof AuditProblem>;
+
+export const AuditStreamVerification = z.object({
+  stream: z.string(),
+  ok: z.boolean(),
+  anchor: z.object({ kind: z.enum(['genesis', 'pruned', 'checkpoint']), id: z.number().int().nullable(), seq: z.number().int() }),
+  checked: z.number().int(),
+  firstId: z.number().int().nullable(),
+  lastId: z.number().int().nullable(),
+  headSeq: z.number().int(),
+  checkpoints: z.object({ total: z.number().int(), verified: z.number().int(), badSignatures: z.number().int() }),
+  lastCheckpointId: z.number().int().nullable(),
+  /** Events after the newest verified checkpoint: chained, not yet signed. */
+  unsignedTail: z.number().int(),
+  problem: AuditProblem.optional(),
+});
+
+/** GET|POST /v1/audit/verify?since=ID|ISO → AuditVerifyResult (admins only). */
+export const AuditVerifyResult = z.object({
+  ok: z.boolean(),
+  verifiedAt: z.string(),
+  keyIds: z.array(z.string()).default([]),
+  streams: z.array(AuditStreamVerification),
+  problem: AuditProblem.optional(),
+});
+export type AuditVerifyResult = z.infer<typeof AuditVerifyResult>;
+
+/** A signed checkpoint of the chain (GET /v1/audit/checkpoints → { checkpoints }). */
+export const AuditCheckpoint = z.object({
+  stream: z.string(),
+  lastId: z.number().int(),
+  lastSeq: z.number().int(),
+  lastHash: z.string(),
+  count: z.number().int(),
+  time: z.number().int(),
+  prunedThroughId: z.number().int().nullable(),
+  prunedThroughSeq: z.number().int().nullable(),
+  prunedLastHash: z.string().nullable(),
+  keyId: z.string(),
+  signature: z.string(),
+});
+export type AuditCheckpoint = z.infer<typeof AuditCheckpoint>;
+
+/** GET /v1/audit/key → the public keys that sign checkpoints (Ed25519 JWKs). */
+export const AuditKeys = z.object({
+  keys: z.array(z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string() })),
+});
+
+/** GET /v1/audit/forwarding → per destination: cursor (last acknowledged id) and backlog. */
+export const AuditForwardingStatus = z.object({
+  headId: z.number().int(),
+  destinations: z.array(
+    z.object({
+      name: z.string(),
+      type: z.enum(['http', 'syslog']),
+      endpoint: z.string(),
+      cursor: z.number().int(),
+      backlog: z.number().int(),
+      failures: z.number().int(),
+      lastSuccessAt: z.string().optional(),
+      lastError: z.string().optional(),
+      nextAttemptAt: z.string().optional(),
+    }),
+  ),
+});
+export type AuditForwardingStatus = z.infer<typeof AuditForwardingStatus>;
+
+const Count = z.number().int().nonnegative();
+/** GET /v1/audit/report?since=&until= → the evidence report's data (admins only). */
+export const AuditReport = z.object({
+  generatedAt: z.string(),
+  since: z.string(),
+  until: z.string(),
+  totals: z.object({
+    sessions: Count,
+    users: Count,
+    targets: Count,
+    statements: Count,
+    blocked: Count,
+    masked: Count,
+    approvals: Count,
+    denied: Count,
+  }),
+  sessions: z.array(
+    z.object({
+      id: z.string(),
+      user: z.string(),
+      target: z.string(),
+      startedAt: z.string().optional(),
+      endedAt: z.string().optional(),
+      durationSeconds: z.number().optional(),
+      endReason: z.string().optional(),
+      reason: z.string().optional(),
+      requestId: z.string().optional(),
+      rule: z.string().optional(),
+      database: z.string().optional(),
+      credentials: z.array(
+        z.object({ role: z.string().optional(), createdAt: z.string().optional(), destroyedAt: z.string().optional(), outcome: z.string() }),
+      ),
+      connections: Count,
+      statements: z.object({ executed: Count, failed: Count, blocked: Count, masked: Count, approvals: Count }),
+    }),
+  ),
+  denied: z.array(z.object({ time: z.string(), type: z.string(), user: z.string().optional(), target: z.string().optional(), reason: z.string().optional() })),
+  /** Whether sessions were left out because there were more than the report holds. */
+  truncated: z.boolean(),
+});
+export type AuditReport = z.infer<typeof AuditReport>;
 
 /**
  * Relay streams (CLI → control plane): `GET /v1/relay/:sessionId` with
