@@ -13,9 +13,9 @@ import path from 'node:path';
 import { readConfig } from './lib/config.js';
 import { idleConnections } from './lib/idle.js';
 import { connect, disconnect, startDev, startSeparate } from './lib/jit.js';
-import { aggregate, bulk, pgbench, selectOne } from './lib/measure.js';
+import { aggregate, BULK_ROW_BYTES, bulk, pgbench, selectOne } from './lib/measure.js';
 import { provision, secret, sql, startPostgres } from './lib/postgres.js';
-import { median, now, Procs, rssKiB, run, treeRssKiB } from './lib/proc.js';
+import { cpuMs, median, now, Procs, rssKiB, run, treeCpuMs, treeRssKiB } from './lib/proc.js';
 import { renderReport } from './lib/report.js';
 import { startSshForward } from './lib/ssh.js';
 
@@ -23,6 +23,11 @@ import { startSshForward } from './lib/ssh.js';
 let stopping = false;
 const log = (line) => {
   if (!stopping) process.stderr.write(`bench: ${line}\n`);
+};
+const POLICY_TEXT = {
+  inspect: 'guardrails + column masking (BENCH_POLICY=inspect)',
+  none: 'no guardrails, no masking (BENCH_POLICY=none)',
+  detectors: 'guardrails + column masking + email/credit-card detectors on every value (BENCH_POLICY=detectors)',
 };
 const message = (err) => (err instanceof Error ? err.message : String(err));
 
@@ -74,7 +79,7 @@ async function main(cfg, procs, results) {
   if (cfg.jitMode === 'separate') {
     log('starting jit server and jit agent, logging in as alice…');
     try {
-      jit = await startSeparate({ procs, dir, pgPort: superuser.port, adminPassword });
+      jit = await startSeparate({ procs, dir, pgPort: superuser.port, adminPassword, policyLevel: cfg.policy });
     } catch (err) {
       fail('jit server/agent', err);
     }
@@ -170,7 +175,7 @@ async function main(cfg, procs, results) {
         if (failed[p]) continue;
         if (rounds <= 5) log(`${label} via ${p}…`);
         try {
-          runs[p].push(await fn(conns[p]));
+          runs[p].push(await fn(conns[p], p));
         } catch (err) {
           failed[p] = message(err);
           fail(`${label} via ${p}`, err);
@@ -184,9 +189,39 @@ async function main(cfg, procs, results) {
     return bulk(c, { rows: Math.ceil(cfg.bulkRows / 10) });
   });
   delete results.metrics.warmup;
-  await measure('bulk', 'bulk COPY', cfg.bulkRepeats, (c) => bulk(c, { rows: cfg.bulkRows }));
-  await measure('pgbench1', 'pgbench -S -c 1', cfg.rounds, (c) => pgbench(c, { clients: 1, threads: 1, seconds: cfg.seconds }));
-  await measure('pgbench8', 'pgbench -S -c 8 -j 2', cfg.rounds, (c) => pgbench(c, { clients: 8, threads: 2, seconds: cfg.seconds }));
+  // CPU the relay processes of each path spend per unit of work: on two shared cores this is what
+  // decides throughput (DESIGN.md, "The hot path"), and it points at the process to optimise.
+  const relays = { direct: {} };
+  if (ssh) relays.ssh = { 'ssh client': () => cpuMs(ssh.sshPid), sshd: () => treeCpuMs(ssh.sshdPid) };
+  if (session) {
+    relays.jit = { 'jit connect (CLI)': () => cpuMs(session.child.pid) };
+    for (const [name, pid] of Object.entries(jit.processes)) relays.jit[name] = () => cpuMs(pid);
+  }
+  const withCpu = async (p, per, fn) => {
+    const probes = relays[p] ?? {};
+    const before = Object.fromEntries(Object.entries(probes).map(([n, f]) => [n, f()]));
+    const r = await fn();
+    const units = per(r);
+    let total = 0;
+    for (const [n, f] of Object.entries(probes)) {
+      const used = (f() ?? Number.NaN) - (before[n] ?? Number.NaN);
+      r[`cpu:${n}`] = used / units;
+      total += used;
+    }
+    if (Object.keys(probes).length) r.relayCpu = total / units;
+    return r;
+  };
+  // bulk: relay CPU ms per MB; pgbench: relay CPU µs per transaction.
+  await measure('bulk', 'bulk COPY', cfg.bulkRepeats, (c, p) =>
+    withCpu(p, () => (cfg.bulkRows * BULK_ROW_BYTES) / 1e6, () => bulk(c, { rows: cfg.bulkRows })),
+  );
+  const perTx = (r) => r.transactions / 1000;
+  await measure('pgbench1', 'pgbench -S -c 1', cfg.rounds, (c, p) =>
+    withCpu(p, perTx, () => pgbench(c, { clients: 1, threads: 1, seconds: cfg.seconds })),
+  );
+  await measure('pgbench8', 'pgbench -S -c 8 -j 2', cfg.rounds, (c, p) =>
+    withCpu(p, perTx, () => pgbench(c, { clients: 8, threads: 2, seconds: cfg.seconds })),
+  );
   log(`psql select 1 × ${cfg.selectRuns} per path…`);
   await measure('select1', 'psql select 1', cfg.selectRuns, (c) => selectOne(c));
   if (session && !(await disconnect(session))) fail('jit connect', new Error(`did not exit cleanly:\n${session.child.tail()}`));
@@ -215,8 +250,8 @@ async function entry() {
       pgServer: '?',
       jitMode: cfg.jitMode,
       jitDescription: {
-        separate: 'jit server and jit agent as two processes (built bin/jit.js); psql → jit connect → control plane → agent → PostgreSQL',
-        dev: 'jit dev (control plane, IdP and agent in ONE process); psql → jit connect → jit dev → PostgreSQL',
+        separate: `jit server and jit agent as two processes (built bin/jit.js); psql → jit connect → control plane → agent → PostgreSQL; policy: ${POLICY_TEXT[cfg.policy]}`,
+        dev: "jit dev (control plane, IdP and agent in ONE process); psql → jit connect → jit dev → PostgreSQL; policy: jit dev's demo policy",
         off: 'not measured (BENCH_JIT=off)',
       }[cfg.jitMode],
       seconds: cfg.seconds,

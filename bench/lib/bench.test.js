@@ -55,6 +55,7 @@ describe('settings', () => {
   it('has bounded defaults', () => {
     const c = readConfig({});
     assert.equal(c.jitMode, 'separate');
+    assert.equal(c.policy, 'inspect');
     assert.equal(c.seconds, 10);
     assert.deepEqual(c.idleSteps, [200, 1000]);
   });
@@ -63,6 +64,7 @@ describe('settings', () => {
     assert.throws(() => readConfig({ BENCH_SECONDS: '0' }), /BENCH_SECONDS/);
     assert.throws(() => readConfig({ BENCH_JIT: 'ssh' }), /BENCH_JIT="ssh": expected separate, dev or off/);
     assert.throws(() => readConfig({ BENCH_IDLE: '1000,200' }), /ascending/);
+    assert.throws(() => readConfig({ BENCH_POLICY: 'all' }), /BENCH_POLICY="all": expected inspect, none or detectors/);
   });
 });
 
@@ -89,7 +91,11 @@ function sample() {
     metrics: {
       bulk: { direct: { mbps: 400 }, ssh: { mbps: 200 }, jit: { mbps: 250 } },
       pgbench1: { direct: { tps: 10000, latencyMs: 0.1 }, ssh: { tps: 3000, latencyMs: 0.33 }, jit: { tps: 2900, latencyMs: 0.34 } },
-      pgbench8: { direct: { tps: 28000, latencyMs: 0.28 }, ssh: { tps: 9000, latencyMs: 0.9 }, jit: { error: 'pgbench -c 8: exit 2' } },
+      pgbench8: {
+        direct: { tps: 28000, latencyMs: 0.28 },
+        ssh: { tps: 9000, latencyMs: 0.9, relayCpu: 90, 'cpu:ssh client': 40, 'cpu:sshd': 50 },
+        jit: { error: 'pgbench -c 8: exit 2' },
+      },
       select1: { direct: { ms: 50 }, ssh: { ms: 55 }, jit: { ms: 60 } },
       portReady: { ssh: { ms: 210, runs: [210] }, jit: { ms: 301, runs: [300, 301, 302] } },
     },
@@ -161,6 +167,8 @@ describe('report', () => {
     assert.match(text, /pgbench -S, 8 clients: tps .* failed/);
     assert.match(text, /PASS {2}bulk throughput: jit ≥ ssh -L/);
     assert.match(text, /Failures\n {2}pgbench -S -c 8 -j 2 via jit/);
+    assert.match(text, /relay CPU, pgbench 8 clients: µs per tx \(lower is better\) +— +90 +failed/);
+    assert.match(text, /relay CPU by process \(µs per tx, pgbench 8 clients\): ssh -L: ssh client 40, sshd 50\n/);
     assert.match(text, /opened 1000 idle connections through one jit session; select 1 ok on 1000, errors 0/);
   });
 });

@@ -18,6 +18,10 @@ export function readConfig(env) {
   if (!['separate', 'dev', 'off'].includes(jitMode)) {
     throw new Error(`BENCH_JIT=${JSON.stringify(jitMode.slice(0, 40))}: expected separate, dev or off`);
   }
+  const policy = env.BENCH_POLICY || 'inspect';
+  if (!['inspect', 'none', 'detectors'].includes(policy)) {
+    throw new Error(`BENCH_POLICY=${JSON.stringify(policy.slice(0, 40))}: expected inspect, none or detectors`);
+  }
   const idleRaw = env.BENCH_IDLE || '200,1000';
   if (!/^\d+(,\d+)*$/.test(idleRaw)) throw new Error(`BENCH_IDLE=${JSON.stringify(idleRaw.slice(0, 40))}: expected counts like 200,1000`);
   const idleSteps = idleRaw.split(',').map(Number);
@@ -26,6 +30,7 @@ export function readConfig(env) {
   }
   return {
     jitMode,
+    policy,
     seconds: int(env, 'BENCH_SECONDS', 10, 1, 600),
     rounds: int(env, 'BENCH_ROUNDS', 2, 1, 20),
     warmupSeconds: int(env, 'BENCH_WARMUP_SECONDS', 2, 1, 60),

@@ -50,10 +50,30 @@ function cliEnv(dir, serverUrl) {
 }
 
 /**
- * Start `jit server` + `jit agent` against PostgreSQL at `pgPort` (roles from provision()).
- * Returns a JitSetup.
+ * The Layer 7 rules of the bench's policy. DESIGN: jit must beat ssh -L *with inspection on*, so
+ * by default the session carries guardrails and column masking, none of which changes what the
+ * benchmark queries return (pgbench reads abalance; the bulk query reads no table) but all of
+ * which the agent must evaluate. `detectors` adds content detectors that scan every text value.
  */
-export async function startSeparate({ procs, dir, pgPort, adminPassword }) {
+export function inspectionPolicy(level) {
+  if (level === 'none') return {};
+  const rules = {
+    guardrails: [
+      { name: 'no-drop-or-truncate', match: { kinds: ['drop', 'truncate'] }, action: 'block', message: 'DROP and TRUNCATE are not allowed here' },
+      { name: 'no-unbounded-writes', match: { kinds: ['update', 'delete'], withoutWhere: true }, action: 'block' },
+      { name: 'no-backend-kills', match: { functions: ['pg_terminate_backend', 'pg_cancel_backend'] }, action: 'block' },
+    ],
+    masking: [{ name: 'filler', columns: ['pgbench_accounts.filler', 'pgbench_tellers.filler'], style: 'full' }],
+  };
+  if (level === 'detectors') rules.masking.push({ name: 'contact-and-cards', detectors: ['email', 'credit-card'], style: 'partial' });
+  return rules;
+}
+
+/**
+ * Start `jit server` + `jit agent` against PostgreSQL at `pgPort` (roles from provision()), with
+ * the inspection rules of `policyLevel`. Returns a JitSetup.
+ */
+export async function startSeparate({ procs, dir, pgPort, adminPassword, policyLevel }) {
   const jitDir = path.join(dir, 'jit');
   mkdirSync(jitDir, { mode: 0o700 });
   const baseEnv = { ...process.env, NO_COLOR: '1' };
@@ -68,6 +88,7 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword }) {
     stringify({
       targets: [{ name: TARGET, type: 'postgres', agent: AGENT_NAME, database: DATABASE, description: 'benchmark' }],
       access: [{ name: 'bench', targets: [TARGET], groups: ['engineers'], grantRoles: [GROUP_ROLE], maxDuration: '8h' }],
+      ...inspectionPolicy(policyLevel),
     }),
     { mode: 0o600 },
   );

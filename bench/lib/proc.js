@@ -2,7 +2,7 @@
  * Child processes for the benchmark: every process the bench starts is registered here, so that
  * one `stopAll()` (also on failure and on Ctrl-C) takes all of them down, newest first.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -59,11 +59,28 @@ export function rssKiB(pid) {
   }
 }
 
-/**
- * Resident set size of a process and all its descendants in KiB (sshd forks per connection).
- * Undefined when the root process is gone.
- */
-export function treeRssKiB(rootPid) {
+/** Kernel clock ticks per second, for /proc/<pid>/stat CPU times. */
+export const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time (user + system) a process has used, in ms; undefined when it is gone. */
+export function cpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may contain spaces): state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+function descendants(rootPid) {
   const children = new Map();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -77,16 +94,29 @@ export function treeRssKiB(rootPid) {
       // Exited while we looked.
     }
   }
-  const root = rssKiB(rootPid);
-  if (root === undefined) return undefined;
-  let total = 0;
+  const out = [];
   const stack = [rootPid];
   while (stack.length) {
     const pid = stack.pop();
-    total += rssKiB(pid) ?? 0;
+    out.push(pid);
     stack.push(...(children.get(pid) ?? []));
   }
-  return total;
+  return out;
+}
+
+/**
+ * Resident set size of a process and all its descendants in KiB (sshd forks per connection).
+ * Undefined when the root process is gone.
+ */
+export function treeRssKiB(rootPid) {
+  if (rssKiB(rootPid) === undefined) return undefined;
+  return descendants(rootPid).reduce((sum, pid) => sum + (rssKiB(pid) ?? 0), 0);
+}
+
+/** CPU ms of a process and its live descendants (see treeRssKiB). */
+export function treeCpuMs(rootPid) {
+  if (cpuMs(rootPid) === undefined) return undefined;
+  return descendants(rootPid).reduce((sum, pid) => sum + (cpuMs(pid) ?? 0), 0);
 }
 
 const TAIL_BYTES = 8_192;

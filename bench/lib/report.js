@@ -32,6 +32,9 @@ export const ROWS = [
   { key: 'pgbench1', label: 'pgbench -S, 1 client: latency ms', better: 'lower', digits: 3, pick: (m) => m.latencyMs },
   { key: 'pgbench8', label: 'pgbench -S, 8 clients: tps', better: 'higher', digits: 0, pick: (m) => m.tps },
   { key: 'pgbench8', label: 'pgbench -S, 8 clients: latency ms', better: 'lower', digits: 3, pick: (m) => m.latencyMs },
+  { key: 'bulk', label: 'relay CPU, bulk: ms per MB', better: 'lower', digits: 2, pick: (m) => m.relayCpu },
+  { key: 'pgbench1', label: 'relay CPU, pgbench 1 client: µs per tx', better: 'lower', digits: 0, pick: (m) => m.relayCpu },
+  { key: 'pgbench8', label: 'relay CPU, pgbench 8 clients: µs per tx', better: 'lower', digits: 0, pick: (m) => m.relayCpu },
   { key: 'select1', label: "psql -c 'select 1' wall ms (median)", better: 'lower', digits: 1, pick: (m) => m.ms },
   { key: 'portReady', label: 'port ready ms (median)', better: 'lower', digits: 0, pick: (m) => m.ms },
   { key: 'firstQuery', label: 'first query after ready ms (median)', better: 'lower', digits: 0, pick: (m) => m.ms },
@@ -85,6 +88,26 @@ export function mainTable(results) {
   lines.push(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) lines.push(render(r));
   lines.push('(x.xx×) = ratio to direct; "jit / ssh -L" = median over rounds of jit ÷ ssh -L in the same round');
+  lines.push(...cpuBreakdown(results));
+  return lines;
+}
+
+/** Which relay process spent the CPU, per path (pgbench 8 clients, and bulk). */
+export function cpuBreakdown(results) {
+  const lines = [];
+  for (const [key, what, digits] of [
+    ['pgbench8', 'µs per tx, pgbench 8 clients', 0],
+    ['bulk', 'ms per MB, bulk', 2],
+  ]) {
+    const parts = PATHS.filter(([path]) => results.metrics[key]?.[path]?.relayCpu !== undefined).map(([path, name]) => {
+      const m = results.metrics[key][path];
+      const each = Object.entries(m)
+        .filter(([k]) => k.startsWith('cpu:'))
+        .map(([k, v]) => `${k.slice(4)} ${fmt(v, digits)}`);
+      return `${name}: ${each.join(', ')}`;
+    });
+    if (parts.length) lines.push(`relay CPU by process (${what}): ${parts.join('; ')}`);
+  }
   return lines;
 }
 
