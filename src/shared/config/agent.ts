@@ -17,6 +17,21 @@ export const AgentPostgresTarget = z.object({
   sslmode: z.enum(['disable', 'prefer', 'require']).default('prefer').describe('TLS to the target'),
 });
 
+export const AgentSshTarget = z
+  .object({
+    type: z.literal('ssh'),
+    host: z.string().min(1).describe('sshd host'),
+    port: z.number().int().min(1).max(65535).default(22).describe('sshd port'),
+    hostKeys: z
+      .array(z.string().min(1))
+      .min(1)
+      .describe('The host keys sshd may present, OpenSSH format ("ssh-ed25519 AAAA…", known_hosts lines work too); no trust on first use'),
+    caKeyFile: z.string().optional().describe("User CA private key (Ed25519, OpenSSH format) that signs session certificates; sshd trusts it with TrustedUserCAKeys"),
+    caKeyEnv: z.string().optional().describe('Environment variable holding the user CA private key (instead of caKeyFile)'),
+    connectTimeout: DurationString.default(10).describe('How long reaching and logging in to sshd may take (default 10s)'),
+  })
+  .refine((t) => Boolean(t.caKeyFile) !== Boolean(t.caKeyEnv), { message: 'set exactly one of caKeyFile and caKeyEnv' });
+
 export const AgentConfig = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).describe('Agent name, as in the server config'),
   controlPlane: z.string().url().describe('Control plane URL'),
@@ -24,9 +39,10 @@ export const AgentConfig = z.object({
   tokenFile: z.string().optional().describe('File holding the agent token'),
   caFile: z.string().optional().describe("Extra CA (PEM) to trust for the control plane's TLS"),
   targets: z
-    .record(z.string(), z.discriminatedUnion('type', [AgentPostgresTarget]))
+    .record(z.string(), z.discriminatedUnion('type', [AgentPostgresTarget, AgentSshTarget]))
     .describe('Targets this agent serves, by name (as in the policy)'),
   reaperInterval: DurationString.default(60).describe('How often orphaned session credentials are looked for (default 60s)'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 export type AgentPostgresTarget = z.infer<typeof AgentPostgresTarget>;
+export type AgentSshTarget = z.infer<typeof AgentSshTarget>;

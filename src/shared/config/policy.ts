@@ -12,6 +12,10 @@ export const PolicyTarget = z.object({
   description: z.string().default('').describe('Shown by jit targets'),
   database: PgIdent.optional().describe('postgres: default database'),
   maxDuration: DurationString.optional().describe('Longest session on this target'),
+  recordInput: z
+    .boolean()
+    .default(false)
+    .describe('ssh: record keystrokes too, not only the output (typed passwords end up in the recording)'),
 });
 
 export const AccessRule = z
@@ -21,6 +25,14 @@ export const AccessRule = z
     users: z.array(z.string()).default([]).describe('User names this rule applies to'),
     groups: z.array(z.string()).default([]).describe('Groups (from the token) this rule applies to'),
     grantRoles: z.array(PgIdent).default([]).describe('postgres: roles the session role becomes a member of'),
+    logins: z
+      .array(z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i, 'a Unix account name'))
+      .default([])
+      .describe('ssh: accounts the user may log in as (certificate principals); the first is the default'),
+    allowForwarding: z
+      .boolean()
+      .default(false)
+      .describe('ssh: allow port forwarding (ssh -L) through the session; agent and X11 forwarding are never allowed'),
     maxDuration: DurationString.optional().describe('Longest session under this rule'),
   })
   .refine((r) => r.users.length + r.groups.length > 0, { message: 'name at least one user or group' });
@@ -87,8 +99,32 @@ export const GuardrailMatch = z
       .describe('Functions called, e.g. pg_terminate_backend, dblink* (trailing * matches a prefix)'),
     withoutWhere: z.boolean().default(false).describe('DELETE or UPDATE without a WHERE clause'),
     opaque: z.boolean().default(false).describe('Code jit cannot judge: DO blocks, function bodies, EXECUTE, CALL'),
+    commands: z
+      .array(z.string().min(1).max(200))
+      .default([])
+      .describe(
+        'ssh: commands, e.g. reboot, "systemctl restart", "rm -rf /" (a name, * as a wildcard, then arguments that must all appear)',
+      ),
+    interactive: z.boolean().default(false).describe('ssh: an interactive shell (jit ssh without a command)'),
   })
+  .refine((m) => !(m.interactive && m.commands.length > 0), { message: 'interactive and commands cannot be combined' })
+  .refine(
+    (m) =>
+      !(
+        (m.commands.length > 0 || m.interactive) &&
+        (m.kinds.length + m.relations.length + m.relationsWritten.length + m.functions.length > 0 || m.withoutWhere || m.opaque)
+      ),
+    { message: 'a guardrail matches SQL statements or SSH commands, not both' },
+  )
   .describe('A statement matches when it meets EVERY condition given (empty lists are not conditions)');
+
+/**
+ * Whether a guardrail is about SSH (commands / interactive shells). Those apply only to ssh
+ * sessions; the others only to postgres sessions, where a rule without conditions matches all.
+ */
+export function isCommandGuardrail(g: { match: { commands?: string[]; interactive?: boolean } }): boolean {
+  return (g.match.commands?.length ?? 0) > 0 || g.match.interactive === true;
+}
 
 /** Who may approve, how many of them, and how long they have. */
 export const ApproverSpec = z
@@ -151,7 +187,9 @@ export const Policy = z.object({
   guardrails: z
     .array(Guardrail)
     .default([])
-    .describe('postgres: per-statement rules, first match wins; a statement no rule matches is allowed'),
+    .describe(
+      'postgres: per-statement rules; ssh: per-command and interactive-shell rules (commands, interactive). First match wins; what no rule matches is allowed',
+    ),
   masking: z.array(MaskRule).default([]).describe('postgres: columns and content masked in results'),
   maskedComputation: z
     .enum(['refuse', 'allow'])
