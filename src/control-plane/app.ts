@@ -8,6 +8,7 @@ import { JitError } from '../shared/errors/jit-error.js';
 import type { Logger } from '../shared/log.js';
 import type { AuditLog } from './audit/audit-log.js';
 import { type Admins, authenticate, isAdmin, type Principal, type TokenVerifier } from './auth.js';
+import { auditRoutes } from './routes/audit.js';
 import type { PolicyEngine } from './policy/policy.js';
 import type { RelayHub } from './relay/hub.js';
 import { type SessionService, toSession } from './sessions/session-service.js';
@@ -27,14 +28,6 @@ export interface AppDeps {
 }
 
 const SessionIdParam = z.object({ id: z.string().regex(/^[a-z0-9]{8,40}$/, 'not a session id') });
-const AuditQueryString = z.object({
-  session: z.string().max(64).optional(),
-  type: z.string().max(64).optional(),
-  user: z.string().max(256).optional(),
-  target: z.string().max(128).optional(),
-  since: z.coerce.number().int().optional(),
-  limit: z.coerce.number().int().min(1).max(10_000).optional(),
-});
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -78,11 +71,6 @@ export function buildApp(deps: AppDeps) {
   const who = async (req: import('fastify').FastifyRequest): Promise<Principal> => {
     if (!req.principal) req.principal = await authenticate(req, deps.verifier, deps.audit);
     return req.principal;
-  };
-  const admin = async (req: import('fastify').FastifyRequest): Promise<Principal> => {
-    const p = await who(req);
-    if (!isAdmin(p, deps.admins)) throw new JitError('JIT_ADMIN_REQUIRED');
-    return p;
   };
 
   app.get('/.well-known/jit', async () => deps.discovery);
@@ -176,18 +164,12 @@ export function buildApp(deps: AppDeps) {
     return { session: toSession(row), events };
   });
 
-  app.get('/v1/audit', async (req) => {
-    await admin(req);
-    const q = AuditQueryString.parse(req.query);
-    const events = await deps.audit.query({
-      session: q.session,
-      type: q.type,
-      actor: q.user,
-      target: q.target,
-      since: q.since,
-      limit: q.limit,
-    });
-    return { events };
+  // The audit log's API (admins only): routes/audit.ts.
+  void app.register(auditRoutes, {
+    audit: deps.audit,
+    db: deps.db,
+    verifier: deps.verifier,
+    admins: deps.admins,
   });
 
   return app;

@@ -18,7 +18,7 @@ import type { Logger } from '../shared/log.js';
 import { type Clock, systemClock } from '../shared/runtime/ctx.js';
 import { checkCustomPattern } from '../protocol/postgres/detectors.js';
 import { buildApp } from './app.js';
-import { AuditLog } from './audit/audit-log.js';
+import { startAuditWorkers } from './audit/workers.js';
 import type { TokenVerifier } from './auth.js';
 import { createBuiltinIdp } from './identity/builtin-idp.js';
 import { createTokenVerifier } from './identity/verifier.js';
@@ -121,7 +121,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const scheme = config.tls ? 'https' : 'http';
   const publicUrl = (config.publicUrl ?? `${scheme}://${host.includes(':') ? `[${host}]` : host}:${actualPort}`).replace(/\/$/, '');
 
-  const audit = new AuditLog(db, clock);
+  const auditWorkers = await startAuditWorkers({ config: config.audit, dataDir, db, clock, logger, resolve, env: process.env });
+  const audit = auditWorkers.audit;
   const idCfg = config.identity;
   let idp: Awaited<ReturnType<typeof createBuiltinIdp>> | undefined;
   let discovery: Discovery;
@@ -206,6 +207,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   sweeper.unref?.();
   await sessions.sweep();
   await audit.append({ type: 'server.started', outcome: 'info', data: { url: publicUrl, version: VERSION } });
+  // Checkpoint timer, retention and forwarding (from the durable cursors).
+  await auditWorkers.start();
   logger.info({ url: publicUrl }, 'control plane listening');
 
   let closing: Promise<void> | undefined;
@@ -217,6 +220,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
         clock.clearInterval(sweeper);
         await hub.close();
         await app.close().catch(() => {});
+        // Forwarding stops, queued events commit and a last checkpoint seals the chain.
+        await auditWorkers.close();
         server.closeAllConnections?.();
         await new Promise<void>((r) => server.close(() => r()));
         await idp?.close().catch(() => {});

@@ -8,7 +8,7 @@
  * class writes the chain: one writer per stream, serialised by `exclusive()`.
  */
 import { type Selectable, sql, type Transaction } from 'kysely';
-import type { AuditEvent } from '../../shared/contract/http.js';
+import type { AuditEvent, AuditForwardingStatus } from '../../shared/contract/http.js';
 import type { Logger } from '../../shared/log.js';
 import type { Clock } from '../../shared/runtime/ctx.js';
 import type { AuditTable, Db, Schema } from '../store/db.js';
@@ -120,10 +120,12 @@ export class AuditLog {
   private lastCheckpointSeq = 0;
   private readonly listeners = new Set<(lastId: number) => void>();
   private readonly checkpointEvery: number;
+  /** Set by the forwarder when destinations are configured (GET /v1/audit/forwarding). */
+  forwarding: { status(): Promise<AuditForwardingStatus>; minCursor(): number | undefined } | undefined;
 
   constructor(
     private readonly db: Db,
-    private readonly clock: Clock,
+    readonly clock: Clock,
     private readonly opts: AuditLogOptions = {},
   ) {
     this.stream = opts.stream ?? 'cp';
@@ -331,7 +333,7 @@ export class AuditLog {
    * what remains still verifies: the new checkpoint carries the last pruned event's hash, which
    * the first remaining event links to. Audited as `audit.pruned`.
    */
-  async prune(before: number): Promise<{ throughId: number; throughSeq: number; deleted: number } | undefined> {
+  async prune(before: number, opts: { notAfterId?: number | undefined } = {}): Promise<{ throughId: number; throughSeq: number; deleted: number } | undefined> {
     if (!this.opts.signer) return undefined;
     await this.drain();
     const result = await this.exclusive(() =>
@@ -343,6 +345,8 @@ export class AuditLog {
           .select(sql<number | null>`max(id)`.as('m'))
           .where('stream', '=', this.stream)
           .where('time', '<', before)
+          // Events a forwarding destination has not acknowledged yet are kept.
+          .$if(opts.notAfterId !== undefined, (q) => q.where('id', '<=', opts.notAfterId!))
           .executeTakeFirst();
         if (boundary?.m === null || boundary?.m === undefined) return undefined;
         const cp = await trx

@@ -57,6 +57,39 @@ export const IdentityConfig = z
   });
 export type IdentityConfig = z.infer<typeof IdentityConfig>;
 
+export const WEBHOOK_EVENTS = ['request.created', 'request.decided'] as const;
+
+export const Webhook = z
+  .object({
+    url: z.string().url().describe('Where to POST (https, or http on loopback)'),
+    secret: z.string().min(16).optional().describe('HMAC key for X-Jit-Signature (prefer secretEnv)'),
+    secretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional().describe('Environment variable holding the HMAC key'),
+    format: z.enum(['jit', 'slack']).default('jit').describe('jit: the request as JSON; slack: { text, blocks } for a Slack incoming webhook'),
+    events: z
+      .array(z.enum(WEBHOOK_EVENTS))
+      .default([...WEBHOOK_EVENTS])
+      .describe('request.created (a request waits for approvers) and/or request.decided (approved, denied, expired, cancelled)'),
+  })
+  .refine((w) => !(w.secret && w.secretEnv), { message: 'set secret or secretEnv, not both' })
+  .refine((w) => w.format !== 'jit' || Boolean(w.secret || w.secretEnv), {
+    message: 'a jit-format webhook needs secret or secretEnv, so receivers can verify it',
+  })
+  .describe('One receiver of request notifications');
+export type Webhook = z.infer<typeof Webhook>;
+
+export const Notifications = z.object({
+  webhooks: z.array(Webhook).default([]).describe('Receivers of request notifications (delivered from a durable outbox)'),
+  maxAttempts: z.number().int().min(1).max(100).default(10).describe('Deliveries tried per notification before giving up (audited)'),
+  retryInitial: DurationString.default(2).describe('First retry delay; doubles each attempt, with jitter (default 2s)'),
+  retryMax: DurationString.default(600).describe('Longest delay between retries (default 10m)'),
+  approveUrl: z
+    .string()
+    .url()
+    .optional()
+    .describe('Link put in notifications, with {id} replaced by the request id (default: the request in the API)'),
+});
+export type Notifications = z.infer<typeof Notifications>;
+
 export const ServerConfig = z.object({
   listen: z
     .string()
@@ -92,5 +125,8 @@ export const ServerConfig = z.object({
     .default({ heartbeatTimeout: 30, heartbeatInterval: 10, defaultDuration: 3600, maxDuration: 8 * 3600 })
     .describe('Session limits and liveness'),
   policy: z.string().describe('Policy file: targets and who may use them'),
+  notifications: Notifications.default({ webhooks: [], maxAttempts: 10, retryInitial: 2, retryMax: 600 }).describe(
+    'Where access requests and decisions are announced',
+  ),
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;

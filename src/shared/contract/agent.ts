@@ -10,6 +10,7 @@
  * Additive changes only: agents in customers' networks stay old for months. New behaviour waits
  * for a capability the agent advertises in `hello`; a missing capability fails closed.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { Guardrail, MaskRule } from '../config/policy.js';
 
@@ -90,12 +91,61 @@ export const AgentLiveQuery = z.object({
 });
 export const AgentPong = z.object({ type: z.literal('pong'), t: z.number() });
 
+/**
+ * The digest an approval of a held statement is bound to: sha256 (hex) of the JSON array
+ * `[sql, params]` (params `null` for the simple protocol). Both sides compute it; the control
+ * plane refuses a request whose digest does not match, and the agent releases the statement
+ * only when the decision carries the digest of the statement it holds.
+ */
+export function statementDigest(sql: string, params: readonly (string | null)[] | undefined): string {
+  return createHash('sha256')
+    .update(JSON.stringify([sql, params ?? null]))
+    .digest('hex');
+}
+
+/**
+ * A `require-approval` guardrail matched: the agent holds the statement and asks for a decision.
+ * The control plane files it as a request of kind `statement` (approvers from the session's own
+ * guardrail, not from this message) and answers with `approval.decision`.
+ */
+export const AgentApprovalRequest = z.object({
+  type: z.literal('approval.request'),
+  /** Chosen by the agent; unique per agent while the statement is held. */
+  requestId: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+  session: z.string().regex(/^[a-z0-9]{8,40}$/),
+  sql: z.string().max(64 * 1024),
+  params: z.array(z.string().max(16 * 1024).nullable()).max(1000).optional(),
+  /** statementDigest(sql, params) */
+  digest: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The guardrail that matched (its name). */
+  rule: z.string().min(1).max(200),
+  /** The statement kind the classifier reported (shown to approvers). */
+  kind: z.string().max(64).optional(),
+  /** Literal-independent fingerprint of the statement, for `session-kind` scoped approvals. */
+  fingerprint: z.string().max(128).optional(),
+  /** Informational: the rule's approvers as the agent knows them (the control plane uses its own copy). */
+  approvers: z
+    .object({ users: z.array(z.string()).default([]), groups: z.array(z.string()).default([]), required: z.number().int().optional() })
+    .optional(),
+  /** How long the agent will hold the statement; the request expires no later than this. */
+  timeoutSeconds: z.number().int().positive().max(24 * 3600).optional(),
+});
+export type AgentApprovalRequest = z.infer<typeof AgentApprovalRequest>;
+/** The agent stopped waiting (client went away, session ended): the request is cancelled. */
+export const AgentApprovalCancel = z.object({
+  type: z.literal('approval.cancel'),
+  requestId: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
+});
+export type AgentApprovalCancel = z.infer<typeof AgentApprovalCancel>;
+
 export const AgentToServer = z.discriminatedUnion('type', [
   AgentHello,
   AgentStreamFailed,
   AgentEvent,
   AgentLiveQuery,
   AgentPong,
+  AgentApprovalRequest,
+  AgentApprovalCancel,
 ]);
 export type AgentToServer = z.infer<typeof AgentToServer>;
 
@@ -124,6 +174,29 @@ export const ServerLiveAnswer = z.object({
   live: z.array(z.string()),
 });
 export const ServerPing = z.object({ type: z.literal('ping'), t: z.number() });
+/**
+ * The decision on a held statement. The agent MUST check `digest` against the statement it holds
+ * and release it only on `approved` with a matching digest.
+ */
+export const ServerApprovalDecision = z.object({
+  type: z.literal('approval.decision'),
+  requestId: z.string(),
+  decision: z.enum(['approved', 'denied', 'expired']),
+  digest: z.string(),
+  /** The control plane's id of the request (jit requests / jit approve show it). */
+  request: z.string().optional(),
+  /** Who approved (comma-separated when several did) or denied. */
+  approver: z.string().optional(),
+  reason: z.string().optional(),
+  /**
+   * approved: `statement` = release this statement once; `session-kind` = also release statements
+   * with the same fingerprint in this session until `until` (ISO time).
+   */
+  scope: z
+    .object({ type: z.enum(['statement', 'session-kind']), until: z.string().optional(), fingerprint: z.string().optional() })
+    .optional(),
+});
+export type ServerApprovalDecision = z.infer<typeof ServerApprovalDecision>;
 
 export const ServerToAgent = z.discriminatedUnion('type', [
   ServerWelcome,
@@ -131,5 +204,6 @@ export const ServerToAgent = z.discriminatedUnion('type', [
   ServerSessionEnd,
   ServerLiveAnswer,
   ServerPing,
+  ServerApprovalDecision,
 ]);
 export type ServerToAgent = z.infer<typeof ServerToAgent>;

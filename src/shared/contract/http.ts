@@ -61,6 +61,8 @@ export const CreateSessionRequest = z.object({
   durationSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
   /** postgres: database to connect to; defaults to the target's. */
   database: z.string().min(1).max(63).optional(),
+  /** An approved access request to open this session under (targets with an approvals rule). */
+  request: z.string().regex(/^[a-z0-9]{20}$/).optional(),
 });
 export type CreateSessionRequest = z.infer<typeof CreateSessionRequest>;
 
@@ -78,6 +80,8 @@ export const Session = z.object({
   endReason: EndReason.optional(),
   /** The database role name the agent creates for this session (postgres). */
   dbUser: z.string().optional(),
+  /** The approved access request the session was opened under, if any. */
+  request: z.string().optional(),
 });
 export type Session = z.infer<typeof Session>;
 
@@ -260,3 +264,87 @@ export const STREAM_UPGRADE_PROTOCOL = 'jit-stream/1';
  * that user's login as well.
  */
 export const RELAY_ACCESS_TOKEN_HEADER = 'jit-access-token';
+
+// ---- access requests and approvals (docs/approvals.md)
+
+/**
+ * What a target's approvals rule asks for. Sent as `approval` beside the error in the 403
+ * JIT_APPROVAL_REQUIRED answer to POST /v1/sessions, so a client knows whether to ask for a reason.
+ */
+export const ApprovalRequirement = z.object({
+  rule: z.string(),
+  target: z.string(),
+  reasonRequired: z.boolean(),
+  approvers: z.object({ users: z.array(z.string()), groups: z.array(z.string()), required: z.number().int().positive() }),
+  timeoutSeconds: z.number().positive(),
+  maxDurationSeconds: z.number().int().positive(),
+});
+export type ApprovalRequirement = z.infer<typeof ApprovalRequirement>;
+
+/** POST /v1/requests body → 201 { request }. */
+export const CreateAccessRequest = z.object({
+  target: z.string().min(1).max(128),
+  reason: z.string().min(1).max(1000).optional(),
+  durationSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+});
+export type CreateAccessRequest = z.infer<typeof CreateAccessRequest>;
+
+export const RequestState = z.enum(['pending', 'approved', 'denied', 'expired', 'cancelled', 'used']);
+export type RequestState = z.infer<typeof RequestState>;
+export const RequestKind = z.enum(['access', 'statement']);
+
+/**
+ * How far a statement approval reaches: `statement` = this exact statement (text + parameters,
+ * bound by digest), once; `session-kind` = statements of the same kind (fingerprint) in the same
+ * session until `until`.
+ */
+export const ApprovalScope = z.object({
+  type: z.enum(['statement', 'session-kind']),
+  forSeconds: z.number().int().positive().max(24 * 3600).optional(),
+});
+export type ApprovalScope = z.infer<typeof ApprovalScope>;
+
+export const AccessRequest = z.object({
+  id: z.string(),
+  kind: RequestKind.default('access'),
+  requester: z.object({ subject: z.string(), issuer: z.string(), username: z.string() }),
+  target: z.string(),
+  reason: z.string().optional(),
+  /** access: the session length asked for (0 for statement requests). */
+  durationSeconds: z.number().int().nonnegative(),
+  rule: z.string(),
+  approvers: z.object({ users: z.array(z.string()), groups: z.array(z.string()), required: z.number().int().positive() }),
+  state: RequestState,
+  approvals: z
+    .array(z.object({ approver: z.string(), comment: z.string().optional(), time: z.string(), scope: ApprovalScope.optional() }))
+    .default([]),
+  denial: z.object({ approver: z.string(), reason: z.string(), time: z.string() }).optional(),
+  createdAt: z.string(),
+  /** Pending: when it expires undecided. */
+  expiresAt: z.string(),
+  decidedAt: z.string().optional(),
+  /** Approved: the session must be opened before this time. */
+  usableUntil: z.string().optional(),
+  /** access: the session opened with it (state used); statement: the session the statement ran in. */
+  session: z.string().optional(),
+  /** statement requests: what is held in the agent. */
+  statement: z
+    .object({ sql: z.string(), params: z.array(z.string().nullable()).optional(), digest: z.string(), kind: z.string().optional() })
+    .optional(),
+  /** statement requests, once approved: how far the approval reaches. */
+  scope: ApprovalScope.extend({ until: z.string().optional() }).optional(),
+  /** Whether the caller may approve or deny it now. */
+  canReview: z.boolean().default(false),
+});
+export type AccessRequest = z.infer<typeof AccessRequest>;
+
+/** GET /v1/requests?mine=1|to-review=1 → { requests: AccessRequest[] }; GET /v1/requests/:id → { request }. */
+export const RequestList = z.object({ requests: z.array(AccessRequest) });
+export const RequestResponse = z.object({ request: AccessRequest });
+
+/** POST /v1/requests/:id/approve */
+export const ApproveBody = z.object({ comment: z.string().max(1000).optional(), scope: ApprovalScope.optional() });
+export type ApproveBody = z.infer<typeof ApproveBody>;
+/** POST /v1/requests/:id/deny (a reason is required) */
+export const DenyBody = z.object({ reason: z.string().trim().min(1).max(1000) });
+export type DenyBody = z.infer<typeof DenyBody>;
