@@ -13,6 +13,50 @@ export const DurationString = z
     }
   });
 
+const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
+
+export const AuditDestination = z
+  .object({
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
+      .describe('Name of the destination; its forwarding cursor is stored under it, so renaming one re-sends everything'),
+    type: z.enum(['http', 'syslog']).describe('http: JSON lines POSTed to url; syslog: RFC 5424 frames (octet counting) over TCP or TLS'),
+    url: z.string().url().optional().describe('http: where to POST (https, or http on loopback)'),
+    tokenEnv: z.string().regex(ENV_NAME).optional().describe('http: environment variable holding a bearer token for the receiver'),
+    host: z.string().min(1).max(253).optional().describe('syslog: receiver host'),
+    port: z.number().int().min(1).max(65535).optional().describe('syslog: receiver port (6514 is usual for TLS)'),
+    transport: z.enum(['tcp', 'tls']).default('tls').describe('syslog: tls, or plain tcp (loopback only)'),
+    caFile: z.string().optional().describe('PEM file of the CA that signed the receiver certificate (https / tls); default: system roots'),
+    facility: z.number().int().min(0).max(23).default(13).describe('syslog: facility number (13 = log audit)'),
+    batchSize: z.number().int().min(1).max(5000).default(500).describe('Events sent per request / connection'),
+    timeout: DurationString.default(10).describe('How long to wait for the receiver to acknowledge a batch (default 10s)'),
+  })
+  .refine((d) => d.type !== 'http' || Boolean(d.url), { message: 'an http destination needs url' })
+  .refine((d) => d.type !== 'syslog' || Boolean(d.host && d.port), { message: 'a syslog destination needs host and port' })
+  .describe('A SIEM or log collector that receives every audit event');
+export type AuditDestination = z.infer<typeof AuditDestination>;
+
+export const AuditConfig = z
+  .object({
+    stream: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/)
+      .default('cp')
+      .describe('Name of this control plane\'s hash chain; replicas sharing one store need different names'),
+    checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000).describe('Sign a checkpoint after this many events'),
+    checkpointInterval: DurationString.default(60).describe('…and at least this often while events arrive (default 60s)'),
+    retention: DurationString.optional().describe(
+      'Delete events older than this (e.g. 365d), only up to a signed checkpoint; unset keeps everything',
+    ),
+    pruneInterval: DurationString.default(3600).describe('How often retention runs (default 1h)'),
+    forward: z.array(AuditDestination).default([]).describe('Where every event is also sent (at least once, from a durable cursor)'),
+    retryInitial: DurationString.default(1).describe('First retry delay after a failed delivery; doubles each time, with jitter'),
+    retryMax: DurationString.default(60).describe('Longest delay between delivery retries (default 60s)'),
+  })
+  .refine((a) => new Set(a.forward.map((d) => d.name)).size === a.forward.length, { message: 'audit.forward names must be unique' });
+export type AuditConfig = z.infer<typeof AuditConfig>;
+
 export const BuiltinUser = z
   .object({
     username: z
@@ -124,6 +168,15 @@ export const ServerConfig = z.object({
     })
     .default({ heartbeatTimeout: 30, heartbeatInterval: 10, defaultDuration: 3600, maxDuration: 8 * 3600 })
     .describe('Session limits and liveness'),
+  audit: AuditConfig.default({
+    stream: 'cp',
+    checkpointEvery: 1000,
+    checkpointInterval: 60,
+    pruneInterval: 3600,
+    forward: [],
+    retryInitial: 1,
+    retryMax: 60,
+  }).describe('Audit trail: signed checkpoints, retention, forwarding'),
   policy: z.string().describe('Policy file: targets and who may use them'),
   notifications: Notifications.default({ webhooks: [], maxAttempts: 10, retryInitial: 2, retryMax: 600 }).describe(
     'Where access requests and decisions are announced',
