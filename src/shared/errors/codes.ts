@@ -15,6 +15,7 @@ export const EXIT = {
   approvalExpired: 6,
   targetUnreachable: 7,
   sessionEnded: 8,
+  auditTampered: 9,
   internal: 70,
 } as const;
 
@@ -177,6 +178,12 @@ export const ERROR_CODES = {
     http: 500,
     message: 'The OS keychain is not available',
     hint: 'tokens are kept in a 0600 file instead',
+  },
+  JIT_AUDIT_TAMPERED: {
+    exit: EXIT.auditTampered,
+    http: 409,
+    message: 'The audit log failed verification: events were removed, inserted, altered or reordered',
+    hint: 'keep the store as it is for investigation; jit audit verify --json names the first bad event',
   },
   JIT_INTERNAL: {
     exit: EXIT.internal,
