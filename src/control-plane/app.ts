@@ -6,11 +6,13 @@ import { ZodError, z } from 'zod';
 import { CreateSessionRequest, type Discovery, EndReason, type Target } from '../shared/contract/http.js';
 import { JitError } from '../shared/errors/jit-error.js';
 import type { Logger } from '../shared/log.js';
+import { ApprovalRequiredError, type ApprovalService } from './approvals/approval-service.js';
 import type { AuditLog } from './audit/audit-log.js';
 import { type Admins, authenticate, isAdmin, type Principal, type TokenVerifier } from './auth.js';
 import { auditRoutes } from './routes/audit.js';
 import type { PolicyEngine } from './policy/policy.js';
 import type { RelayHub } from './relay/hub.js';
+import { requestRoutes } from './routes/requests.js';
 import { type SessionService, toSession } from './sessions/session-service.js';
 import type { Db } from './store/db.js';
 
@@ -23,6 +25,8 @@ export interface AppDeps {
   hub: RelayHub;
   db: Db;
   admins: Admins;
+  /** Access requests and approvals (the /v1/requests routes). */
+  approvals?: ApprovalService;
   logger: Logger;
   serverFactory?: FastifyServerFactory;
 }
@@ -48,6 +52,10 @@ export function buildApp(deps: AppDeps) {
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof JitError) {
       if (err.detail) req.log.info({ code: err.code, detail: err.detail }, 'request refused');
+      // Additive: a client that can file requests learns what the approvals rule asks for.
+      if (err instanceof ApprovalRequiredError) {
+        return reply.status(err.httpStatus).send({ ...err.toBody(), approval: err.requirement });
+      }
       return reply.status(err.httpStatus).send(err.toBody());
     }
     if (err instanceof ZodError) {
@@ -171,6 +179,10 @@ export function buildApp(deps: AppDeps) {
     verifier: deps.verifier,
     admins: deps.admins,
   });
+
+  if (deps.approvals) {
+    void app.register(requestRoutes, { approvals: deps.approvals, who, isAdmin: (p) => isAdmin(p, deps.admins) });
+  }
 
   return app;
 }

@@ -18,6 +18,8 @@ import type { Logger } from '../shared/log.js';
 import { type Clock, systemClock } from '../shared/runtime/ctx.js';
 import { checkCustomPattern } from '../protocol/postgres/detectors.js';
 import { buildApp } from './app.js';
+import { ApprovalService } from './approvals/approval-service.js';
+import { Webhooks } from './approvals/webhooks.js';
 import { startAuditWorkers } from './audit/workers.js';
 import type { TokenVerifier } from './auth.js';
 import { createBuiltinIdp } from './identity/builtin-idp.js';
@@ -41,6 +43,10 @@ export interface StartServerOptions {
   logger: Logger;
   clock?: Clock;
   random?: (n: number) => Buffer;
+  /** Environment for secrets named in the config (webhooks' secretEnv); default: the process's. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** HTTP client for webhooks; default: the global fetch. */
+  fetch?: typeof fetch;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
@@ -166,6 +172,31 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const policyEngine = new PolicyEngine(policy, config.sessions.maxDuration);
   const grants = await GrantSigner.load(path.join(dataDir, 'grant-key.json'), publicUrl, clock);
   let hub!: RelayHub;
+  const webhooks = new Webhooks({
+    db,
+    audit,
+    clock,
+    logger,
+    random,
+    config: config.notifications,
+    // The composition root: the one place the server's environment and fetch are picked up.
+    env: opts.env ?? process.env,
+    fetch: opts.fetch ?? globalThis.fetch.bind(globalThis),
+    publicUrl,
+  });
+  const approvals = new ApprovalService({
+    db,
+    audit,
+    policy: policyEngine,
+    clock,
+    random,
+    admins: config.admins,
+    defaultDurationSeconds: config.sessions.defaultDuration,
+    notifier: webhooks,
+    onStatementDecided: (agent, decision) => {
+      if (!hub.sendApprovalDecision(agent, decision)) logger.warn({ agent }, 'statement decision not delivered: agent offline');
+    },
+  });
   const sessions = new SessionService({
     db,
     audit,
@@ -179,8 +210,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       defaultDurationSeconds: config.sessions.defaultDuration,
     },
     onEnded: (row) => hub.sessionEnded(row),
+    approvals,
   });
-  hub = new RelayHub({ agents: config.agents, sessions, grants, verifier, policy: policyEngine, audit, logger, clock, random });
+  hub = new RelayHub({ agents: config.agents, sessions, grants, verifier, policy: policyEngine, audit, logger, clock, random, approvals });
 
   // /oidc goes straight to the IdP (it parses its own bodies); everything else to fastify.
   const serverFactory: FastifyServerFactory = (handler) => {
@@ -193,7 +225,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     });
     return server;
   };
-  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, logger, serverFactory });
+  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, approvals, logger, serverFactory });
   await app.ready();
   server.on('upgrade', (req, socket: Socket, head) => {
     if (!hub.handleUpgrade(req, socket, head)) socket.destroy();
@@ -205,7 +237,21 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     sessions.sweep().catch((err) => logger.error({ err }, 'session sweep failed'));
   }, sweepEvery);
   sweeper.unref?.();
+  // Requests expire on read as well; this catches the ones nobody looks at (and tells webhooks).
+  let requestSweep: Promise<void> | undefined;
+  const requestSweeper = clock.setInterval(() => {
+    requestSweep ??= approvals
+      .sweep()
+      .catch((err) => logger.error({ err }, 'request sweep failed'))
+      .finally(() => {
+        requestSweep = undefined;
+      });
+  }, 1000);
+  requestSweeper.unref?.();
   await sessions.sweep();
+  await approvals.sweep();
+  // Notifications left undelivered by a previous run resume here.
+  webhooks.start();
   await audit.append({ type: 'server.started', outcome: 'info', data: { url: publicUrl, version: VERSION } });
   // Checkpoint timer, retention and forwarding (from the durable cursors).
   await auditWorkers.start();
@@ -218,6 +264,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     close() {
       closing ??= (async () => {
         clock.clearInterval(sweeper);
+        clock.clearInterval(requestSweeper);
+        await requestSweep;
+        await webhooks.close();
         await hub.close();
         await app.close().catch(() => {});
         // Forwarding stops, queued events commit and a last checkpoint seals the chain.

@@ -2,7 +2,7 @@
  * Access decisions from the policy file. Deny by default: a target is usable only through an
  * access rule that names the caller (by username or by a group from the token).
  */
-import type { AccessRule, Guardrail, MaskRule, Policy, PolicyTarget } from '../../shared/config/policy.js';
+import type { AccessRule, ApprovalRule, Guardrail, MaskRule, Policy, PolicyTarget } from '../../shared/config/policy.js';
 import type { InspectionRules } from '../../shared/contract/agent.js';
 import { JitError } from '../../shared/errors/jit-error.js';
 
@@ -64,6 +64,25 @@ export class PolicyEngine {
       masking: this.policy.masking.filter(applies),
       maskedComputation: this.policy.maskedComputation,
     };
+  }
+
+  /**
+   * The approvals rule for this caller on this target (first match; a rule with no users and no
+   * groups applies to everyone), or undefined when sessions need no approval.
+   */
+  approvalRuleFor(caller: Caller, targetName: string): ApprovalRule | undefined {
+    return this.policy.approvals.find(
+      (r) =>
+        (r.targets.includes('*') || r.targets.includes(targetName)) &&
+        ((r.users.length === 0 && r.groups.length === 0) ||
+          r.users.includes(caller.username) ||
+          r.groups.some((g) => caller.groups.includes(g))),
+    );
+  }
+
+  /** The longest session anyone may have (server config). */
+  get maxSessionSeconds(): number {
+    return this.globalMaxSeconds;
   }
 
   /** Targets served by an agent (the agent may only declare these). */

@@ -16,7 +16,10 @@ import type { Socket } from 'node:net';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import {
   AGENT_MAX_CONTROL_MESSAGE,
+  type AgentApprovalCancel,
+  type AgentApprovalRequest,
   AgentToServer,
+  type ServerApprovalDecision,
   type ServerToAgent,
   type SessionInfo,
 } from '../../shared/contract/agent.js';
@@ -49,6 +52,11 @@ export interface HubDeps {
   streamTimeoutMs?: number;
   /** Interval of websocket pings to agents; an agent that misses two is dropped. */
   pingIntervalMs?: number;
+  /** Statement approvals: where the agents' approval.request / approval.cancel go (approvals/). */
+  approvals?: {
+    fileStatement(agent: string, msg: AgentApprovalRequest, session: SessionsTable | undefined): Promise<void>;
+    cancelStatement(agent: string, msg: AgentApprovalCancel): Promise<void>;
+  };
 }
 
 interface ConnectedAgent {
@@ -129,6 +137,11 @@ export class RelayHub {
       target: row.target,
       reason: row.end_reason ?? 'exit',
     });
+  }
+
+  /** Send a statement decision to the agent holding the statement; false when it is not connected. */
+  sendApprovalDecision(agent: string, decision: ServerApprovalDecision): boolean {
+    return this.send(agent, decision);
   }
 
   /** Open stream counts (for status and tests). */
@@ -261,6 +274,24 @@ export class RelayHub {
         p.reject(new JitError(code, { message: msg.message.slice(0, 300) || undefined }));
         return;
       }
+      case 'approval.request': {
+        if (!this.deps.approvals) {
+          // No approvals workflow here: refuse at once rather than leave the statement held.
+          this.sendTo(agent, {
+            type: 'approval.decision',
+            requestId: msg.requestId,
+            decision: 'denied',
+            digest: msg.digest,
+            reason: 'approvals are not available on this control plane',
+          });
+          return;
+        }
+        await this.deps.approvals.fileStatement(agent.name, msg, await this.deps.sessions.get(msg.session));
+        return;
+      }
+      case 'approval.cancel':
+        await this.deps.approvals?.cancelStatement(agent.name, msg);
+        return;
       case 'sessions.live?': {
         const live = await this.deps.sessions.liveOf(msg.sessions, agent.name);
         this.sendTo(agent, { type: 'sessions.live', requestId: msg.requestId, live });

@@ -36,6 +36,23 @@ export interface SessionServiceDeps {
   settings: SessionSettings;
   /** Told after a session has ended and the end is recorded (closes streams, drops credentials). */
   onEnded(session: SessionsTable): void;
+  /** Targets with an approvals rule: admits a session only under an approved request (approvals/). */
+  approvals?: SessionApprovalGate;
+}
+
+/** What the session service asks of the approvals module before it opens a session. */
+export interface SessionApprovalGate {
+  /**
+   * With `req.request`: consume that approved request for `sessionId` and return the session
+   * length it grants. Without: throw JIT_APPROVAL_REQUIRED if the target needs approval;
+   * undefined when it does not.
+   */
+  admit(
+    who: Principal,
+    req: CreateSessionRequest,
+    decision: ReturnType<PolicyEngine['decide']>,
+    sessionId: string,
+  ): Promise<{ requestId: string; durationSeconds: number } | undefined>;
 }
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -66,6 +83,7 @@ export function toSession(row: SessionsTable): Session {
     endedAt: row.ended_at ? new Date(Number(row.ended_at)).toISOString() : undefined,
     endReason: (row.end_reason ?? undefined) as EndReason | undefined,
     dbUser: row.target_type === 'postgres' ? sessionRole(row.id) : undefined,
+    request: row.request_id ?? undefined,
   };
 }
 
@@ -88,14 +106,23 @@ export class SessionService {
       });
       throw err;
     }
-    const requested = req.durationSeconds ?? Math.min(settings.defaultDurationSeconds, decision.maxDurationSeconds);
+    const id = newSessionId(this.deps.random);
+    if (!req.request && req.durationSeconds !== undefined && req.durationSeconds > decision.maxDurationSeconds) {
+      throw new JitError('JIT_SESSION_DURATION', {
+        message: `The longest session policy allows for ${decision.target.name} is ${Math.floor(decision.maxDurationSeconds / 60)} minutes`,
+      });
+    }
+    // Approval comes after the access rule: an approval never widens who may reach a target.
+    const admitted = await this.deps.approvals?.admit(who, req, decision, id);
+    const requested = admitted
+      ? admitted.durationSeconds
+      : (req.durationSeconds ?? Math.min(settings.defaultDurationSeconds, decision.maxDurationSeconds));
     if (requested > decision.maxDurationSeconds) {
       throw new JitError('JIT_SESSION_DURATION', {
         message: `The longest session policy allows for ${decision.target.name} is ${Math.floor(decision.maxDurationSeconds / 60)} minutes`,
       });
     }
     const now = clock.now();
-    const id = newSessionId(this.deps.random);
     const localSecret = this.deps.random(24).toString('base64url');
     const row: SessionsTable = {
       id,
@@ -118,6 +145,7 @@ export class SessionService {
       access_rule: decision.rule.name,
       inspection:
         decision.target.type === 'postgres' ? JSON.stringify(policy.inspectionFor(who, decision.target.name)) : null,
+      request_id: admitted?.requestId ?? null,
     };
     // Audit first: the session must not exist without its record.
     await audit.append({
@@ -132,6 +160,7 @@ export class SessionService {
         durationSeconds: requested,
         database: row.database,
         expiresAt: new Date(row.expires_at).toISOString(),
+        ...(admitted ? { request: admitted.requestId } : {}),
       },
     });
     await db.insertInto('sessions').values(row).execute();

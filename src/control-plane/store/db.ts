@@ -31,6 +31,57 @@ export interface SessionsTable {
   access_rule: string;
   /** JSON InspectionRules decided at session start (postgres). */
   inspection: string | null;
+  /** The approved access request the session was opened under (targets with an approvals rule). */
+  request_id?: string | null;
+}
+
+/** Access requests (kind access) and held statements (kind statement) waiting for approvers. */
+export interface RequestsTable {
+  id: string;
+  kind: string;
+  subject: string;
+  issuer: string;
+  username: string;
+  target: string;
+  reason: string | null;
+  duration_seconds: number;
+  /** The approvals rule (access) or guardrail (statement) that asked for approval. */
+  rule: string;
+  /** JSON { users, groups, required }: the approvers as policy said when the request was filed. */
+  approvers: string;
+  state: string;
+  /** JSON [{ subject, issuer, approver, comment?, time, scope? }]. */
+  approvals: string;
+  /** JSON { approver, reason, time } once denied. */
+  denial: string | null;
+  created_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  /** Approved access requests: a session must be opened before this. */
+  usable_until: number | null;
+  /** Used access requests: the session; statement requests: the session holding the statement. */
+  session_id: string | null;
+  /** Statement requests: JSON { sql, params, digest, kind, fingerprint, agent, agentRequestId }. */
+  statement: string | null;
+  /** Statement requests, approved: JSON { type, forSeconds?, until? }. */
+  scope: string | null;
+}
+
+/** Notifications waiting to be delivered (durable outbox; the worker retries with backoff). */
+export interface OutboxTable {
+  id: Generated<number>;
+  /** Which configured webhook (its URL; the secret is looked up in the config at delivery). */
+  url: string;
+  event: string;
+  request_id: string;
+  /** JSON payload (jit format; the slack format is rendered from it at delivery). */
+  payload: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
 }
 
 export interface AuditTable {
@@ -81,6 +132,8 @@ export interface Schema {
   audit_checkpoints: AuditCheckpointsTable;
   audit_cursors: AuditCursorsTable;
   audit_events: AuditTable;
+  access_requests: RequestsTable;
+  webhook_outbox: OutboxTable;
 }
 
 export type Db = Kysely<Schema>;
@@ -176,5 +229,48 @@ async function migrate(db: Db): Promise<void> {
     .addColumn('updated_at', 'bigint', (c) => c.notNull())
     .execute();
   await db.schema.createIndex('audit_session').ifNotExists().on('audit_events').column('session').execute();
+  await addColumnIfMissing(db, 'sessions', 'request_id', 'text');
+  await db.schema
+    .createTable('access_requests')
+    .ifNotExists()
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('kind', 'text', (c) => c.notNull())
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('issuer', 'text', (c) => c.notNull())
+    .addColumn('username', 'text', (c) => c.notNull())
+    .addColumn('target', 'text', (c) => c.notNull())
+    .addColumn('reason', 'text')
+    .addColumn('duration_seconds', 'bigint', (c) => c.notNull())
+    .addColumn('rule', 'text', (c) => c.notNull())
+    .addColumn('approvers', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('approvals', 'text', (c) => c.notNull())
+    .addColumn('denial', 'text')
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addColumn('expires_at', 'bigint', (c) => c.notNull())
+    .addColumn('decided_at', 'bigint')
+    .addColumn('usable_until', 'bigint')
+    .addColumn('session_id', 'text')
+    .addColumn('statement', 'text')
+    .addColumn('scope', 'text')
+    .execute();
+  await db.schema.createIndex('access_requests_state').ifNotExists().on('access_requests').columns(['state', 'expires_at']).execute();
+  await db.schema.createIndex('access_requests_subject').ifNotExists().on('access_requests').columns(['subject', 'created_at']).execute();
+  await db.schema
+    .createTable('webhook_outbox')
+    .ifNotExists()
+    .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    .addColumn('url', 'text', (c) => c.notNull())
+    .addColumn('event', 'text', (c) => c.notNull())
+    .addColumn('request_id', 'text', (c) => c.notNull())
+    .addColumn('payload', 'text', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('attempts', 'integer', (c) => c.notNull())
+    .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+    .addColumn('last_error', 'text')
+    .addColumn('created_at', 'bigint', (c) => c.notNull())
+    .addColumn('delivered_at', 'bigint')
+    .execute();
+  await db.schema.createIndex('webhook_outbox_due').ifNotExists().on('webhook_outbox').columns(['state', 'next_attempt_at']).execute();
   await sql`SELECT 1`.execute(db);
 }

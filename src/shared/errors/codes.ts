@@ -143,6 +143,30 @@ export const ERROR_CODES = {
     message: 'The request expired before anyone decided',
     hint: 'file a new request',
   },
+  JIT_APPROVAL_REQUIRED: {
+    exit: EXIT.accessDenied,
+    http: 403,
+    message: 'Access to this target needs an approved request',
+    hint: 'jit connect <target> --reason "…" files a request and waits for an approver',
+  },
+  JIT_APPROVAL_CANCELLED: {
+    exit: EXIT.approvalDenied,
+    http: 409,
+    message: 'The request was cancelled',
+    hint: 'file a new request with jit connect <target> --reason "…"',
+  },
+  JIT_APPROVAL_DECIDED: {
+    exit: EXIT.failure,
+    http: 409,
+    message: 'The request has already been decided',
+    hint: 'jit requests <id> shows its state; decisions are final',
+  },
+  JIT_APPROVAL_NOT_FOUND: {
+    exit: EXIT.accessDenied,
+    http: 404,
+    message: 'No such request',
+    hint: 'jit requests lists the requests you filed or may review',
+  },
   JIT_PORT_IN_USE: {
     exit: EXIT.usage,
     http: 400,
