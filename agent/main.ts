@@ -16,13 +16,14 @@ import { PostgresRoles } from './credentials/postgres-roles.js';
 import { ControlChannel, dialStream } from './dialer.js';
 import { handlePostgresClient } from './engines/postgres.js';
 import { dialTarget } from './engines/postgres-upstream.js';
+import { createSshService } from './engines/ssh/service.js';
 import { startReaper } from './reaper.js';
 import { StreamRegistry } from './streams.js';
 
 /** Reported in hello; kept equal to package.json's version. */
 export const AGENT_VERSION = '0.1.0';
 /** What this agent can do; the control plane fails closed on a missing capability. */
-export const AGENT_CAPABILITIES = ['postgres.scram-local', 'postgres.inspect'];
+export const AGENT_CAPABILITIES = ['postgres.scram-local', 'postgres.inspect', 'ssh'];
 
 export interface RunningAgent {
   close(): Promise<void>;
@@ -69,6 +70,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     pgTargets.set(name, { config: t, roles, catalog });
   }
 
+  const ssh = createSshService({ config, env, emit, send: (m) => channel.send(m), registry, logger, clock });
+
   const engineDeps = (t: { roles: PostgresRoles; catalog: Catalog }) => ({
     roles: t.roles,
     catalog: t.catalog,
@@ -87,6 +90,18 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
 
   const onStreamOpen = async (msg: Extract<ServerToAgent, { type: 'stream.open' }>): Promise<void> => {
     const { session, streamId } = msg;
+    if (ssh.serves(session.target)) {
+      let socket: Awaited<ReturnType<typeof dialStream>>;
+      try {
+        socket = await dialStream({ controlPlane: config.controlPlane, token, streamId, ca, clock });
+      } catch (err) {
+        const e = err instanceof JitError ? err : new JitError('JIT_TARGET_UNREACHABLE');
+        refuse(streamId, isErrorCode(e.code) ? e.code : 'JIT_TARGET_UNREACHABLE', e.message);
+        return;
+      }
+      await ssh.handle(socket, session, streamId);
+      return;
+    }
     const t = pgTargets.get(session.target);
     if (!t) {
       refuse(streamId, 'JIT_TARGET_NOT_FOUND', `This agent does not serve ${session.target}`);
@@ -119,6 +134,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
 
   const onSessionEnd = async (msg: Extract<ServerToAgent, { type: 'session.end' }>): Promise<void> => {
     const closed = registry.closeSession(msg.session);
+    ssh.sessionEnded(msg.session, msg.reason);
     const t = pgTargets.get(msg.target);
     if (!t) return;
     try {
@@ -172,6 +188,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       reaper.stop();
       await channel.close();
       registry.closeAll();
+      ssh.close();
       await Promise.all([...pgTargets.values()].flatMap((t) => [t.roles.close(), t.catalog.close()]));
     },
   };

@@ -44,6 +44,22 @@ export const InspectionRules = z.object({
 });
 export type InspectionRules = z.infer<typeof InspectionRules>;
 
+/**
+ * SSH session rules (capability `ssh`), decided by the control plane at session start: the login
+ * the certificate names, and the command guardrails filtered for the session's user and target.
+ */
+export const SshSessionRules = z.object({
+  login: z.string().min(1).max(64),
+  /** Certificate principals (the login). */
+  principals: z.array(z.string().min(1).max(64)).min(1).max(16),
+  /** Policy allows port forwarding (ssh -L through the ProxyCommand mode). */
+  allowForwarding: z.boolean().default(false),
+  guardrails: z.array(Guardrail).default([]),
+  /** Record keystrokes as well as output. */
+  recordInput: z.boolean().default(false),
+});
+export type SshSessionRules = z.infer<typeof SshSessionRules>;
+
 export const SessionInfo = z.object({
   id: z.string().regex(/^[a-z0-9]{8,40}$/),
   user: z.string(),
@@ -55,6 +71,8 @@ export const SessionInfo = z.object({
   localVerifier: ScramVerifier,
   /** Added in protocol 1 + capability `postgres.inspect`; absent = relay without inspection. */
   inspection: InspectionRules.optional(),
+  /** ssh targets (capability `ssh`): the login and command guardrails; absent = refuse (fail closed). */
+  ssh: SshSessionRules.optional(),
 });
 export type SessionInfo = z.infer<typeof SessionInfo>;
 
@@ -138,6 +156,21 @@ export const AgentApprovalCancel = z.object({
 });
 export type AgentApprovalCancel = z.infer<typeof AgentApprovalCancel>;
 
+/** Largest `data` of one recording chunk (characters; JSON escaping stays under the message limit). */
+export const RECORDING_CHUNK_MAX = 32 * 1024;
+/**
+ * A piece of a session's terminal recording (asciicast v2 lines, the header first in seq 0),
+ * streamed while the session runs so that what was shown survives the agent. `final` closes it.
+ */
+export const AgentRecordingChunk = z.object({
+  type: z.literal('recording.chunk'),
+  session: z.string().regex(/^[a-z0-9]{8,40}$/),
+  seq: z.number().int().min(0),
+  data: z.string().max(RECORDING_CHUNK_MAX),
+  final: z.boolean().default(false),
+});
+export type AgentRecordingChunk = z.infer<typeof AgentRecordingChunk>;
+
 export const AgentToServer = z.discriminatedUnion('type', [
   AgentHello,
   AgentStreamFailed,
@@ -146,6 +179,7 @@ export const AgentToServer = z.discriminatedUnion('type', [
   AgentPong,
   AgentApprovalRequest,
   AgentApprovalCancel,
+  AgentRecordingChunk,
 ]);
 export type AgentToServer = z.infer<typeof AgentToServer>;
 

@@ -1,0 +1,64 @@
+/**
+ * The agent's SSH side, wired once: the targets' CAs and host keys (validated at start-up),
+ * the per-session certificates, the recordings. agent/main.ts hands it the streams of ssh targets.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { AgentConfig } from '../../../src/shared/config/agent.js';
+import type { AgentRecordingChunk, SessionInfo } from '../../../src/shared/contract/agent.js';
+import type { Logger } from '../../../src/shared/log.js';
+import type { Clock } from '../../../src/shared/runtime/ctx.js';
+import { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
+import type { EmitEvent } from '../../events.js';
+import type { StreamRegistry } from '../../streams.js';
+import { handleSshClient, type SshTargetRef } from './engine.js';
+import { AgentRecordings } from './recorder.js';
+import { knownHostKeys } from './upstream.js';
+
+export interface SshServiceDeps {
+  config: AgentConfig;
+  env: Readonly<Record<string, string | undefined>>;
+  emit: EmitEvent;
+  /** Send a control message now (false while disconnected). */
+  send(msg: AgentRecordingChunk): boolean;
+  registry: StreamRegistry;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface SshService {
+  serves(target: string): boolean;
+  /** Serve a stream of an ssh target (dialled by the caller). */
+  handle(socket: Duplex, session: SessionInfo, streamId: string): Promise<void>;
+  sessionEnded(sessionId: string, reason: string): void;
+  close(): void;
+}
+
+/** Load the ssh targets of the agent config (throws JIT_CONFIG_INVALID on a bad CA or host key). */
+export function createSshService(deps: SshServiceDeps): SshService {
+  const targets = new Map<string, SshTargetRef>();
+  for (const [name, t] of Object.entries(deps.config.targets)) {
+    if (t.type !== 'ssh') continue;
+    targets.set(name, { name, config: t, hostKeys: knownHostKeys(name, t), ca: SshCa.load(name, t, deps.env) });
+  }
+  const credentials = new SshCredentials({ emit: deps.emit, clock: deps.clock, random: randomBytes });
+  const recordings = new AgentRecordings({ send: deps.send, clock: deps.clock, logger: deps.logger });
+  const engineDeps = {
+    credentials,
+    recordings,
+    registry: deps.registry,
+    emit: deps.emit,
+    logger: deps.logger,
+    clock: deps.clock,
+    random: randomBytes,
+  };
+  return {
+    serves: (target) => targets.has(target),
+    handle: (socket, session, streamId) => handleSshClient(socket, session, targets.get(session.target)!, engineDeps, { streamId }),
+    sessionEnded(sessionId, reason) {
+      credentials.forget(sessionId, reason);
+      recordings.forget(sessionId);
+    },
+    close: () => recordings.closeAll(),
+  };
+}

@@ -1,0 +1,196 @@
+/**
+ * The agent's SSH engine against a real sshd: certificate login, exec with exit codes and
+ * separate stderr, stdin, a PTY shell, guardrails that never reach the host, recordings, host
+ * key checks, and certificates that sshd refuses once they have expired.
+ */
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SshCa, SshCredentials } from '../../agent/credentials/ssh-ca.js';
+import { handleSshClient, type SshTargetRef } from '../../agent/engines/ssh/engine.js';
+import { AgentRecordings } from '../../agent/engines/ssh/recorder.js';
+import { connectUpstream, knownHostKeys } from '../../agent/engines/ssh/upstream.js';
+import type { AgentEventInput } from '../../agent/events.js';
+import { StreamRegistry } from '../../agent/streams.js';
+import { AgentSshTarget } from '../../src/shared/config/agent.js';
+import { Guardrail } from '../../src/shared/config/policy.js';
+import type { AgentRecordingChunk, SessionInfo } from '../../src/shared/contract/agent.js';
+import {
+  encodeFrame,
+  FrameDecoder,
+  FrameType,
+  resizePayload,
+  SshExit,
+  type SshRequest,
+} from '../../src/shared/contract/ssh-stream.js';
+import { isJitError } from '../../src/shared/errors/jit-error.js';
+import { createLogger } from '../../src/shared/log.js';
+import { systemClock } from '../../src/shared/runtime/ctx.js';
+import { makeEd25519, type TestSshd, sshdAvailable, startSshd } from '../helpers/sshd.js';
+
+const logger = createLogger({ level: process.env['AGENT_TEST_LOG'] ?? 'silent' });
+
+describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
+  let sshd: TestSshd;
+  let target: SshTargetRef;
+  const events: AgentEventInput[] = [];
+  const chunks: AgentRecordingChunk[] = [];
+  const registry = new StreamRegistry();
+  const emit = (e: AgentEventInput) => void events.push(e);
+  const credentials = new SshCredentials({ emit, clock: systemClock, random: randomBytes });
+  const recordings = new AgentRecordings({ send: (m) => (chunks.push(m), true), clock: systemClock, logger, flushMs: 20 });
+  const deps = { credentials, recordings, registry, emit, logger, clock: systemClock, random: randomBytes };
+
+  const guardrails = [
+    Guardrail.parse({ name: 'no-reboot', action: 'block', match: { commands: ['reboot', 'shutdown'] } }),
+    Guardrail.parse({ name: 'restart', action: 'require-approval', match: { commands: ['systemctl restart'] } }),
+  ];
+
+  const sessionOf = (over: Partial<SessionInfo> = {}): SessionInfo => ({
+    id: randomBytes(10).toString('hex'),
+    user: 'alice',
+    target: 'web-1',
+    grantRoles: [],
+    expiresAt: new Date(Date.now() + 10 * 60_000).toISOString(),
+    localVerifier: { iterations: 4096, salt: '', storedKey: '', serverKey: '' },
+    ssh: { login: sshd.login, principals: [sshd.login], allowForwarding: false, guardrails, recordInput: true },
+    ...over,
+  });
+
+  beforeAll(async () => {
+    sshd = await startSshd();
+    const config = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'UNUSED' });
+    target = { name: 'web-1', config, hostKeys: knownHostKeys('web-1', config), ca: SshCa.fromText(sshd.caPrivateText, 'test CA') };
+  });
+  afterAll(async () => {
+    if (process.env['SSHD_LOG']) console.log(sshd?.log());
+    await sshd?.stop();
+  });
+
+  /** Run the engine on one side of a real TCP pair; drive the other like `jit ssh` would. */
+  async function run(session: SessionInfo, req: Partial<SshRequest>, drive?: (send: (t: FrameType, p?: Buffer | string) => void, out: () => string) => Promise<void>) {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+    const cli = net.connect(port, '127.0.0.1');
+    const agentSide = await accepted;
+    server.close();
+    const engine = handleSshClient(agentSide, session, target, deps, { streamId: randomBytes(9).toString('hex') });
+    let stdout = '';
+    let stderr = '';
+    let exit: SshExit | undefined;
+    const dec = new FrameDecoder();
+    cli.on('data', (c: Buffer) => {
+      for (const f of dec.push(c)) {
+        if (f.type === FrameType.stdout) stdout += f.payload.toString();
+        else if (f.type === FrameType.stderr) stderr += f.payload.toString();
+        else if (f.type === FrameType.exit) exit = SshExit.parse(JSON.parse(f.payload.toString()));
+      }
+    });
+    const closed = new Promise<void>((r) => cli.once('close', () => r()));
+    const send = (t: FrameType, p?: Buffer | string) => cli.write(encodeFrame(t, p));
+    send(FrameType.request, JSON.stringify({ v: 1, mode: 'exec', ...req }));
+    if (drive) await drive(send, () => stdout);
+    else send(FrameType.eof);
+    await closed;
+    await engine;
+    return { stdout, stderr, exit };
+  }
+
+  it('runs a command with the certificate: stdout and stderr apart, the remote exit status, audited', async () => {
+    const s = sessionOf();
+    const r = await run(s, { command: 'echo hello; echo oops >&2; whoami >&2; exit 3' });
+    expect(r.stdout).toBe('hello\n');
+    expect(r.stderr).toBe(`oops\n${sshd.login}\n`);
+    expect(r.exit).toEqual({ status: 3 });
+    const mine = events.filter((e) => e.session === s.id);
+    expect(mine.map((e) => e.event)).toEqual(['credential.created', 'command.started', 'command.executed']);
+    expect(mine[0]!.data).toMatchObject({ kind: 'ssh-certificate', principals: [sshd.login], extensions: ['permit-pty'] });
+    expect(mine[2]!.data).toMatchObject({ command: 'echo hello; echo oops >&2; whoami >&2; exit 3', exitStatus: 3 });
+    expect(sshd.log()).toMatch(new RegExp(`Accepted publickey for ${sshd.login} .*ED25519-CERT .*ID jit:alice:${s.id}`));
+  });
+
+  it('pipes stdin through and ends it with EOF', async () => {
+    const r = await run(sessionOf(), { command: 'tr a-z A-Z' }, async (send) => {
+      send(FrameType.stdin, 'piped text\n');
+      send(FrameType.eof);
+    });
+    expect(r.stdout).toBe('PIPED TEXT\n');
+    expect(r.exit).toEqual({ status: 0 });
+  });
+
+  it('blocks a guarded command before anything reaches the host, with one stderr line and exit 126', async () => {
+    const s = sessionOf();
+    const before = sshd.log().length;
+    const r = await run(s, { command: "uptime; bash -c 'sudo /sbin/reboot'" });
+    expect(r.stderr).toBe('jit: blocked by rule no-reboot: `reboot`\r\n');
+    expect(r.exit).toEqual({ status: 126, blocked: { rule: 'no-reboot', action: 'block' } });
+    expect(r.stdout).toBe('');
+    expect(sshd.log().slice(before)).not.toMatch(/Accepted/);
+    expect(credentials.has(s.id)).toBe(false);
+    expect(events.filter((e) => e.session === s.id)).toEqual([
+      expect.objectContaining({ event: 'command.blocked', data: expect.objectContaining({ rule: 'no-reboot', command: "uptime; bash -c 'sudo /sbin/reboot'" }) }),
+    ]);
+    const r2 = await run(sessionOf(), { command: 'sudo systemctl restart nginx' });
+    expect(r2.stderr).toMatch(/^jit: rule restart requires approval/);
+    expect(r2.exit?.blocked).toEqual({ rule: 'restart', action: 'require-approval' });
+  });
+
+  it('runs an interactive PTY shell: typed input, resize, output recorded as asciicast', async () => {
+    const s = sessionOf();
+    const r = await run(s, { mode: 'shell', pty: true, cols: 100, rows: 30, term: 'xterm' }, async (send, out) => {
+      send(FrameType.stdin, 'stty size; echo $((6*7))\r');
+      const until = Date.now() + 10_000;
+      while (!out().includes('42') && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+      send(FrameType.resize, resizePayload(120, 40));
+      send(FrameType.stdin, 'stty size; exit 5\r');
+    });
+    expect(r.stdout).toContain('30 100');
+    expect(r.stdout).toContain('42');
+    expect(r.stdout).toContain('40 120');
+    expect(r.exit).toEqual({ status: 5 });
+    const cast = chunks
+      .filter((c) => c.session === s.id)
+      .sort((a, b) => a.seq - b.seq)
+      .map((c) => c.data)
+      .join('');
+    const [header, ...lines] = cast.trim().split('\n');
+    expect(JSON.parse(header!)).toMatchObject({ version: 2, width: 100, height: 30, title: `${sshd.login}@web-1`, env: { TERM: 'xterm' } });
+    const evs = lines.map((l) => JSON.parse(l) as [number, string, string]);
+    expect(evs.filter((e) => e[1] === 'o').map((e) => e[2]).join('')).toBe(r.stdout);
+    expect(evs.filter((e) => e[1] === 'i').map((e) => e[2]).join('')).toContain('echo $((6*7))');
+    expect(evs.some((e) => e[1] === 'r' && e[2] === '120x40')).toBe(true);
+    expect(chunks.filter((c) => c.session === s.id).at(-1)?.final).toBe(true);
+    expect(events.filter((e) => e.session === s.id).map((e) => e.event)).toEqual(['credential.created', 'shell.started', 'shell.ended']);
+  });
+
+  it('refuses a host whose key is not configured (no trust on first use)', async () => {
+    const other = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [makeEd25519().publicLine], caKeyEnv: 'X' });
+    const s = sessionOf();
+    const r = await run(s, { command: 'true' }, undefined);
+    expect(r.exit).toEqual({ status: 0 });
+    const cert = credentials.forSession(target.ca, s, s.ssh!);
+    const err = await connectUpstream({ target: other, hostKeys: knownHostKeys('x', other), login: sshd.login, cert }).catch((e) => e);
+    expect(isJitError(err) && err.code).toBe('JIT_TARGET_UNREACHABLE');
+    expect(err.message).toMatch(/host key the agent does not know/);
+  });
+
+  it("sshd refuses the session's certificate once it has expired", async () => {
+    const s = sessionOf({ expiresAt: new Date(Date.now() + 1500).toISOString() });
+    const cert = credentials.forSession(target.ca, s, s.ssh!);
+    const ok = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: sshd.login, cert });
+    ok.end();
+    await new Promise((r) => setTimeout(r, Math.max(0, cert.validBefore.getTime() - Date.now()) + 1200));
+    const err = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: sshd.login, cert }).catch((e) => e);
+    expect(isJitError(err) && err.code).toBe('JIT_CREDENTIAL_FAILED');
+    expect(sshd.log()).toMatch(/[Cc]ertificate invalid: expired/);
+  });
+
+  it('refuses a login the certificate does not name', async () => {
+    const s = sessionOf();
+    const cert = credentials.forSession(target.ca, s, s.ssh!);
+    const err = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: 'root', cert }).catch((e) => e);
+    expect(isJitError(err) && err.code).toBe('JIT_CREDENTIAL_FAILED');
+  });
+});
