@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readConfig } from './lib/config.js';
 import { idleConnections } from './lib/idle.js';
-import { connect, disconnect, startDev, startSeparate } from './lib/jit.js';
+import { connect, disconnect, ROOT, startDev, startSeparate } from './lib/jit.js';
 import { aggregate, BULK_ROW_BYTES, bulk, pgbench, selectOne } from './lib/measure.js';
 import { provision, secret, sql, startPostgres } from './lib/postgres.js';
 import { cpuMs, median, now, Procs, rssKiB, run, treeCpuMs, treeRssKiB } from './lib/proc.js';
@@ -37,6 +37,19 @@ async function toolVersion(cmd, args) {
     return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
   } catch {
     return `${cmd}: not found`;
+  }
+}
+
+/** The commit the jit under test was built from, and whether the tree had local changes. */
+async function gitDescribe() {
+  try {
+    const head = await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { timeoutMs: 5_000 });
+    if (head.code !== 0) return 'unknown (not a git checkout)';
+    const status = await run('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { timeoutMs: 5_000 });
+    const dirty = status.stdout.trim() ? ` + ${status.stdout.trim().split('\n').length} changed files` : '';
+    return `${head.stdout.trim()}${dirty}`;
+  } catch {
+    return 'unknown';
   }
 }
 
@@ -248,6 +261,7 @@ async function entry() {
       psql: await toolVersion('psql', ['--version']),
       ssh: await toolVersion('ssh', ['-V']),
       pgServer: '?',
+      commit: await gitDescribe(),
       jitMode: cfg.jitMode,
       jitDescription: {
         separate: `jit server and jit agent as two processes (built bin/jit.js); psql → jit connect → control plane → agent → PostgreSQL; policy: ${POLICY_TEXT[cfg.policy]}`,

@@ -205,6 +205,7 @@ export function renderReport(results) {
     `machine: ${m.cpus} CPU cores (${m.cpuModel}), ${m.memGiB} GiB RAM, 1-min load average ${m.loadAtStart ?? '?'} at start, ${m.loadAtEnd ?? '?'} at end`,
     `software: Node ${m.node}; PostgreSQL server ${m.pgServer}; ${m.psql}; ${m.ssh}`,
     `jit: ${m.jitDescription}`,
+    `jit built from: ${m.commit ?? 'unknown'}`,
     `settings: pgbench ${m.rounds} × ${m.seconds} s (BENCH_ROUNDS × BENCH_SECONDS, median), bulk ${m.bulkRows} rows × ${m.bulkRepeats} (median), select 1 × ${m.selectRuns}, port ready × ${m.readyRuns}, idle steps ${m.idleSteps.join('/')}`,
     '',
     ...mainTable(results),
