@@ -11,7 +11,9 @@ import type { AuditLog } from './audit/audit-log.js';
 import { type Admins, authenticate, isAdmin, type Principal, type TokenVerifier } from './auth.js';
 import { auditRoutes } from './routes/audit.js';
 import type { PolicyEngine } from './policy/policy.js';
+import type { RecordingStore } from './recordings/store.js';
 import type { RelayHub } from './relay/hub.js';
+import { recordingRoutes } from './routes/recordings.js';
 import { requestRoutes } from './routes/requests.js';
 import { type SessionService, toSession } from './sessions/session-service.js';
 import type { Db } from './store/db.js';
@@ -25,6 +27,8 @@ export interface AppDeps {
   hub: RelayHub;
   db: Db;
   admins: Admins;
+  /** Session recordings (GET /v1/sessions/:id/recording). */
+  recordings?: RecordingStore;
   /** Access requests and approvals (the /v1/requests routes). */
   approvals?: ApprovalService;
   logger: Logger;
@@ -172,6 +176,14 @@ export function buildApp(deps: AppDeps) {
     return { session: toSession(row), events };
   });
 
+  if (deps.approvals) {
+    void app.register(requestRoutes, { approvals: deps.approvals, who, isAdmin: (p) => isAdmin(p, deps.admins) });
+  }
+
+  if (deps.recordings) {
+    void app.register(recordingRoutes, { recordings: deps.recordings, sessions: deps.sessions, who, isAdmin: (p) => isAdmin(p, deps.admins) });
+  }
+
   // The audit log's API (admins only): routes/audit.ts.
   void app.register(auditRoutes, {
     audit: deps.audit,
@@ -179,10 +191,6 @@ export function buildApp(deps: AppDeps) {
     verifier: deps.verifier,
     admins: deps.admins,
   });
-
-  if (deps.approvals) {
-    void app.register(requestRoutes, { approvals: deps.approvals, who, isAdmin: (p) => isAdmin(p, deps.admins) });
-  }
 
   return app;
 }

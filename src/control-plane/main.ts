@@ -25,6 +25,7 @@ import type { TokenVerifier } from './auth.js';
 import { createBuiltinIdp } from './identity/builtin-idp.js';
 import { createTokenVerifier } from './identity/verifier.js';
 import { PolicyEngine } from './policy/policy.js';
+import { RecordingStore } from './recordings/store.js';
 import { RelayHub } from './relay/hub.js';
 import { GrantSigner } from './sessions/grants.js';
 import { SessionService } from './sessions/session-service.js';
@@ -212,7 +213,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     onEnded: (row) => hub.sessionEnded(row),
     approvals,
   });
-  hub = new RelayHub({ agents: config.agents, sessions, grants, verifier, policy: policyEngine, audit, logger, clock, random, approvals });
+  const recordings = new RecordingStore({ dir: path.join(dataDir, 'recordings'), audit, logger });
+  hub = new RelayHub({ agents: config.agents, sessions, grants, verifier, policy: policyEngine, audit, logger, clock, random, recordings, approvals });
 
   // /oidc goes straight to the IdP (it parses its own bodies); everything else to fastify.
   const serverFactory: FastifyServerFactory = (handler) => {
@@ -225,7 +227,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     });
     return server;
   };
-  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, approvals, logger, serverFactory });
+  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, recordings, approvals, logger, serverFactory });
   await app.ready();
   server.on('upgrade', (req, socket: Socket, head) => {
     if (!hub.handleUpgrade(req, socket, head)) socket.destroy();

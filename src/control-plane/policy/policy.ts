@@ -3,6 +3,7 @@
  * access rule that names the caller (by username or by a group from the token).
  */
 import type { AccessRule, ApprovalRule, Guardrail, MaskRule, Policy, PolicyTarget } from '../../shared/config/policy.js';
+import { isCommandGuardrail } from '../../shared/config/policy.js';
 import type { InspectionRules } from '../../shared/contract/agent.js';
 import { JitError } from '../../shared/errors/jit-error.js';
 
@@ -60,7 +61,8 @@ export class PolicyEngine {
         r.users.includes(caller.username) ||
         r.groups.some((g) => caller.groups.includes(g)));
     return {
-      guardrails: this.policy.guardrails.filter(applies),
+      // SSH command guardrails never reach a postgres session (a rule without SQL conditions matches every statement).
+      guardrails: this.policy.guardrails.filter((g) => applies(g) && !isCommandGuardrail(g)),
       masking: this.policy.masking.filter(applies),
       maskedComputation: this.policy.maskedComputation,
     };
@@ -83,6 +85,18 @@ export class PolicyEngine {
   /** The longest session anyone may have (server config). */
   get maxSessionSeconds(): number {
     return this.globalMaxSeconds;
+  }
+
+  /** The SSH command guardrails (commands / interactive) for this caller on this target, in policy order. */
+  commandGuardrailsFor(caller: Caller, targetName: string): Guardrail[] {
+    return this.policy.guardrails.filter(
+      (g) =>
+        isCommandGuardrail(g) &&
+        (g.targets.includes('*') || g.targets.includes(targetName)) &&
+        ((g.users.length === 0 && g.groups.length === 0) ||
+          g.users.includes(caller.username) ||
+          g.groups.some((x) => caller.groups.includes(x))),
+    );
   }
 
   /** Targets served by an agent (the agent may only declare these). */

@@ -30,6 +30,7 @@ import type { Clock } from '../../shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { TokenVerifier } from '../auth.js';
 import type { PolicyEngine } from '../policy/policy.js';
+import type { RecordingStore } from '../recordings/store.js';
 import type { GrantSigner } from '../sessions/grants.js';
 import { endedError, type SessionService } from '../sessions/session-service.js';
 import type { SessionsTable } from '../store/db.js';
@@ -52,6 +53,8 @@ export interface HubDeps {
   streamTimeoutMs?: number;
   /** Interval of websocket pings to agents; an agent that misses two is dropped. */
   pingIntervalMs?: number;
+  /** Where agents' recording.chunk messages are stored (SSH sessions). */
+  recordings?: Pick<RecordingStore, 'append'>;
   /** Statement approvals: where the agents' approval.request / approval.cancel go (approvals/). */
   approvals?: {
     fileStatement(agent: string, msg: AgentApprovalRequest, session: SessionsTable | undefined): Promise<void>;
@@ -80,6 +83,8 @@ interface PendingStream {
 const AGENT_CONNECT = '/v1/agent/connect';
 /** Capability an agent advertises when it inspects PostgreSQL sessions (issue 3). */
 export const INSPECT_CAPABILITY = 'postgres.inspect';
+/** Capability an agent advertises when it serves SSH targets (certificates, guardrails, recording). */
+export const SSH_CAPABILITY = 'ssh';
 const AGENT_STREAM = /^\/v1\/agent\/streams\/([A-Za-z0-9_-]{16,64})$/;
 const RELAY = /^\/v1\/relay\/([a-z0-9]{8,40})$/;
 
@@ -292,6 +297,16 @@ export class RelayHub {
       case 'approval.cancel':
         await this.deps.approvals?.cancelStatement(agent.name, msg);
         return;
+      case 'recording.chunk': {
+        const row = await this.deps.sessions.get(msg.session);
+        // An agent may only record its own sessions.
+        if (!row || row.agent !== agent.name || !this.deps.recordings) {
+          this.deps.logger.warn({ agent: agent.name }, 'recording chunk refused');
+          return;
+        }
+        await this.deps.recordings.append(msg, { agent: agent.name, actor: row.username, target: row.target });
+        return;
+      }
       case 'sessions.live?': {
         const live = await this.deps.sessions.liveOf(msg.sessions, agent.name);
         this.sendTo(agent, { type: 'sessions.live', requestId: msg.requestId, live });
@@ -430,6 +445,13 @@ export class RelayHub {
         }
         delete info.inspection;
       }
+    }
+    if (row.target_type === 'ssh' && (!info.ssh || !agent.capabilities.includes(SSH_CAPABILITY))) {
+      // Without its rules, or on an agent that cannot enforce them, an SSH session must not run.
+      throw new JitError('JIT_AGENT_UNAVAILABLE', {
+        message: `The agent serving ${row.target} cannot serve SSH sessions with certificates, guardrails and recording`,
+        hint: 'upgrade the jit agent',
+      });
     }
     const upstream = await this.openStream(agent, info);
     if (closedEarly) {

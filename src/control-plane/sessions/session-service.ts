@@ -11,6 +11,7 @@ import { makeScramVerifier } from '../../protocol/postgres/scram.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { PolicyEngine } from '../policy/policy.js';
 import type { Db, SessionsTable } from '../store/db.js';
+import { sessionRulesField, sshSessionRules } from '../ssh/session-rules.js';
 import type { GrantSigner } from './grants.js';
 
 export interface SessionSettings {
@@ -106,6 +107,8 @@ export class SessionService {
       });
       throw err;
     }
+    // ssh: the login is checked before anything else is spent on the request.
+    const sshRules = decision.target.type === 'ssh' ? sshSessionRules(policy, who, decision, req.login) : undefined;
     const id = newSessionId(this.deps.random);
     if (!req.request && req.durationSeconds !== undefined && req.durationSeconds > decision.maxDurationSeconds) {
       throw new JitError('JIT_SESSION_DURATION', {
@@ -144,7 +147,11 @@ export class SessionService {
       local_verifier: JSON.stringify(makeScramVerifier(localSecret)),
       access_rule: decision.rule.name,
       inspection:
-        decision.target.type === 'postgres' ? JSON.stringify(policy.inspectionFor(who, decision.target.name)) : null,
+        decision.target.type === 'postgres'
+          ? JSON.stringify(policy.inspectionFor(who, decision.target.name))
+          : sshRules
+            ? JSON.stringify({ ssh: sshRules })
+            : null,
       request_id: admitted?.requestId ?? null,
     };
     // Audit first: the session must not exist without its record.
@@ -159,6 +166,7 @@ export class SessionService {
         reason: req.reason,
         durationSeconds: requested,
         database: row.database,
+        ...(sshRules ? { login: sshRules.login } : {}),
         expiresAt: new Date(row.expires_at).toISOString(),
         ...(admitted ? { request: admitted.requestId } : {}),
       },
@@ -277,7 +285,7 @@ export class SessionService {
       grantRoles: JSON.parse(row.grant_roles) as string[],
       expiresAt: new Date(Number(row.expires_at)).toISOString(),
       localVerifier: JSON.parse(row.local_verifier),
-      ...(row.inspection ? { inspection: JSON.parse(row.inspection) } : {}),
+      ...(row.inspection ? sessionRulesField(row.target_type, row.inspection) : {}),
     };
   }
 }

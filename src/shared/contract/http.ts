@@ -61,6 +61,8 @@ export const CreateSessionRequest = z.object({
   durationSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
   /** postgres: database to connect to; defaults to the target's. */
   database: z.string().min(1).max(63).optional(),
+  /** ssh: the account to log in as; defaults to the first login policy allows. */
+  login: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i).optional(),
   /** An approved access request to open this session under (targets with an approvals rule). */
   request: z.string().regex(/^[a-z0-9]{20}$/).optional(),
 });
