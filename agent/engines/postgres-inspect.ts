@@ -121,11 +121,14 @@ interface Prepared {
   /** Kind for events (first statement's). */
   kind: string;
   statementName: string | undefined;
+  /** Result plans seen for this statement by result-format list, with when they were made. */
+  plans?: Map<string, { plan: MaskPlan | null; at: number }>;
 }
 
 interface Portal {
   name: string;
   stmt: Prepared;
+  formats: string;
   params: string[] | undefined;
   /** Set from a Describe of this portal: the result's plan (null = nothing to mask / no rows). */
   plan: MaskPlan | null | undefined;
@@ -506,11 +509,17 @@ export class InspectingRelay {
       const c: Classification = { ok: true, statements: [opaqueStatement(text, 'execute', [])] };
       stmt = { sql: text, c, verdict: this.verdictOf(c), kind: 'execute', statementName: m.statement || undefined };
     }
+    // A statement's result columns cannot change under it (the server fails it instead), so a plan
+    // seen for the same result formats is reused for a while instead of describing every portal.
+    const formats = m.resultFormats.join(',');
+    const known = stmt.plans?.get(formats);
+    const plan = known && this.deps.clock.now() - known.at < STATEMENT_PLAN_TTL_MS ? known.plan : undefined;
     this.portals.set(m.portal, {
       name: m.portal,
       stmt,
+      formats,
       params: this.auditParams(m.params, m.paramFormats),
-      plan: undefined,
+      plan,
       describing: false,
     });
   }
@@ -775,7 +784,12 @@ export class InspectingRelay {
         return this.onRowDescription(head, buf, start, end);
       case BE.noData:
         if (head?.k === 'describe') {
-          if (head.portal) head.portal.plan = null;
+          const portal = head.portal;
+          if (portal) {
+            portal.plan = null;
+            portal.stmt.plans ??= new Map();
+            if (portal.stmt.plans.size < 16) portal.stmt.plans.set(portal.formats, { plan: null, at: this.deps.clock.now() });
+          }
           this.popEntry();
           if (head.synthetic) return undefined;
         }
@@ -903,7 +917,14 @@ export class InspectingRelay {
     const apply = (plan: MaskPlan | null | 'refuse') => {
       if (describe) {
         this.popEntry();
-        if (describe.portal) describe.portal.plan = plan === 'refuse' ? REFUSE_PLAN : plan;
+        const portal = describe.portal;
+        if (portal) {
+          portal.plan = plan === 'refuse' ? REFUSE_PLAN : plan;
+          if (plan !== 'refuse') {
+            portal.stmt.plans ??= new Map();
+            if (portal.stmt.plans.size < 16) portal.stmt.plans.set(portal.formats, { plan, at: this.deps.clock.now() });
+          }
+        }
         if (!describe.synthetic) this.pass(buf, start, end);
         return;
       }
@@ -1080,6 +1101,9 @@ export class InspectingRelay {
     return undefined;
   }
 }
+
+/** How long a prepared statement's result plan is reused without describing again (catalog freshness). */
+const STATEMENT_PLAN_TTL_MS = 60_000;
 
 /** Stands for "refuse every row of this result". */
 const REFUSE_PLAN: MaskPlan = Object.freeze({ active: true });

@@ -92,8 +92,8 @@ describe('postgres.js', () => {
         await tx`insert into orders (customer, amount) values (${77}, ${1})`;
         await expect(tx`drop table orders`).rejects.toMatchObject({ code: '42501' });
       }).catch(() => {});
-      const [{ n }] = await db`select count(*)::int as n from orders where customer = 77`;
-      expect(n).toBe(0);
+      const [count] = await db`select count(*)::int as n from orders where customer = 77`;
+      expect(count?.['n']).toBe(0);
       const unsafe = await db.unsafe('select name from customers where id = $1', [3], { prepare: true });
       expect(unsafe[0]).toEqual({ name: 'Carol' });
     } finally {
