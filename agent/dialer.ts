@@ -73,6 +73,7 @@ export class ControlChannel {
   private droppedEvents = 0;
   private readonly liveWaiters = new Map<string, LiveWaiter>();
   private connectedWaiters: (() => void)[] = [];
+  private corked: Socket | undefined;
 
   constructor(private readonly opts: ControlChannelOptions) {}
 
@@ -95,8 +96,32 @@ export class ControlChannel {
   send(msg: AgentToServer): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    this.batchWrites(ws);
     ws.send(JSON.stringify(msg));
     return true;
+  }
+
+  /**
+   * Statement events come in bursts (executed + completed per statement, many statements per
+   * chunk): they leave in one socket write per burst instead of one each. The socket is corked
+   * on the first send and uncorked by flush() (the engine calls it before it forwards anything,
+   * so audit bytes reach the kernel first) or at the end of the current task at the latest.
+   */
+  private batchWrites(ws: WebSocket): void {
+    if (this.corked) return;
+    const sock = (ws as unknown as { _socket?: Socket })._socket;
+    if (!sock || typeof sock.cork !== 'function') return;
+    sock.cork();
+    this.corked = sock;
+    queueMicrotask(() => this.flush());
+  }
+
+  /** Write out events batched so far (see batchWrites). */
+  flush(): void {
+    const sock = this.corked;
+    if (!sock) return;
+    this.corked = undefined;
+    sock.uncork();
   }
 
   /** Report an audit event; queued (bounded) while disconnected. */

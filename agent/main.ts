@@ -82,6 +82,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     random: randomBytes,
     // Inspected statements run only while their audit events can reach the control plane.
     recorderReady: () => channel.connected,
+    flushAudit: () => channel.flush(),
   });
 
   const refuse = (streamId: string, code: JitError['code'], message: string) => {

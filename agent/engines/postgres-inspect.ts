@@ -90,6 +90,8 @@ export interface InspectDeps {
   emit: EmitEvent;
   /** True while audit events reach the control plane; false → statements are refused (fail closed). */
   recorderReady(): boolean;
+  /** Push out audit events emitted so far; called before anything is forwarded to the server. */
+  flushAudit?(): void;
   logger: Logger;
   clock: Clock;
   random(bytes: number): Buffer;
@@ -280,6 +282,8 @@ export class InspectingRelay {
 
   private flushToServer(): void {
     if (this.toServer.empty) return;
+    // Audit before forward: the events of these statements leave before the statements do.
+    this.deps.flushAudit?.();
     if (!this.toServer.writeTo(this.server) && !this.serverBackoff) {
       this.serverBackoff = true;
       this.client.pause();

@@ -75,6 +75,8 @@ export interface PostgresEngineDeps {
    * false (fail closed). Absent: `emit` records synchronously (tests).
    */
   recorderReady?: () => boolean;
+  /** Push out batched audit events (before the engine forwards statements). */
+  flushAudit?: () => void;
 }
 
 export interface PostgresTargetRef {
@@ -229,6 +231,7 @@ export async function handlePostgresClient(
         {
           emit: deps.emit,
           recorderReady: deps.recorderReady ?? (() => true),
+          flushAudit: deps.flushAudit,
           logger: deps.logger,
           clock: deps.clock,
           random: deps.random,
