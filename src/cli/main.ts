@@ -7,13 +7,17 @@ import { ERROR_CODES, EXIT } from '../shared/errors/codes.js';
 import { isJitError, JitError } from '../shared/errors/jit-error.js';
 import { type Ctx, createSystemCtx } from '../shared/runtime/ctx.js';
 import { registerAgent } from './commands/agent.js';
+import { registerApprove } from './commands/approve.js';
 import { registerAudit } from './commands/audit.js';
+import { registerCancel } from './commands/cancel.js';
 import { registerConnect } from './commands/connect.js';
+import { registerDeny } from './commands/deny.js';
 import { registerDev } from './commands/dev.js';
 import { registerDisconnect } from './commands/disconnect.js';
 import { registerLogin } from './commands/login.js';
 import { registerLogout } from './commands/logout.js';
 import { registerReplay } from './commands/replay.js';
+import { registerRequests } from './commands/requests.js';
 import { registerServer } from './commands/server.js';
 import { registerSessions } from './commands/sessions.js';
 import { registerTargets } from './commands/targets.js';
@@ -58,6 +62,10 @@ export function buildProgram(env: CommandEnv): Command {
     registerConnect,
     registerDisconnect,
     registerSessions,
+    registerRequests,
+    registerApprove,
+    registerDeny,
+    registerCancel,
     registerReplay,
     registerAudit,
     registerDev,

@@ -62,7 +62,11 @@ export async function makeTargetDatabase(pg: PgInfo, prefix: string): Promise<{ 
   };
 }
 
-export async function startStack(pg: PgInfo, prefix: string, opts: { sessions?: Record<string, unknown> } = {}): Promise<Stack> {
+export async function startStack(
+  pg: PgInfo,
+  prefix: string,
+  opts: { sessions?: Record<string, unknown>; approvals?: Record<string, unknown>[] } = {},
+): Promise<Stack> {
   const { database, adminUrl } = await makeTargetDatabase(pg, prefix);
   const target = `${prefix.replace(/_/g, '-')}-db`;
   const cp = await startControlPlane({
@@ -70,6 +74,7 @@ export async function startStack(pg: PgInfo, prefix: string, opts: { sessions?: 
     policy: {
       targets: [{ name: target, type: 'postgres', agent: 'local', database, description: 'e2e target' }],
       access: [{ name: 'engineers', targets: [target], groups: ['engineers'], grantRoles: [`${prefix}_reader`] }],
+      ...(opts.approvals ? { approvals: opts.approvals } : {}),
     },
     sessions: opts.sessions ?? { heartbeatTimeout: '4s', heartbeatInterval: '1s' },
   });

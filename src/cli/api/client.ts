@@ -4,11 +4,17 @@
  */
 import { z } from 'zod';
 import {
+  type AccessRequest,
   API_PREFIX,
+  ApprovalRequirement,
+  type ApproveBody,
   AuditEvent,
+  CreateAccessRequest,
   CreateSessionRequest,
   CreateSessionResponse,
   HeartbeatResponse,
+  RequestList,
+  RequestResponse,
   Session,
   Target,
   WhoAmI,
@@ -43,10 +49,19 @@ export class ApiError extends JitError {
   constructor(
     readonly status: number,
     base: JitError,
+    /** The whole error body (it may carry more than the error, e.g. `approval`). */
+    readonly body?: unknown,
   ) {
     // Server text reaches the user's terminal: no escape sequences.
     super(base.code, { message: clean(base.message), hint: clean(base.hint), cause: base.cause });
   }
+}
+
+/** What the approvals rule asks for, when `err` is the server's JIT_APPROVAL_REQUIRED answer. */
+export function approvalRequirementOf(err: unknown): ApprovalRequirement | undefined {
+  if (!(err instanceof ApiError) || err.code !== 'JIT_APPROVAL_REQUIRED') return undefined;
+  const parsed = ApprovalRequirement.safeParse((err.body as { approval?: unknown } | undefined)?.approval);
+  return parsed.success ? parsed.data : undefined;
 }
 
 /** The fallback code for an HTTP status whose body names no code of ours. */
@@ -90,6 +105,17 @@ export function checkSessionId(id: string): string {
   return id;
 }
 
+/** Validate a request id from the user before it goes into a URL path. */
+export function checkRequestId(id: string): string {
+  if (!SESSION_ID.test(id)) {
+    throw new JitError('JIT_USAGE', {
+      message: `"${id.slice(0, 40)}" is not a request id (20 lowercase letters and digits)`,
+      hint: 'jit requests lists your requests and those you may review',
+    });
+  }
+  return id;
+}
+
 /** Typed access to the control plane's /v1 API. */
 export class ApiClient {
   constructor(private readonly deps: ApiClientDeps) {}
@@ -128,6 +154,40 @@ export class ApiClient {
   async sessions(opts: { all?: boolean } = {}): Promise<Session[]> {
     const path = opts.all ? '/sessions?all=1' : '/sessions';
     return (await this.request('GET', path, z.object({ sessions: z.array(Session) }))).sessions;
+  }
+
+  /** POST /v1/requests — file an access request. */
+  async fileRequest(req: CreateAccessRequest): Promise<AccessRequest> {
+    return (await this.request('POST', '/requests', RequestResponse, CreateAccessRequest.parse(req))).request;
+  }
+
+  /** GET /v1/requests/:id */
+  async getRequest(id: string): Promise<AccessRequest> {
+    return (await this.request('GET', `/requests/${checkRequestId(id)}`, RequestResponse)).request;
+  }
+
+  /** GET /v1/requests[?mine=1][&to-review=1] (neither: both lists). */
+  async requests(opts: { mine?: boolean; toReview?: boolean } = {}): Promise<AccessRequest[]> {
+    const params = new URLSearchParams();
+    if (opts.mine) params.set('mine', '1');
+    if (opts.toReview) params.set('to-review', '1');
+    const qs = params.size ? `?${params}` : '';
+    return (await this.request('GET', `/requests${qs}`, RequestList)).requests;
+  }
+
+  /** POST /v1/requests/:id/approve */
+  async approveRequest(id: string, body: ApproveBody = {}): Promise<AccessRequest> {
+    return (await this.request('POST', `/requests/${checkRequestId(id)}/approve`, RequestResponse, body)).request;
+  }
+
+  /** POST /v1/requests/:id/deny */
+  async denyRequest(id: string, reason: string): Promise<AccessRequest> {
+    return (await this.request('POST', `/requests/${checkRequestId(id)}/deny`, RequestResponse, { reason })).request;
+  }
+
+  /** POST /v1/requests/:id/cancel */
+  async cancelRequest(id: string, timeoutMs?: number): Promise<AccessRequest> {
+    return (await this.request('POST', `/requests/${checkRequestId(id)}/cancel`, RequestResponse, {}, timeoutMs)).request;
   }
 
   /** GET /v1/sessions/:id/events — a session's timeline (owner or admin). */
@@ -181,7 +241,7 @@ export class ApiClient {
           new JitError('JIT_INTERNAL', { message: `The jit server answered HTTP ${res.status} to ${method} ${API_PREFIX}${path.split('?')[0]}` }),
         );
       }
-      throw new ApiError(res.status, err);
+      throw new ApiError(res.status, err, json);
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) {

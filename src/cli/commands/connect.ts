@@ -1,9 +1,10 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import type { CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
+import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
 import { formatDuration, parseDuration } from '../../shared/duration.js';
 import { JitError, isJitError } from '../../shared/errors/jit-error.js';
 import type { Ctx } from '../../shared/runtime/ctx.js';
-import type { ApiClient } from '../api/client.js';
+import { type ApiClient, approvalRequirementOf, checkRequestId } from '../api/client.js';
+import { type ApprovalObserver, waitForApproval } from '../approvals/wait.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';
 import { printJson } from '../output/json.js';
@@ -12,6 +13,7 @@ import { clean } from '../output/style.js';
 import { LocalRelayListener, type RelayStats } from '../relay/local-listener.js';
 import { postgresFatal } from '../relay/relay-client.js';
 import type { MountedView } from '../ui/mount.js';
+import { createApprovalPresenter } from '../approvals/present.js';
 
 export interface ConnectOptions {
   target: string;
@@ -20,6 +22,10 @@ export interface ConnectOptions {
   reason?: string | undefined;
   durationSeconds?: number | undefined;
   database?: string | undefined;
+  /** Open the session under this (approved, or still pending: then wait) access request. */
+  request?: string | undefined;
+  /** Target needs approval: file the request and return at once (ConnectEnd `filed`). */
+  noWait?: boolean | undefined;
 }
 
 export interface ConnectReady {
@@ -32,7 +38,9 @@ export interface ConnectReady {
 export type ConnectEnd =
   | { by: 'signal'; session: Session; endedOnServer: boolean }
   | { by: 'server'; session: Session; reason: EndReason | undefined; message: string }
-  | { by: 'expired'; session: Session };
+  | { by: 'expired'; session: Session }
+  /** --no-wait: the request was filed; nobody connected. */
+  | { by: 'filed'; request: AccessRequest; requirement: ApprovalRequirement | undefined };
 
 export interface ConnectObserver {
   /** The port is listening and the session exists; `stats` reads live counters cheaply. */
@@ -41,6 +49,8 @@ export interface ConnectObserver {
   onConnectionClose?(id: number, error: JitError | undefined): void;
   /** A heartbeat failed but the session may still be alive (network blip); cleared by the next success. */
   onWarning?(message: string | undefined): void;
+  /** Targets that need approval: without it, JIT_APPROVAL_REQUIRED ends the command. */
+  approval?: ApprovalObserver;
 }
 
 export interface ConnectDeps {
@@ -119,6 +129,8 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
         }),
     );
   };
+  // Ctrl-C while waiting for approvers cancels the request (see waitForApproval).
+  const waiting = new AbortController();
   // Registered before the session exists: Ctrl-C while it is being created must still end it.
   const offSignal = ctx.onSignal(() => {
     if (done || signaled) return;
@@ -126,17 +138,20 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
     if (latest) {
       done = true;
       endOnSignal(latest);
+    } else {
+      waiting.abort();
     }
   });
 
   let created: CreateSessionResponse;
   try {
-    created = await api.createSession({
-      target: opts.target,
-      ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
-      ...(opts.durationSeconds !== undefined ? { durationSeconds: opts.durationSeconds } : {}),
-      ...(opts.database !== undefined ? { database: opts.database } : {}),
-    });
+    const opened = await openSession(deps, opts, observer.approval, waiting.signal);
+    if ('filed' in opened) {
+      offSignal();
+      await listener.close();
+      return { by: 'filed', request: opened.filed, requirement: opened.requirement };
+    }
+    created = opened;
   } catch (err) {
     offSignal();
     await listener.close();
@@ -220,6 +235,50 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
   }
 }
 
+/**
+ * POST /v1/sessions; when the target needs approval, file an access request and wait for it
+ * (or return it with noWait), then open the session under the approved request.
+ */
+async function openSession(
+  deps: ConnectDeps,
+  opts: ConnectOptions,
+  approval: ApprovalObserver | undefined,
+  signal: AbortSignal,
+): Promise<CreateSessionResponse | { filed: AccessRequest; requirement: ApprovalRequirement | undefined }> {
+  const { api } = deps;
+  const base = {
+    target: opts.target,
+    ...(opts.reason !== undefined ? { reason: opts.reason } : {}),
+    ...(opts.durationSeconds !== undefined ? { durationSeconds: opts.durationSeconds } : {}),
+    ...(opts.database !== undefined ? { database: opts.database } : {}),
+  };
+  let requestId = opts.request !== undefined ? checkRequestId(opts.request) : undefined;
+  let first: AccessRequest | undefined;
+  if (!requestId) {
+    try {
+      return await api.createSession(base);
+    } catch (err) {
+      const requirement = approvalRequirementOf(err);
+      if (!requirement || !approval) throw err;
+      let reason = opts.reason;
+      if (requirement.reasonRequired && !reason) reason = await approval.askReason(requirement);
+      first = await api.fileRequest({
+        target: opts.target,
+        ...(reason ? { reason } : {}),
+        ...(opts.durationSeconds !== undefined ? { durationSeconds: opts.durationSeconds } : {}),
+      });
+      approval.onRequestFiled?.(first, requirement);
+      if (opts.noWait) return { filed: first, requirement };
+      requestId = first.id;
+    }
+  } else if (approval) {
+    first = await api.getRequest(requestId);
+    approval.onRequestFiled?.(first, undefined);
+  }
+  await waitForApproval({ api, clock: deps.ctx.clock }, requestId, approval ?? {}, signal, first);
+  return api.createSession({ ...base, request: requestId });
+}
+
 /** Best effort: why did the server end it? (the heartbeat's 410 carries only an error body). */
 async function endReasonOf(api: ApiClient, id: string): Promise<EndReason | undefined> {
   try {
@@ -258,6 +317,9 @@ interface ConnectFlags {
   reason?: string;
   duration?: number;
   database?: string;
+  request?: string;
+  /** commander's --no-wait */
+  wait?: boolean;
 }
 
 export function registerConnect(program: Command, env: CommandEnv): void {
@@ -269,17 +331,31 @@ export function registerConnect(program: Command, env: CommandEnv): void {
     .option('-r, --reason <text>', 'why you need access (recorded in the audit log)', parseText(1000))
     .option('-d, --duration <time>', 'session length, e.g. 30m or 2h (policy sets the maximum)', parseDurationFlag)
     .option('--database <name>', 'PostgreSQL database (default: the target’s)', parseText(63))
+    .option('--request <id>', 'open the session under this access request (waits while it is pending)')
+    .option('--no-wait', 'target needs approval: file the request, print its id and exit')
     .action(async (target: string, flags: ConnectFlags) => {
       const { ctx } = env;
       const globals = env.globals();
       const mode = outputMode(ctx, globals);
       const services = cliServices(ctx, globals);
       const presenter = await createPresenter(ctx, mode);
+      const approval = createApprovalPresenter(ctx, mode);
       const end = await runConnect(
         { ctx, api: services.api, server: services.settings.server, accessToken: () => services.auth.getAccessToken() },
-        { target, port: flags.port, reason: flags.reason, durationSeconds: flags.duration, database: flags.database },
         {
+          target,
+          port: flags.port,
+          reason: flags.reason,
+          durationSeconds: flags.duration,
+          database: flags.database,
+          request: flags.request,
+          noWait: flags.wait === false,
+        },
+        {
+          approval,
           onReady: async (ready, stats) => {
+            // The waiting view (if any) leaves its last frame before the session's output.
+            await approval.stop();
             // Data first: the URL (or JSON) goes to stdout before any status.
             if (mode.json) printJson(ctx.io.stdout, { session: ready.session, url: ready.url, port: ready.port });
             else ctx.io.stdout.write(`${ready.url}\n`);
@@ -290,7 +366,17 @@ export function registerConnect(program: Command, env: CommandEnv): void {
             presenter.line(err ? `connection ${id} closed: ${clean(err.message)} [${err.code}]` : `connection ${id} closed`),
           onWarning: (w) => presenter.warn(w),
         },
-      ).finally(() => presenter.stop());
+      ).finally(async () => {
+        await approval.stop();
+        await presenter.stop();
+      });
+      if (end.by === 'filed') {
+        // Data on stdout: the request id (or the request as JSON); how to use it on stderr.
+        if (mode.json) printJson(ctx.io.stdout, { request: end.request });
+        else ctx.io.stdout.write(`${end.request.id}\n`);
+        mode.status(`When it is approved: jit connect ${clean(end.request.target)} --request ${end.request.id}`);
+        return;
+      }
       if (end.by === 'signal') {
         mode.status(
           end.endedOnServer

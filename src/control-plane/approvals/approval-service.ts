@@ -393,7 +393,7 @@ export class ApprovalService {
     return this.locked(req.request, async () => {
       const found = await this.getRow(req.request!);
       const row = found ? await this.expireIfDue(found) : undefined;
-      if (!row || row.kind !== 'access' || row.subject !== who.subject || row.issuer !== who.issuer) {
+      if (row?.kind !== 'access' || row.subject !== who.subject || row.issuer !== who.issuer) {
         throw notFound(req.request!);
       }
       if (row.target !== decision.target.name) {
