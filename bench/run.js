@@ -7,12 +7,12 @@
  * Everything binds to 127.0.0.1 on ports chosen at run time, every step has a time limit, and
  * every process started here is stopped at the end — also on failure and on Ctrl-C.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readConfig } from './lib/config.js';
 import { idleConnections } from './lib/idle.js';
-import { connect, disconnect, ROOT, startDev, startSeparate } from './lib/jit.js';
+import { connect, disconnect, ROOT, setNodeArgs, startDev, startSeparate } from './lib/jit.js';
 import { aggregate, BULK_ROW_BYTES, bulk, pgbench, selectOne } from './lib/measure.js';
 import { provision, secret, sql, startPostgres } from './lib/postgres.js';
 import { cpuMs, median, now, Procs, rssKiB, run, treeCpuMs, treeRssKiB } from './lib/proc.js';
@@ -249,6 +249,10 @@ async function entry() {
     return 2;
   }
   const procs = new Procs();
+  if (cfg.profileDir) {
+    mkdirSync(cfg.profileDir, { recursive: true });
+    setNodeArgs(['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`]);
+  }
   const results = {
     meta: {
       date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
@@ -306,6 +310,7 @@ async function entry() {
   results.meta.loadAtEnd = os.loadavg()[0].toFixed(2);
   process.stdout.write(`\n${renderReport(results)}`);
   process.stdout.write(`(bench took ${results.meta.durationSeconds} s)\n`);
+  if (cfg.profileDir) process.stdout.write(`CPU profiles of the jit processes: ${cfg.profileDir} (node bench/profile-top.js <file>)\n`);
   if (cfg.jsonFile) writeFileSync(cfg.jsonFile, `${JSON.stringify(results, null, 2)}\n`);
   return code || (results.errors.length ? 1 : 0);
 }

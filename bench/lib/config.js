@@ -2,6 +2,7 @@
  * The bench's settings, from BENCH_* environment variables; each is checked against a range so
  * a typo fails at once with the variable's name instead of an hour-long or zero-length run.
  */
+import path from 'node:path';
 
 function int(env, name, def, min, max) {
   const raw = env[name];
@@ -42,5 +43,7 @@ export function readConfig(env) {
     idleSteps,
     sshIdle: env.BENCH_SSH_IDLE !== '0',
     jsonFile: env.BENCH_JSON || undefined,
+    // CPU profiles change the timings: a profiling run is for finding hot spots, not for the table.
+    profileDir: env.BENCH_PROFILE ? path.resolve(env.BENCH_PROFILE) : undefined,
   };
 }

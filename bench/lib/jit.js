@@ -25,6 +25,17 @@ export const TARGET = 'demo-db';
 const AGENT_NAME = 'local';
 const USER = 'alice';
 
+/**
+ * Node options for the long-running jit processes (server, agent, dev, connect): BENCH_PROFILE
+ * sets `--cpu-prof` here so that each writes a V8 CPU profile when it exits.
+ */
+let nodeArgs = [];
+
+/** Set the Node options of the long-running jit processes (see nodeArgs). */
+export function setNodeArgs(args) {
+  nodeArgs = [...args];
+}
+
 /** Run the jit CLI to completion. */
 export function jitRun(env, args, opts = {}) {
   return run(process.execPath, [JIT_BIN, ...args], { env, timeoutMs: 30_000, ...opts });
@@ -115,13 +126,13 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword, policyL
     { mode: 0o600 },
   );
 
-  const server = procs.spawn('jit server', process.execPath, [JIT_BIN, 'server', '--config', path.join(jitDir, 'server.yaml'), '--log-level', 'warn'], {
+  const server = procs.spawn('jit server', process.execPath, [...nodeArgs, JIT_BIN, 'server', '--config', path.join(jitDir, 'server.yaml'), '--log-level', 'warn'], {
     cwd: jitDir,
     env: baseEnv,
     stopSignal: 'SIGINT',
   });
   await server.waitFor(/listening on/, 20_000);
-  const agent = procs.spawn('jit agent', process.execPath, [JIT_BIN, 'agent', '--config', path.join(jitDir, 'agent.yaml'), '--log-level', 'warn'], {
+  const agent = procs.spawn('jit agent', process.execPath, [...nodeArgs, JIT_BIN, 'agent', '--config', path.join(jitDir, 'agent.yaml'), '--log-level', 'warn'], {
     cwd: jitDir,
     env: {
       ...baseEnv,
@@ -150,7 +161,7 @@ export async function startDev({ procs, dir }) {
   const devDir = path.join(dir, 'dev');
   // As root, jit dev's PostgreSQL runs as the postgres OS user, who must traverse our folder.
   chmodSync(dir, 0o711);
-  const dev = procs.spawn('jit dev', process.execPath, [JIT_BIN, 'dev', '--dir', devDir, '--port', '0', '--pg-port', '0'], {
+  const dev = procs.spawn('jit dev', process.execPath, [...nodeArgs, JIT_BIN, 'dev', '--dir', devDir, '--port', '0', '--pg-port', '0'], {
     cwd: dir,
     env: { ...process.env, NO_COLOR: '1' },
     stopSignal: 'SIGINT',
@@ -236,7 +247,7 @@ async function waitOnline(env, agentChild) {
  */
 export async function connect(procs, setup) {
   const started = now();
-  const child = procs.spawn('jit connect', process.execPath, [JIT_BIN, 'connect', TARGET, '--reason', 'benchmark'], {
+  const child = procs.spawn('jit connect', process.execPath, [...nodeArgs, JIT_BIN, 'connect', TARGET, '--reason', 'benchmark'], {
     env: setup.env,
     stopSignal: 'SIGINT',
   });
