@@ -104,7 +104,7 @@ async function main(cfg, procs, results) {
   try {
     ssh = await startSshForward({ procs, dir, targetPort: superuser.port });
     conns.ssh = { ...direct, port: ssh.port };
-    results.metrics.portReady = { ssh: { ms: ssh.readyMs, runs: [ssh.readyMs] } };
+    results.metrics.portReady = { ssh: { ms: ssh.readyMs, runs: [{ ms: ssh.readyMs }] } };
   } catch (err) {
     fail('ssh -L', err);
   }
@@ -124,8 +124,8 @@ async function main(cfg, procs, results) {
         first.push(now() - t0);
         if (!(await disconnect(s))) throw new Error(`jit connect did not exit cleanly:\n${s.child.tail()}`);
       }
-      results.metrics.portReady = { ...results.metrics.portReady, jit: { ms: median(ready), runs: ready } };
-      results.metrics.firstQuery = { jit: { ms: median(first), runs: first } };
+      results.metrics.portReady = { ...results.metrics.portReady, jit: aggregate(ready.map((ms) => ({ ms }))) };
+      results.metrics.firstQuery = { jit: aggregate(first.map((ms) => ({ ms }))) };
     } catch (err) {
       fail('jit port ready', err);
       results.metrics.portReady = { ...results.metrics.portReady, jit: { error: message(err) } };

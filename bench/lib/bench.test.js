@@ -8,7 +8,7 @@ import { readConfig } from './config.js';
 import { aggregate, parsePgbench, parsePsqlTiming } from './measure.js';
 import { parseUrl, urlOf } from './postgres.js';
 import { median } from './proc.js';
-import { renderReport, targets } from './report.js';
+import { jitVsSsh, renderReport, targets } from './report.js';
 
 const PGBENCH_15 = `pgbench (15.18 (Debian 15.18-0+deb12u1), server 18.4)
 transaction type: <builtin: select only>
@@ -97,7 +97,7 @@ function sample() {
         jit: { error: 'pgbench -c 8: exit 2' },
       },
       select1: { direct: { ms: 50 }, ssh: { ms: 55 }, jit: { ms: 60 } },
-      portReady: { ssh: { ms: 210, runs: [210] }, jit: { ms: 301, runs: [300, 301, 302] } },
+      portReady: { ssh: { ms: 210, runs: [{ ms: 210 }] }, jit: { ms: 301, runs: [{ ms: 300 }, { ms: 301 }, { ms: 302 }] } },
     },
     memory: {
       baseline: { 'control plane': 100_000, agent: 80_000, 'jit connect (CLI)': 70_000 },
@@ -149,6 +149,11 @@ describe('targets', () => {
 });
 
 describe('jit vs ssh -L', () => {
+  it('never gives NaN when runs lack the field (regression: port ready printed NaN× with one run each)', () => {
+    const r = sample();
+    r.metrics.portReady = { ssh: { ms: 200, runs: [200] }, jit: { ms: 300, runs: [300] } };
+    assert.equal(jitVsSsh(r, 'portReady', (m) => m.ms), 1.5);
+  });
   it('uses the median of per-round ratios when both paths have runs (same moment, same load)', () => {
     const r = sample();
     // Round 2 ran while the machine was busy: both paths slowed, jit beat ssh in both rounds.
@@ -166,6 +171,9 @@ describe('report', () => {
     assert.match(text, /bulk COPY TO STDOUT, MB\/s \(higher is better\) +400\.0 +200\.0 \(0\.50×\) +250\.0 \(0\.63×\) +1\.25×/);
     assert.match(text, /pgbench -S, 8 clients: tps .* failed/);
     assert.match(text, /PASS {2}bulk throughput: jit ≥ ssh -L/);
+    // Different run counts (5 jit runs, 1 ssh run): the ratio of the medians, never NaN.
+    assert.match(text, /port ready ms \(median\) \(lower is better\) +— +210 +301 +1\.43×/);
+    assert.doesNotMatch(text, /NaN/);
     assert.match(text, /Failures\n {2}pgbench -S -c 8 -j 2 via jit/);
     assert.match(text, /relay CPU, pgbench 8 clients: µs per tx \(lower is better\) +— +90 +failed/);
     assert.match(text, /relay CPU by process \(µs per tx, pgbench 8 clients\): ssh -L: ssh client 40, sshd 50\n/);

@@ -51,8 +51,8 @@ export function jitVsSsh(results, key, pick) {
   if (!jit || !ssh || jit.error || ssh.error) return undefined;
   const jr = jit.runs ?? [];
   const sr = ssh.runs ?? [];
-  if (jr.length > 0 && jr.length === sr.length) {
-    const ratios = jr.map((r, i) => pick(r) / pick(sr[i])).sort((a, b) => a - b);
+  const ratios = jr.length > 0 && jr.length === sr.length ? jr.map((r, i) => pick(r) / pick(sr[i])).sort((a, b) => a - b) : [];
+  if (ratios.length && ratios.every(Number.isFinite)) {
     const mid = ratios.length >> 1;
     return ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
   }
