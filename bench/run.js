@@ -15,7 +15,7 @@ import { idleConnections } from './lib/idle.js';
 import { connect, disconnect, ROOT, setNodeArgs, startDev, startSeparate } from './lib/jit.js';
 import { aggregate, BULK_ROW_BYTES, bulk, pgbench, selectOne } from './lib/measure.js';
 import { provision, secret, sql, startPostgres } from './lib/postgres.js';
-import { cpuMs, median, now, Procs, rssKiB, run, treeCpuMs, treeRssKiB } from './lib/proc.js';
+import { cpuMs, now, Procs, rssKiB, run, treeCpuMs, treeRssKiB } from './lib/proc.js';
 import { renderReport } from './lib/report.js';
 import { startSshForward } from './lib/ssh.js';
 
