@@ -1003,12 +1003,14 @@ export class InspectingRelay {
       this.toClient.pass(buf, start, end);
       return undefined;
     }
-    const masked = plan === REFUSE_PLAN ? null : maskDataRow(buf.subarray(start, end), plan);
+    const msg = buf.subarray(start, end);
+    const masked = plan === REFUSE_PLAN ? null : maskDataRow(msg, plan);
     if (masked === null) {
       this.refuseResult();
       return undefined;
     }
-    if (masked.buffer === buf.buffer && masked.byteOffset === buf.byteOffset + start) this.toClient.pass(buf, start, end);
+    // maskDataRow returns the very buffer it got when nothing changed.
+    if (masked === msg) this.toClient.pass(buf, start, end);
     else {
       this.toClient.add(masked);
       this.reportMasked(cur);
@@ -1092,12 +1094,13 @@ export class InspectingRelay {
       this.toClient.pass(buf, start, end);
       return undefined;
     }
-    const masked = cur.plan === REFUSE_PLAN ? null : maskCopyData(buf.subarray(start, end), cur.plan);
+    const msg = buf.subarray(start, end);
+    const masked = cur.plan === REFUSE_PLAN ? null : maskCopyData(msg, cur.plan);
     if (masked === null) {
       this.refuseResult();
       return undefined;
     }
-    if (masked.buffer === buf.buffer && masked.byteOffset === buf.byteOffset + start) this.toClient.pass(buf, start, end);
+    if (masked === msg) this.toClient.pass(buf, start, end);
     else {
       this.toClient.add(masked);
       this.reportMasked(cur);
