@@ -34,7 +34,17 @@ export async function buildReport(db: Db, w: { since: number; until: number; now
   const counts = await inWindow
     .select(['session', 'type', 'outcome', sql<number>`count(*)`.as('n')])
     .where('session', 'is not', null)
-    .where('type', 'in', ['statement.executed', 'statement.completed', 'statement.blocked', 'result.masked', 'result.refused', 'connection.opened', 'request.approved'])
+    .where('type', 'in', [
+      'statement.executed',
+      'statement.completed',
+      'statement.blocked',
+      'result.masked',
+      'connection.opened',
+      'request.approved',
+      // SSH sessions: commands count as statements.
+      'command.executed',
+      'command.blocked',
+    ])
     .groupBy(['session', 'type', 'outcome'])
     .execute();
   const lifecycle = await inWindow
@@ -112,9 +122,9 @@ export async function buildReport(db: Db, w: { since: number; until: number; now
     const s = touch(c.session!);
     if (!s) continue;
     const n = Number(c.n);
-    if (c.type === 'statement.executed') s.statements.executed += n;
+    if (c.type === 'statement.executed' || c.type === 'command.executed') s.statements.executed += n;
     else if (c.type === 'statement.completed' && c.outcome === 'failure') s.statements.failed += n;
-    else if (c.type === 'statement.blocked') s.statements.blocked += n;
+    else if (c.type === 'statement.blocked' || c.type === 'command.blocked') s.statements.blocked += n;
     else if (c.type === 'result.masked') s.statements.masked += n;
     else if (c.type === 'connection.opened') s.connections += n;
     else if (c.type === 'request.approved') s.statements.approvals += n;
