@@ -133,6 +133,7 @@ async function main(cfg, procs, results) {
     try {
       session = await connect(procs, jit);
       conns.jit = session.conn;
+      results.meta.pids = { ...jit.processes, 'jit connect (CLI)': session.child.pid };
     } catch (err) {
       fail('jit connect', err);
     }
@@ -310,7 +311,10 @@ async function entry() {
   results.meta.loadAtEnd = os.loadavg()[0].toFixed(2);
   process.stdout.write(`\n${renderReport(results)}`);
   process.stdout.write(`(bench took ${results.meta.durationSeconds} s)\n`);
-  if (cfg.profileDir) process.stdout.write(`CPU profiles of the jit processes: ${cfg.profileDir} (node bench/profile-top.js <file>)\n`);
+  if (cfg.profileDir) {
+    const pids = Object.entries(results.meta.pids ?? {}).map(([name, pid]) => `${name} ${pid}`);
+    process.stdout.write(`CPU profiles in ${cfg.profileDir} (file names carry the pid: ${pids.join(', ')}); read one with node bench/profile-top.js <file>\n`);
+  }
   if (cfg.jsonFile) writeFileSync(cfg.jsonFile, `${JSON.stringify(results, null, 2)}\n`);
   return code || (results.errors.length ? 1 : 0);
 }
