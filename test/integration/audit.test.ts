@@ -81,7 +81,7 @@ beforeAll(async () => {
   siemPort = await freePort();
   syslog = net.createServer((sock) => {
     const chunks: Buffer[] = [];
-    sock.on('data', (c) => chunks.push(c));
+    sock.on('data', (c: Buffer) => chunks.push(c));
     sock.on('end', () => syslogFrames.push(...frames(Buffer.concat(chunks))));
   });
   await new Promise<void>((r) => syslog.listen(0, '127.0.0.1', () => r()));

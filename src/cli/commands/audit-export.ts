@@ -14,6 +14,7 @@ import type { CommandEnv } from '../main.js';
 import { printJson } from '../output/json.js';
 import { outputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
+import { inherited } from './audit.js';
 import { parseSince } from './audit-verify.js';
 
 const PAGE = 10_000;
@@ -65,12 +66,12 @@ export function registerAuditExport(audit: Command, env: CommandEnv): void {
     .description('write the audit log and its signed checkpoints as JSON lines (for archives and jit audit verify --file)')
     .option('--since <id|when>', 'start at the newest checkpoint at or before this event id, duration ago or ISO time')
     .option('--out <file>', 'write to this file (created 0600) instead of stdout')
-    .action(async (opts: { since?: string; out?: string }) => {
+    .action(async (opts: { since?: string; out?: string }, cmd: Command) => {
       const { ctx } = env;
       const mode = outputMode(ctx, env.globals());
       const lines: string[] = [];
       const write = opts.out ? (l: string) => lines.push(l) : (l: string) => ctx.io.stdout.write(`${l}\n`);
-      const r = await runExport(cliServices(ctx, env.globals()), parseSince(opts.since, ctx.clock.now()), ctx.clock.now(), write);
+      const r = await runExport(cliServices(ctx, env.globals()), parseSince(inherited(cmd, 'since') ?? opts.since, ctx.clock.now()), ctx.clock.now(), write);
       if (opts.out) {
         try {
           writeFileSync(opts.out, `${lines.join('\n')}\n`, { mode: 0o600 });

@@ -13,7 +13,7 @@ import type { CommandEnv } from '../main.js';
 import { printJson } from '../output/json.js';
 import { outputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
-import { parseWhen } from './audit.js';
+import { inherited, parseWhen } from './audit.js';
 import { renderReportHtml } from './audit-report-html.js';
 
 /** GET /v1/audit/report?since=&until= */
@@ -36,12 +36,13 @@ export function registerAuditReport(audit: Command, env: CommandEnv): void {
     .option('--until <when>', 'end of the window (default now)')
     .option('--format <html|json>', 'html (a self-contained page) or json (default: json with --json, else html)', parseFormat)
     .option('--out <file>', 'write the report to this file instead of stdout')
-    .action(async (opts: { since: string; until?: string; format?: 'html' | 'json'; out?: string }) => {
+    .action(async (opts: { since: string; until?: string; format?: 'html' | 'json'; out?: string }, cmd: Command) => {
       const { ctx } = env;
       const mode = outputMode(ctx, env.globals());
       const now = ctx.clock.now();
-      const since = parseWhen(opts.since, now);
-      const until = opts.until ? parseWhen(opts.until, now) : undefined;
+      const since = parseWhen(inherited(cmd, 'since') ?? opts.since, now);
+      const untilText = inherited(cmd, 'until') ?? opts.until;
+      const until = untilText ? parseWhen(untilText, now) : undefined;
       if (until !== undefined && until <= since) throw new JitError('JIT_USAGE', { message: '--until must be after --since' });
       const services = cliServices(ctx, env.globals());
       const report = await runReport(services, { since, until });

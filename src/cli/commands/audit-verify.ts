@@ -18,7 +18,7 @@ import type { CommandEnv } from '../main.js';
 import { printJson } from '../output/json.js';
 import { outputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
-import { parseWhen } from './audit.js';
+import { inherited, parseWhen } from './audit.js';
 
 /** Largest export file read for offline verification. */
 const MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
@@ -129,10 +129,10 @@ export function registerAuditVerify(audit: Command, env: CommandEnv): void {
     .option('--since <id|when>', 'start at the newest checkpoint at or before this event id, duration ago (2h) or ISO time')
     .option('--file <export.jsonl>', 'verify an export (jit audit export) offline instead of asking the server')
     .option('--key <pub.json>', 'with --file: the audit public key (jit audit key --out pub.json)')
-    .action(async (opts: { since?: string; file?: string; key?: string }) => {
+    .action(async (opts: { since?: string; file?: string; key?: string }, cmd: Command) => {
       const { ctx } = env;
       const mode = outputMode(ctx, env.globals());
-      const since = parseSince(opts.since, ctx.clock.now());
+      const since = parseSince(inherited(cmd, 'since') ?? opts.since, ctx.clock.now());
       let result: AuditVerifyResult;
       if (opts.file) {
         if (!opts.key) throw new JitError('JIT_USAGE', { message: '--file needs --key: the public key you trust', hint: 'jit audit key --out pub.json, kept apart from the export' });

@@ -16,6 +16,15 @@ import { registerAuditForwarding } from './audit-forwarding.js';
 import { registerAuditReport } from './audit-report.js';
 import { registerAuditVerify } from './audit-verify.js';
 
+/**
+ * `jit audit verify --since 5`: commander hands an option that `audit` itself also declares to
+ * `audit`, wherever it appears (the program parses options anywhere). Subcommands read it there.
+ */
+export function inherited(cmd: Command, name: 'since' | 'until'): string | undefined {
+  const v = cmd.parent?.opts()[name] as unknown;
+  return typeof v === 'string' ? v : undefined;
+}
+
 /** Filters of `jit audit` (all optional; combined with AND). */
 export interface AuditFilters {
   session?: string | undefined;
