@@ -123,6 +123,8 @@ describe('jit connect on a target that needs approval', () => {
     const id = r.stdout.trim();
     expect(id).toMatch(/^[a-z0-9]{20}$/);
     expect(r.stderr).toContain(`When it is approved: jit connect ${TARGET} --request ${id}`);
+    expect(r.stderr).toMatch(/^Approvers: bob; it expires in \d+m \d\ds unless decided\.$/m);
+    expect(r.stderr).not.toContain('Ctrl-C');
     // Self-approval is refused by the server, also through the CLI.
     const self = await runJit(['approve', id], { home: aliceHome });
     expect(self.code).toBe(4);

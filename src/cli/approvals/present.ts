@@ -42,9 +42,9 @@ function approvalLine(r: AccessRequest): string {
 }
 
 /** The requester's view of the wait, for `mode`. */
-export function createApprovalPresenter(ctx: Ctx, mode: OutputMode): ApprovalPresenter {
+export function createApprovalPresenter(ctx: Ctx, mode: OutputMode, opts: { wait: boolean } = { wait: true }): ApprovalPresenter {
   const ask = (req: ApprovalRequirement) => askReason(ctx, req);
-  if (!mode.interactive) {
+  if (!mode.interactive || !opts.wait) {
     let seen = 0;
     return {
       askReason: ask,
@@ -57,7 +57,11 @@ export function createApprovalPresenter(ctx: Ctx, mode: OutputMode): ApprovalPre
             : `Request ${r.id} for ${clean(r.target)} is ${r.state}`,
         );
         if (r.state === 'pending') {
-          mode.status(`Approvers: ${clean(approversText(r.approvers))}; waiting up to ${formatDuration(left)}. Ctrl-C cancels the request.`);
+          mode.status(
+            opts.wait
+              ? `Approvers: ${clean(approversText(r.approvers))}; waiting up to ${formatDuration(left)}. Ctrl-C cancels the request.`
+              : `Approvers: ${clean(approversText(r.approvers))}; it expires in ${formatDuration(left)} unless decided.`,
+          );
         }
       },
       onRequestUpdate(r) {

@@ -339,7 +339,7 @@ export function registerConnect(program: Command, env: CommandEnv): void {
       const mode = outputMode(ctx, globals);
       const services = cliServices(ctx, globals);
       const presenter = await createPresenter(ctx, mode);
-      const approval = createApprovalPresenter(ctx, mode);
+      const approval = createApprovalPresenter(ctx, mode, { wait: flags.wait !== false });
       const end = await runConnect(
         { ctx, api: services.api, server: services.settings.server, accessToken: () => services.auth.getAccessToken() },
         {
