@@ -5,9 +5,31 @@ import { buildProgram } from './main.js';
 
 export const CLI_GENERATED_BEGIN = '<!-- generated from the commander program by src/cli/doc.ts: do not edit below -->';
 
+function fullName(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
 function usage(cmd: Command): string {
   const args = cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}${a.variadic ? '…' : ''}>` : `[${a.name()}${a.variadic ? '…' : ''}]`));
-  return ['jit', cmd.name(), cmd.options.length ? '[options]' : '', ...args].filter(Boolean).join(' ');
+  return ['jit', fullName(cmd), cmd.options.length ? '[options]' : '', ...args].filter(Boolean).join(' ');
+}
+
+function section(cmd: Command, out: string[]): void {
+  out.push('', `## jit ${fullName(cmd)}`, '', cmd.description(), '', '```', usage(cmd), '```');
+  if (cmd.registeredArguments.length) {
+    out.push('', '| argument | meaning |', '| --- | --- |');
+    for (const a of cmd.registeredArguments) out.push(`| \`${a.name()}\` | ${a.description || ''} |`);
+  }
+  if (cmd.options.length) {
+    out.push('', '| option | meaning | default |', '| --- | --- | --- |');
+    for (const o of cmd.options) {
+      const def = o.defaultValue === undefined ? '' : `\`${JSON.stringify(o.defaultValue)}\``;
+      out.push(`| \`${o.flags}\` | ${o.description.replace(/\|/g, '\\|')} | ${def} |`);
+    }
+  }
+  for (const sub of cmd.commands.filter((c) => c.name() !== 'help')) section(sub, out);
 }
 
 /** The generated part of docs/cli/reference.md. */
@@ -15,21 +37,7 @@ export function cliReference(): string {
   const program = buildProgram({ ctx: createSystemCtx(), globals: () => ({}) });
   const out: string[] = [CLI_GENERATED_BEGIN, '', '## Global options', '', '| option | meaning |', '| --- | --- |'];
   for (const o of program.options) out.push(`| \`${o.flags}\` | ${o.description} |`);
-  const commands = program.commands.filter((c) => c.name() !== 'help');
-  for (const cmd of commands) {
-    out.push('', `## jit ${cmd.name()}`, '', cmd.description(), '', '```', usage(cmd), '```');
-    if (cmd.registeredArguments.length) {
-      out.push('', '| argument | meaning |', '| --- | --- |');
-      for (const a of cmd.registeredArguments) out.push(`| \`${a.name()}\` | ${a.description || ''} |`);
-    }
-    if (cmd.options.length) {
-      out.push('', '| option | meaning | default |', '| --- | --- | --- |');
-      for (const o of cmd.options) {
-        const def = o.defaultValue === undefined ? '' : `\`${JSON.stringify(o.defaultValue)}\``;
-        out.push(`| \`${o.flags}\` | ${o.description.replace(/\|/g, '\\|')} | ${def} |`);
-      }
-    }
-  }
+  for (const cmd of program.commands.filter((c) => c.name() !== 'help')) section(cmd, out);
   out.push('');
   return out.join('\n');
 }
