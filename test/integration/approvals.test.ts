@@ -10,10 +10,18 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Webhooks } from '../../src/control-plane/approvals/webhooks.js';
+import { AuditLog } from '../../src/control-plane/audit/audit-log.js';
 import { startServer } from '../../src/control-plane/main.js';
+import { openSqliteStore } from '../../src/control-plane/store/db.js';
+import { systemClock } from '../../src/shared/runtime/ctx.js';
 import { loadYamlConfigFile } from '../../src/shared/config/load.js';
 import { ServerConfig } from '../../src/shared/config/server.js';
 import { statementDigest } from '../../src/shared/contract/agent.js';
+import type { AccessRequest } from '../../src/shared/contract/http.js';
 import { silentLogger } from '../../src/shared/log.js';
 import { api, loginAs, type ServerFixture, startControlPlane, type Tokens, USERS } from '../helpers/control-plane.js';
 import { freePort } from '../helpers/postgres.js';
@@ -305,6 +313,44 @@ describe('durability and notifications', () => {
     expect(slack.body.blocks.length).toBeGreaterThan(1);
     expect(slack.headers['x-jit-signature']).toBeUndefined();
     expect(JSON.stringify(deliveries)).not.toContain(alice.accessToken);
+  });
+});
+
+describe('webhook give-up', () => {
+  it('after maxAttempts to a receiver that never answers, the row is given up and audited', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'jit-hooks-'));
+    const db = await openSqliteStore(dir);
+    const audit = new AuditLog(db, systemClock);
+    const deadPort = await freePort();
+    const hooks = new Webhooks({
+      db,
+      audit,
+      clock: systemClock,
+      logger: silentLogger(),
+      fetch: globalThis.fetch,
+      random: (n) => Buffer.alloc(n, 0x80),
+      env: {},
+      publicUrl: 'http://127.0.0.1:1',
+      config: {
+        webhooks: [{ url: `http://127.0.0.1:${deadPort}/x`, secret: SECRET, format: 'jit', events: ['request.created', 'request.decided'] }],
+        maxAttempts: 3,
+        retryInitial: 0.1,
+        retryMax: 0.2,
+      },
+    });
+    try {
+      const request = { id: 'a'.repeat(20), kind: 'access', requester: { subject: 's', issuer: 'i', username: 'alice' }, target: 't', durationSeconds: 60, rule: 'r', approvers: { users: ['bob'], groups: [], required: 1 }, state: 'pending', approvals: [], createdAt: '', expiresAt: '', canReview: false } satisfies AccessRequest;
+      await db.transaction().execute((trx) => hooks.enqueue(trx, 'request.created', request));
+      hooks.start();
+      const failed = await until(async () => (await audit.query({ type: 'webhook.failed' }))[0]);
+      expect(failed).toMatchObject({ outcome: 'failure', data: { event: 'request.created', request: request.id, attempts: 3 } });
+      const row = await db.selectFrom('webhook_outbox').selectAll().executeTakeFirstOrThrow();
+      expect(row).toMatchObject({ state: 'failed', attempts: 3 });
+    } finally {
+      await hooks.close();
+      await db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
