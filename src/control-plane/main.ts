@@ -107,7 +107,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     }
   }
   const dataDir = resolve(config.dataDir);
-  const db = await openSqliteStore(dataDir);
+  const db = await openSqliteStore(dataDir, { synchronous: config.storage.synchronous });
 
   // Listen first so that port 0 resolves to a real port before the issuer URL is fixed.
   const server = config.tls

@@ -155,7 +155,11 @@ export class AuditLog {
     };
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ row, resolve, reject });
-      this.flushing ??= this.flush();
+      // Wait a moment before committing, so events arriving in the same burst (an agent reports
+      // every statement) share one transaction instead of paying a commit each.
+      this.flushing ??= new Promise<void>((r) => this.clock.setTimeout(r, this.queue.length >= MAX_BATCH ? 0 : 1)).then(() =>
+        this.flush(),
+      );
     });
   }
 

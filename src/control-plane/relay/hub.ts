@@ -91,6 +91,7 @@ const RELAY = /^\/v1\/relay\/([a-z0-9]{8,40})$/;
 export class RelayHub {
   private readonly agents = new Map<string, ConnectedAgent>();
   private readonly pending = new Map<string, PendingStream>();
+  private readonly owners = new Map<string, { agent: string; username: string; target: string }>();
   private readonly streams = new Map<string, Set<Spliced>>();
   private readonly wss: WebSocketServer;
   private readonly pinger: NodeJS.Timeout;
@@ -316,14 +317,14 @@ export class RelayHub {
         let actor: string | undefined;
         let target = msg.target;
         if (msg.session) {
-          const row = await this.deps.sessions.get(msg.session);
+          const owner = await this.sessionOwner(msg.session);
           // An agent may only speak about its own sessions.
-          if (!row || row.agent !== agent.name) {
+          if (!owner || owner.agent !== agent.name) {
             this.deps.logger.warn({ agent: agent.name, event: msg.event }, 'agent event for a session it does not serve');
             return;
           }
-          actor = row.username;
-          target = row.target;
+          actor = owner.username;
+          target = owner.target;
         }
         await this.deps.audit.append({
           type: msg.event,
@@ -336,6 +337,22 @@ export class RelayHub {
         return;
       }
     }
+  }
+
+  /**
+   * Who a session belongs to, for attributing agent events. These fields never change, so they
+   * are cached: agents report every statement, and a store lookup per event would cost more than
+   * the event itself.
+   */
+  private async sessionOwner(id: string): Promise<{ agent: string; username: string; target: string } | undefined> {
+    const hit = this.owners.get(id);
+    if (hit) return hit;
+    const row = await this.deps.sessions.get(id);
+    if (!row) return undefined;
+    const owner = { agent: row.agent, username: row.username, target: row.target };
+    if (this.owners.size >= 10_000) this.owners.delete(this.owners.keys().next().value as string);
+    this.owners.set(id, owner);
+    return owner;
   }
 
   private pingAgents(): void {

@@ -177,6 +177,15 @@ export const ServerConfig = z.object({
     retryInitial: 1,
     retryMax: 60,
   }).describe('Audit trail: signed checkpoints, retention, forwarding'),
+  storage: z
+    .object({
+      synchronous: z
+        .enum(['normal', 'full'])
+        .default('normal')
+        .describe('normal: committed state survives a crash of the server process; full: also power loss (an fsync per commit)'),
+    })
+    .default({ synchronous: 'normal' })
+    .describe('The embedded SQLite store'),
   policy: z.string().describe('Policy file: targets and who may use them'),
   notifications: Notifications.default({ webhooks: [], maxAttempts: 10, retryInitial: 2, retryMax: 600 }).describe(
     'Where access requests and decisions are announced',
