@@ -19,6 +19,7 @@ import { registerLogout } from './commands/logout.js';
 import { registerReplay } from './commands/replay.js';
 import { registerRequests } from './commands/requests.js';
 import { registerServer } from './commands/server.js';
+import { registerSsh } from './commands/ssh.js';
 import { registerSessions } from './commands/sessions.js';
 import { registerTargets } from './commands/targets.js';
 import { registerTools } from './commands/tools.js';
@@ -60,6 +61,7 @@ export function buildProgram(env: CommandEnv): Command {
     registerWhoami,
     registerTargets,
     registerConnect,
+    registerSsh,
     registerDisconnect,
     registerSessions,
     registerRequests,

@@ -124,7 +124,7 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     const s = sessionOf();
     const before = sshd.log().length;
     const r = await run(s, { command: "uptime; bash -c 'sudo /sbin/reboot'" });
-    expect(r.stderr).toBe('jit: blocked by rule no-reboot: `reboot`\r\n');
+    expect(r.stderr).toBe('jit: blocked by rule no-reboot: `reboot`\n');
     expect(r.exit).toEqual({ status: 126, blocked: { rule: 'no-reboot', action: 'block' } });
     expect(r.stdout).toBe('');
     expect(sshd.log().slice(before)).not.toMatch(/Accepted/);

@@ -125,23 +125,32 @@ function serveSession(
 
   const refuse = (accept: () => ssh2.ServerChannel, line: string) => {
     const ch = accept();
-    ch.stderr.write(`${line}\r\n`);
+    ch.stderr.write(`${line}${pty ? '\r\n' : '\n'}`);
     ch.exit(SSH_BLOCKED_STATUS);
     ch.end();
   };
 
   const run = async (
     accept: () => ssh2.ServerChannel,
-    reject: (() => void) | undefined,
+    _reject: (() => void) | undefined,
     what: { command?: string; subsystem?: string },
   ) => {
     const verdict = what.command !== undefined ? judgeCommand(what.command, rules.guardrails) : what.subsystem ? judgeCommand(what.subsystem, rules.guardrails) : judgeShell(rules.guardrails);
     if (verdict.action !== 'allow') return refuse(accept, auditRefusal(deps, session, verdict, what));
+    // Accept at once: OpenSSH sends a subsystem's first bytes without waiting for the answer, and
+    // ssh2 drops data for a channel not yet accepted. The bytes wait in the channel meanwhile.
+    const ch = accept();
+    ch.pause();
+    const fail = (message: string) => {
+      ch.stderr.write(`jit: ${message}${pty ? '\r\n' : '\n'}`);
+      ch.exit(255);
+      ch.end();
+    };
     let client: ssh2.Client;
     try {
       client = await login();
-    } catch {
-      return reject?.();
+    } catch (err) {
+      return fail(isJitError(err) ? err.message : 'the host cannot be reached');
     }
     const started = deps.clock.now();
     deps.emit({
@@ -152,9 +161,8 @@ function serveSession(
       data: { login: rules.login, ...what, pty: Boolean(pty), via: 'proxycommand' },
     });
     const cb = (err: Error | undefined, channel: ssh2.ClientChannel) => {
-      if (err) return reject?.();
+      if (err) return fail(`the host refused the ${what.subsystem ? 'subsystem' : what.command !== undefined ? 'command' : 'shell'}`);
       up = channel;
-      const ch = accept();
       // File transfers (subsystems) are not terminal traffic: audited, not recorded.
       if (!what.subsystem) {
         rec = deps.recordings.attach(session.id, () => ({
@@ -173,6 +181,7 @@ function serveSession(
       ch.pipe(channel);
       channel.pipe(ch);
       channel.stderr.pipe(ch.stderr);
+      ch.resume();
       let status: number | undefined;
       let signal: string | undefined;
       channel.on('exit', (code: number | null, sig?: string) => {

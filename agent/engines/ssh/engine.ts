@@ -154,7 +154,8 @@ function readRequest(socket: Duplex, clock: Clock, timeoutMs: number): Promise<{
     const onData = (chunk: Buffer) => {
       let frames: ReturnType<FrameDecoder['push']>;
       try {
-        frames = dec.push(chunk);
+        // One frame only: in stdio mode the bytes after it are SSH, not frames.
+        frames = dec.push(chunk, 1);
       } catch {
         return finish(undefined);
       }
@@ -169,9 +170,8 @@ function readRequest(socket: Duplex, clock: Clock, timeoutMs: number): Promise<{
         sendExit(socket, { error: { code: 'JIT_PROTOCOL_ERROR', message: 'The SSH request was malformed' } });
         return finish(undefined);
       }
-      // Frames after REQUEST (stdin typed ahead) are re-encoded by the caller from `rest`.
-      const after = frames.slice(1).map((x) => encodeFrame(x.type as FrameType, x.payload));
-      finish({ request, rest: Buffer.concat([...after, dec.rest()]) });
+      // Bytes after REQUEST (typed-ahead frames, or SSH in stdio mode) go to whoever reads next.
+      finish({ request, rest: dec.rest() });
     };
     const timer = clock.setTimeout(() => finish(undefined), timeoutMs);
     socket.on('data', onData);
@@ -194,7 +194,8 @@ async function runTerminal(
   const verdict = command !== undefined ? judgeCommand(command, rules.guardrails) : judgeShell(rules.guardrails);
   if (verdict.action !== 'allow') {
     const line = auditRefusal(deps, session, verdict, { command });
-    socket.write(encodeFrame(FrameType.stderr, `${line}\r\n`));
+    // A raw terminal needs the carriage return; a pipe does not.
+    socket.write(encodeFrame(FrameType.stderr, `${line}${req.pty ? '\r\n' : '\n'}`));
     sendExit(socket, { status: SSH_BLOCKED_STATUS, blocked: { rule: verdict.rule ?? 'jit', action: verdict.action } });
     return;
   }

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditEvent, Session } from '../../shared/contract/http.js';
 import { JitError } from '../../shared/errors/jit-error.js';
 import type { ApiClient } from '../api/client.js';
@@ -7,6 +7,8 @@ import type { CommandEnv } from '../main.js';
 import { printJson } from '../output/json.js';
 import { outputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
+import { parseCast, playCast } from '../ssh/playback.js';
+import { fetchRecording } from '../ssh/recording-client.js';
 
 /** A session and its events, oldest first (GET /v1/sessions/:id/events). */
 export function runReplay(deps: { api: ApiClient }, id: string): Promise<{ session: Session; events: AuditEvent[] }> {
@@ -45,7 +47,12 @@ function describe(e: AuditEvent): string {
       return `${d['reason'] ?? ''}`;
     case 'credential.created':
     case 'credential.destroyed':
-      return `${d['role'] ?? ''}`;
+      return d['kind'] === 'ssh-certificate' ? `ssh certificate ${d['keyId'] ?? ''} serial ${d['serial'] ?? ''}`.trim() : `${d['role'] ?? ''}`;
+    case 'command.started':
+    case 'command.executed':
+      return `${oneLine(d['command'])}${d['exitStatus'] !== undefined ? `  → exit ${d['exitStatus']}` : ''}`;
+    case 'command.blocked':
+      return `${oneLine(d['command'] ?? (d['interactive'] ? '(interactive shell)' : d['subsystem']))}  ← rule ${d['rule'] ?? '?'}`;
     default:
       return Object.keys(d).length ? oneLine(JSON.stringify(d), 120) : '';
   }
@@ -59,16 +66,39 @@ export function formatTimeline(session: Session, events: AuditEvent[]): string {
   return `${head}${lines.join('\n')}\n`;
 }
 
+function parseSpeed(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0.1 || n > 100) throw new InvalidArgumentError('a number from 0.1 to 100');
+  return n;
+}
+
 export function registerReplay(program: Command, env: CommandEnv): void {
   program
     .command('replay')
-    .description("show a session's timeline: statements, decisions, credentials (yours, or any for admins)")
+    .description(
+      "replay a session: an SSH session's terminal as it was shown, or a session's timeline of statements, decisions and credentials (yours, or any for admins)",
+    )
     .argument('<session>', 'session id')
-    .action(async (id: string) => {
+    .option('--speed <n>', 'playback speed of a terminal recording (default 1)', parseSpeed, 1)
+    .option('--events', "show the timeline of events even when the session has a terminal recording")
+    .action(async (id: string, flags: { speed: number; events?: boolean }) => {
       const { ctx } = env;
       const mode = outputMode(ctx, env.globals());
-      const result = await runReplay(cliServices(ctx, env.globals()), id);
-      if (mode.json) printJson(ctx.io.stdout, result);
-      else ctx.io.stdout.write(formatTimeline(result.session, result.events));
+      const services = cliServices(ctx, env.globals());
+      const result = await runReplay(services, id);
+      if (mode.json) return printJson(ctx.io.stdout, result);
+      const recorded = result.events.some((e) => e.type === 'recording.started');
+      if (recorded && !flags.events) {
+        const text = await fetchRecording(
+          { ctx, server: services.settings.server, accessToken: () => services.auth.getAccessToken() },
+          result.session.id,
+        );
+        if (text !== undefined) {
+          mode.status(`session ${result.session.id}  ${clean(result.session.user)} → ${clean(result.session.target)}  ${result.session.createdAt} (recording; --events for the timeline)`);
+          await playCast(parseCast(text), { out: ctx.io.stdout, clock: ctx.clock, speed: flags.speed });
+          return;
+        }
+      }
+      ctx.io.stdout.write(formatTimeline(result.session, result.events));
     });
 }

@@ -81,10 +81,11 @@ export class FrameError extends Error {}
 export class FrameDecoder {
   private buf: Buffer = Buffer.alloc(0);
 
-  push(chunk: Buffer): { type: number; payload: Buffer }[] {
+  /** @param max stop after this many frames (the REQUEST of stdio mode is followed by raw SSH bytes). */
+  push(chunk: Buffer, max = Number.POSITIVE_INFINITY): { type: number; payload: Buffer }[] {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const frames: { type: number; payload: Buffer }[] = [];
-    while (this.buf.length >= 5) {
+    while (this.buf.length >= 5 && frames.length < max) {
       const len = this.buf.readUInt32BE(1);
       if (len > SSH_MAX_FRAME) throw new FrameError('frame too large');
       if (this.buf.length < 5 + len) break;
