@@ -17,6 +17,8 @@ export interface BannerInput {
   inCheckout: boolean;
   agentConnected: boolean;
   color: boolean;
+  /** The demo-host sshd's port, when there is one. */
+  sshPort?: number;
 }
 
 /** The banner text (stderr). */
@@ -47,6 +49,7 @@ export function bannerText(b: BannerInput): string {
     '',
     `  Control plane  ${b.serverUrl}`,
     `  PostgreSQL     127.0.0.1:${b.pgPort}  ${dim('database demo, target demo-db — reach it through jit connect')}`,
+    ...(b.sshPort ? [`  SSH            127.0.0.1:${b.sshPort}  ${dim('target demo-host — jit ssh demo-host -- uptime (reboot is blocked)')}`] : []),
     ...userLines,
     ...(b.agentConnected ? [] : ['', yellow('  ! the agent has not connected yet; jit connect fails until it does (see the log above)')]),
     '',

@@ -14,6 +14,8 @@ import { ServerConfig } from '../shared/config/server.js';
 import { ADMIN_GROUP, type DevUser } from './state.js';
 
 export const DEMO_TARGET = 'demo-db';
+/** The demo SSH host (the machine's own sshd, when it has one). */
+export const DEMO_SSH_TARGET = 'demo-host';
 export const DEMO_DATABASE = 'demo';
 export const AGENT_NAME = 'local';
 export const SERVER_FILE = 'server.yaml';
@@ -25,6 +27,8 @@ export interface DevServerInput {
   users: Array<Pick<DevUser, 'username' | 'name' | 'email' | 'groups'> & { passwordHash: string }>;
   agentTokenHash: string;
   heartbeatTimeoutSeconds: number;
+  /** The account the demo-host target logs in as; absent = no demo-host (no sshd here). */
+  sshLogin?: string;
 }
 
 /** `sha256:<hex>`, the form the server config keeps agent tokens in. */
@@ -56,8 +60,32 @@ export function serverYaml(input: DevServerInput): string {
   return `# Written by jit dev at every start; edits are overwritten. Passwords: dev-users.json.\n${stringify(doc)}`;
 }
 
-/** The demo policy as YAML text. */
-export function policyYaml(): string {
+/** The demo SSH host's part of the policy: engineers may log in as `login`; reboots are blocked. */
+function sshPolicy(login: string) {
+  return {
+    target: {
+      name: DEMO_SSH_TARGET,
+      type: 'ssh',
+      agent: AGENT_NAME,
+      description: `This machine over SSH, as ${login} (certificate valid for the session only)`,
+      recordInput: false,
+    },
+    access: { name: 'engineers-demo-host', targets: [DEMO_SSH_TARGET], groups: ['engineers'], logins: [login], maxDuration: '1h' },
+    guardrails: [
+      {
+        name: 'no-reboot',
+        targets: [DEMO_SSH_TARGET],
+        match: { commands: ['reboot', 'shutdown', 'poweroff', 'halt', 'systemctl reboot', 'systemctl poweroff', 'init 0', 'init 6'] },
+        action: 'block',
+        message: 'rebooting or shutting down the demo host is not allowed',
+      },
+    ],
+  };
+}
+
+/** The demo policy as YAML text (with the demo-host SSH target when `sshLogin` is given). */
+export function policyYaml(sshLogin?: string): string {
+  const ssh = sshLogin ? sshPolicy(sshLogin) : undefined;
   const doc = {
     targets: [
       {
@@ -67,6 +95,7 @@ export function policyYaml(): string {
         database: DEMO_DATABASE,
         description: 'Demo shop database: customers, orders, products',
       },
+      ...(ssh ? [ssh.target] : []),
     ],
     access: [
       {
@@ -76,6 +105,7 @@ export function policyYaml(): string {
         grantRoles: ['demo_writer'],
         maxDuration: '8h',
       },
+      ...(ssh ? [ssh.access] : []),
     ],
     // Layer 7: what a newcomer should see in the first five minutes (README walkthrough).
     guardrails: [
@@ -117,6 +147,7 @@ export function policyYaml(): string {
         match: { kinds: ['set-role', 'set-session-authorization', 'copy-program', 'do', 'create-function'] },
         action: 'block',
       },
+      ...(ssh ? ssh.guardrails : []),
     ],
     masking: [
       { name: 'customer-email', columns: ['customers.email'], style: 'partial' },
@@ -130,7 +161,7 @@ export function policyYaml(): string {
 /** Write both files into the dev folder and return the validated server config. */
 export function writeDevConfig(dir: string, input: DevServerInput): ServerConfig {
   const serverText = serverYaml(input);
-  const policyText = policyYaml();
+  const policyText = policyYaml(input.sshLogin);
   const serverFile = path.join(dir, SERVER_FILE);
   const policyFile = path.join(dir, POLICY_FILE);
   // Validate before writing: a schema change elsewhere must fail here, loudly, not at login.
@@ -141,8 +172,13 @@ export function writeDevConfig(dir: string, input: DevServerInput): ServerConfig
   return config;
 }
 
-/** The in-process agent's config: one target, the embedded PostgreSQL, reached as jit_admin. */
-export function devAgentConfig(opts: { controlPlane: string; pgPort: number; adminUrl: string }): AgentConfig {
+/** The in-process agent's config: the embedded PostgreSQL (reached as jit_admin) and, if any, the demo sshd. */
+export function devAgentConfig(opts: {
+  controlPlane: string;
+  pgPort: number;
+  adminUrl: string;
+  ssh?: { port: number; hostKeyLine: string; caKeyFile: string };
+}): AgentConfig {
   return AgentConfig.parse({
     name: AGENT_NAME,
     controlPlane: opts.controlPlane,
@@ -155,6 +191,17 @@ export function devAgentConfig(opts: { controlPlane: string; pgPort: number; adm
         adminUrl: opts.adminUrl,
         sslmode: 'disable',
       },
+      ...(opts.ssh
+        ? {
+            [DEMO_SSH_TARGET]: {
+              type: 'ssh',
+              host: '127.0.0.1',
+              port: opts.ssh.port,
+              hostKeys: [opts.ssh.hostKeyLine],
+              caKeyFile: opts.ssh.caKeyFile,
+            },
+          }
+        : {}),
     },
   });
 }

@@ -17,6 +17,7 @@ import { bannerText } from './banner.js';
 import { agentTokenHash, devAgentConfig, writeDevConfig } from './config.js';
 import { provisionDemoDb } from './demo-db.js';
 import { anyFreePort, type DevPostgres, portIsFree, startDevPostgres, stopLeftoverPostgres } from './postgres.js';
+import { type DevSshd, SSHD_PATH, startDevSshd } from './sshd.js';
 import { assertDevFolder, type DevUser, openDevFolder, removeDevFolder } from './state.js';
 
 export interface DevOptions {
@@ -60,6 +61,8 @@ export interface RunningDevInfo {
   pgPort: number;
   users: DevUser[];
   agentConnected: boolean;
+  /** The demo-host sshd's port, when this machine has an OpenSSH server. */
+  sshPort?: number;
 }
 
 /** Thrown when a signal arrived while starting; everything started so far has been stopped. */
@@ -90,6 +93,7 @@ async function within(clock: Clock, ms: number, p: Promise<unknown>): Promise<bo
 /** One `jit dev` run: start() brings the parts up, stop() takes them down in reverse order. */
 export class DevEnvironment {
   private pg: DevPostgres | undefined;
+  private sshd: DevSshd | undefined;
   private server: { url: string; port: number; close(): Promise<void> } | undefined;
   private agent: { close(): Promise<void>; whenConnected(): Promise<void> } | undefined;
   private stopping: Promise<void> | undefined;
@@ -166,6 +170,14 @@ export class DevEnvironment {
     });
     check();
 
+    try {
+      this.sshd = await startDevSshd({ dir: o.dir, clock: ctx.clock });
+      if (!this.sshd) status(`no OpenSSH server at ${SSHD_PATH}: the demo-host SSH target is left out`);
+    } catch (err) {
+      status(`the demo sshd did not start, so demo-host is left out: ${(err as Error).message.split('\n')[0]}`);
+    }
+    check();
+
     const parts = await partsP;
     // A new agent token at every start: its hash goes to server.yaml, the token only to the agent.
     const agentToken = `jat_${ctx.random(32).toString('base64url')}`;
@@ -174,6 +186,7 @@ export class DevEnvironment {
       users: await usersP,
       agentTokenHash: agentTokenHash(agentToken),
       heartbeatTimeoutSeconds: o.heartbeatTimeoutSeconds,
+      ...(this.sshd ? { sshLogin: this.sshd.login } : {}),
     });
     try {
       this.server = await parts.startServer({ config, configDir: o.dir, logger: ctx.logger });
@@ -184,13 +197,25 @@ export class DevEnvironment {
     check();
 
     this.agent = await parts.startAgent({
-      config: devAgentConfig({ controlPlane: this.server.url, pgPort, adminUrl }),
+      config: devAgentConfig({
+        controlPlane: this.server.url,
+        pgPort,
+        adminUrl,
+        ...(this.sshd ? { ssh: { port: this.sshd.port, hostKeyLine: this.sshd.hostKeyLine, caKeyFile: this.sshd.caKeyFile } } : {}),
+      }),
       token: agentToken,
       logger: ctx.logger,
     });
     const agentConnected = await within(ctx.clock, AGENT_CONNECT_WAIT_MS, this.agent.whenConnected());
     check();
-    return { serverUrl: this.server.url, serverPort: this.server.port, pgPort, users: folder.users, agentConnected };
+    return {
+      serverUrl: this.server.url,
+      serverPort: this.server.port,
+      pgPort,
+      users: folder.users,
+      agentConnected,
+      ...(this.sshd ? { sshPort: this.sshd.port } : {}),
+    };
   }
 
   /** Stop agent, control plane, PostgreSQL — in that order, each bounded in time. Idempotent. */
@@ -201,6 +226,7 @@ export class DevEnvironment {
         ['agent', this.agent && (() => this.agent!.close()), STOP_AGENT_MS],
         ['control plane', this.server && (() => this.server!.close()), STOP_SERVER_MS],
         ['PostgreSQL', this.pg && (() => this.pg!.stop()), STOP_PG_MS],
+        ['demo sshd', this.sshd && (() => this.sshd!.stop()), STOP_AGENT_MS],
       ];
       for (const [name, close, ms] of steps) {
         if (!close) continue;

@@ -11,7 +11,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { completeDeviceLogin } from '../helpers/idp-browser.js';
+import { freePort } from '../helpers/postgres.js';
 import { type ServerFixture, startControlPlane, USERS } from '../helpers/control-plane.js';
 import { cliLogin, eventually } from '../helpers/e2e-stack.js';
 import { JIT_BIN, makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
@@ -182,5 +186,43 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     await startAgent();
     const replay = await runJit(['replay', id, '--server', cp.url], { home });
     expect(replay.stdout).toBe('started-work\n');
+  });
+});
+
+describe.skipIf(!sshdAvailable())("jit dev's demo-host", () => {
+  const work = mkdtempSync(path.join(os.tmpdir(), 'jit-dev-ssh-'));
+  // The dev PostgreSQL runs as the postgres OS user when jit dev runs as root.
+  chmodSync(work, 0o755);
+  const procs: SpawnedJit[] = [];
+  afterAll(async () => {
+    for (const p of procs.reverse()) {
+      if (p.child.exitCode === null) {
+        p.kill('SIGINT');
+        await p.exited(30_000).catch(() => p.kill('SIGKILL'));
+      }
+    }
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('serves the machine’s own sshd as demo-host, with reboot blocked', async () => {
+    const port = await freePort();
+    const server = `http://127.0.0.1:${port}`;
+    const dev = spawnJit(['dev', '--dir', path.join(work, '.jit-dev'), '--port', String(port)], { cwd: work });
+    procs.push(dev);
+    await dev.waitForLine('stderr', /Ctrl-C stops everything/, 90_000);
+    expect(dev.stderr()).toMatch(/SSH\s+127\.0\.0\.1:\d+\s+target demo-host/);
+    const pw = new RegExp('\\balice\\s+([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})\\s').exec(dev.stderr())?.[1] ?? '';
+    const home = makeHome();
+    const login = spawnJit(['login', '--server', server], { home });
+    procs.push(login);
+    const [, url] = (await login.waitForLine('stderr', /^\s+(http:\/\/\S+)$/, 20_000)) as RegExpMatchArray;
+    await completeDeviceLogin({ verificationUriComplete: url!, username: 'alice', password: pw });
+    expect((await login.exited(30_000)).code).toBe(0);
+
+    const who = await runJit(['ssh', '--server', server, 'demo-host', '--', 'whoami'], { home });
+    expect(who).toMatchObject({ code: 0, stdout: `${os.userInfo().username}\n` });
+    const reboot = await runJit(['ssh', '--server', server, 'demo-host', '--', 'sudo', 'reboot'], { home });
+    expect(reboot.code).toBe(4);
+    expect(reboot.stderr).toBe('jit: blocked by rule no-reboot: rebooting or shutting down the demo host is not allowed\n');
   });
 });
