@@ -15,6 +15,8 @@ import type { RecordingStore } from './recordings/store.js';
 import type { RelayHub } from './relay/hub.js';
 import { recordingRoutes } from './routes/recordings.js';
 import { requestRoutes } from './routes/requests.js';
+import { tokenRoutes } from './routes/token.js';
+import type { MachineIdentity } from './identity/workload.js';
 import { type SessionService, toSession } from './sessions/session-service.js';
 import type { Db } from './store/db.js';
 
@@ -31,6 +33,8 @@ export interface AppDeps {
   recordings?: RecordingStore;
   /** Access requests and approvals (the /v1/requests routes). */
   approvals?: ApprovalService;
+  /** Workloads and service accounts (POST /v1/token). */
+  machines?: MachineIdentity;
   logger: Logger;
   serverFactory?: FastifyServerFactory;
 }
@@ -178,6 +182,10 @@ export function buildApp(deps: AppDeps) {
 
   if (deps.approvals) {
     void app.register(requestRoutes, { approvals: deps.approvals, who, isAdmin: (p) => isAdmin(p, deps.admins) });
+  }
+
+  if (deps.machines) {
+    void app.register(tokenRoutes, { machines: deps.machines, audit: deps.audit });
   }
 
   if (deps.recordings) {

@@ -24,6 +24,7 @@ import { startAuditWorkers } from './audit/workers.js';
 import type { TokenVerifier } from './auth.js';
 import { createBuiltinIdp } from './identity/builtin-idp.js';
 import { createTokenVerifier } from './identity/verifier.js';
+import { MachineIdentity, withMachineTokens } from './identity/workload.js';
 import { PolicyEngine } from './policy/policy.js';
 import { RecordingStore } from './recordings/store.js';
 import { RelayHub } from './relay/hub.js';
@@ -160,7 +161,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     const o = idCfg.oidc!;
     discovery = { issuer: o.issuer, clientId: o.clientId, audience: o.audience, scopes: o.scopes, apiBase: publicUrl, version: VERSION };
   }
-  const verifier: TokenVerifier = createTokenVerifier({
+  const userVerifier: TokenVerifier = createTokenVerifier({
     ...(idp && config.tls ? { fetch: await selfTrustingFetch(resolve(config.tls.cert)) } : {}),
     issuer: discovery.issuer,
     audience: discovery.audience,
@@ -169,6 +170,19 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     groupsClaim: idCfg.groupsClaim,
     usernameClaim: idCfg.usernameClaim,
   });
+  // CI jobs and service accounts (POST /v1/token): their jit tokens are accepted wherever user tokens are.
+  const machines = await MachineIdentity.load({
+    publicUrl,
+    audience: discovery.audience,
+    keyFile: path.join(dataDir, 'machine-key.json'),
+    workloads: config.workloads,
+    serviceAccounts: config.serviceAccounts,
+    ttlSeconds: config.machineTokenTtl,
+    clock,
+    clockToleranceSeconds: idCfg.clockToleranceSeconds,
+    ...(opts.fetch ? { fetch: opts.fetch } : {}),
+  });
+  const verifier: TokenVerifier = withMachineTokens(userVerifier, machines);
 
   const policyEngine = new PolicyEngine(policy, config.sessions.maxDuration);
   const grants = await GrantSigner.load(path.join(dataDir, 'grant-key.json'), publicUrl, clock);
@@ -227,7 +241,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     });
     return server;
   };
-  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, recordings, approvals, logger, serverFactory });
+  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, recordings, approvals, machines, logger, serverFactory });
   await app.ready();
   server.on('upgrade', (req, socket: Socket, head) => {
     if (!hub.handleUpgrade(req, socket, head)) socket.destroy();

@@ -22,7 +22,7 @@ export const AccessRule = z
   .object({
     name: z.string().min(1).describe('Rule name (in audit events and errors)'),
     targets: z.array(z.string()).min(1).describe('Target names, or "*"'),
-    users: z.array(z.string()).default([]).describe('User names this rule applies to'),
+    users: z.array(z.string()).default([]).describe('User names this rule applies to (workload:<name> / service:<name> for machines)'),
     groups: z.array(z.string()).default([]).describe('Groups (from the token) this rule applies to'),
     grantRoles: z.array(PgIdent).default([]).describe('postgres: roles the session role becomes a member of'),
     logins: z

@@ -134,6 +134,47 @@ export const Notifications = z.object({
 });
 export type Notifications = z.infer<typeof Notifications>;
 
+const MachineName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)');
+/** A claim pattern: exact, or a trailing `*` for a prefix. */
+const ClaimPattern = z.string().min(1).max(512);
+
+export const Workload = z
+  .object({
+    name: MachineName.describe('Workload name; its jit tokens have sub and preferred_username workload:<name> (what policy users name)'),
+    issuer: z
+      .string()
+      .url()
+      .describe('Issuer of the CI platform\'s ID tokens, exactly as in its discovery document (GitHub Actions: https://token.actions.githubusercontent.com)'),
+    audience: z.string().min(1).max(512).describe('Audience the ID token must carry (jit exec asks GitHub Actions for the server\'s audience: its public URL)'),
+    subject: ClaimPattern.optional().describe('Pattern the ID token\'s sub must match: exact, or a trailing * for a prefix (e.g. repo:acme/app:*)'),
+    claims: z
+      .record(z.string().min(1).max(128), ClaimPattern)
+      .default({})
+      .describe('Claims the ID token must carry, each exact or with a trailing * for a prefix (e.g. repository: acme/app, ref: refs/heads/main)'),
+    groups: z.array(z.string().min(1).max(128)).max(64).default([]).describe('Groups of the jit token: what policy rules match on'),
+    algorithms: z
+      .array(z.string())
+      .default(['RS256', 'PS256', 'ES256', 'EdDSA'])
+      .describe('Accepted signature algorithms (none and HS* are always refused)'),
+  })
+  // The issuer alone (e.g. GitHub's) vouches for every repository in the world.
+  .refine((w) => w.subject !== undefined || Object.keys(w.claims).length > 0, {
+    message: 'a workload must pin subject or at least one claim (the issuer alone is shared by everyone using it)',
+  })
+  .describe('A CI job or other workload that exchanges its platform\'s ID token for a jit token (RFC 8693)');
+export type Workload = z.infer<typeof Workload>;
+
+export const ServiceAccount = z
+  .object({
+    name: MachineName.describe('Client id (JIT_CLIENT_ID); its jit tokens have sub and preferred_username service:<name>'),
+    secretHash: z.string().startsWith('scrypt$').describe('Hash of the client secret, made by `jit hash-password`'),
+    groups: z.array(z.string().min(1).max(128)).max(64).default([]).describe('Groups of the jit token: what policy rules match on'),
+  })
+  .describe('A machine that has no workload identity and authenticates with a client secret (OAuth client credentials)');
+export type ServiceAccount = z.infer<typeof ServiceAccount>;
+
+const unique = (names: string[]) => new Set(names).size === names.length;
+
 export const ServerConfig = z.object({
   listen: z
     .string()
@@ -187,6 +228,19 @@ export const ServerConfig = z.object({
     .default({ synchronous: 'normal' })
     .describe('The embedded SQLite store'),
   policy: z.string().describe('Policy file: targets and who may use them'),
+  workloads: z
+    .array(Workload)
+    .default([])
+    .refine((ws) => unique(ws.map((w) => w.name)), { message: 'workload names must be unique' })
+    .describe('Workloads (CI jobs) trusted to exchange their ID tokens for jit tokens at POST /v1/token'),
+  serviceAccounts: z
+    .array(ServiceAccount)
+    .default([])
+    .refine((ss) => unique(ss.map((s) => s.name)), { message: 'service account names must be unique' })
+    .describe('Service accounts that get jit tokens with a client secret at POST /v1/token'),
+  machineTokenTtl: DurationString.refine((s) => s >= 60 && s <= 900, { message: 'between 1m and 15m' })
+    .default(600)
+    .describe('Lifetime of the jit tokens issued to workloads and service accounts (default 10m, at most 15m)'),
   notifications: Notifications.default({ webhooks: [], maxAttempts: 10, retryInitial: 2, retryMax: 600 }).describe(
     'Where access requests and decisions are announced',
   ),

@@ -71,6 +71,12 @@ export const ERROR_CODES = {
     message: 'Login did not complete',
     hint: 'run jit login again and finish the steps in the browser',
   },
+  JIT_AUTH_MACHINE_REFUSED: {
+    exit: EXIT.authNeeded,
+    http: 401,
+    message: 'The CI identity was refused',
+    hint: 'check the workload or service account in the server config against the token (docs/ci.md)',
+  },
   JIT_ACCESS_DENIED: {
     exit: EXIT.accessDenied,
     http: 403,
