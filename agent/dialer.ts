@@ -47,6 +47,8 @@ export interface ControlChannelOptions {
   onMessage(msg: ServerToAgent): void;
   /** Called after each successful connection (hello sent). */
   onConnected?(): void;
+  /** Called when an open connection is lost (statements held for approval are refused then). */
+  onDisconnected?(): void;
   logger: Logger;
   clock: Clock;
   baseDelayMs?: number;
@@ -230,6 +232,7 @@ export class ControlChannel {
       this.opts.clock.clearInterval(this.watchdog);
       this.watchdog = undefined;
       const wasOpen = this.openedAt > 0;
+      if (wasOpen) this.opts.onDisconnected?.();
       const stable = wasOpen && this.opts.clock.now() - this.openedAt >= (this.opts.stableAfterMs ?? 10_000);
       this.openedAt = 0;
       if (stable) this.attempt = 0;

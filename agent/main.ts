@@ -14,6 +14,7 @@ import { loadSqlParser } from '../src/protocol/postgres/classify.js';
 import { Catalog } from './catalog.js';
 import { PostgresRoles } from './credentials/postgres-roles.js';
 import { ControlChannel, dialStream } from './dialer.js';
+import { StatementApprovals } from './engines/inspect/approval.js';
 import { handlePostgresClient } from './engines/postgres.js';
 import { dialTarget } from './engines/postgres-upstream.js';
 import { createSshService } from './engines/ssh/service.js';
@@ -70,6 +71,15 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     pgTargets.set(name, { config: t, roles, catalog });
   }
 
+  // require-approval statements are held here until the control plane's decision (fail closed).
+  const approvals = new StatementApprovals({
+    send: (m) => channel.send(m),
+    connected: () => channel.connected,
+    clock,
+    random: randomBytes,
+    logger,
+  });
+
   const ssh = createSshService({ config, env, emit, send: (m) => channel.send(m), registry, logger, clock });
 
   const engineDeps = (t: { roles: PostgresRoles; catalog: Catalog }) => ({
@@ -83,6 +93,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     // Inspected statements run only while their audit events can reach the control plane.
     recorderReady: () => channel.connected,
     flushAudit: () => channel.flush(),
+    approve: approvals.await,
   });
 
   const refuse = (streamId: string, code: JitError['code'], message: string) => {
@@ -134,6 +145,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   };
 
   const onSessionEnd = async (msg: Extract<ServerToAgent, { type: 'session.end' }>): Promise<void> => {
+    approvals.sessionEnded(msg.session);
     const closed = registry.closeSession(msg.session);
     ssh.sessionEnded(msg.session, msg.reason);
     const t = pgTargets.get(msg.target);
@@ -173,9 +185,15 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
         void onStreamOpen(msg).catch((err) => logger.error({ err, stream: msg.streamId }, 'stream failed'));
       } else if (msg.type === 'session.end') {
         void onSessionEnd(msg).catch((err) => logger.error({ err, session: msg.session }, 'session end failed'));
+      } else if (msg.type === 'approval.decision') {
+        approvals.onDecision(msg);
       }
     },
-    onConnected: () => void reaper.runNow(),
+    onConnected: () => {
+      approvals.onConnected();
+      void reaper.runNow();
+    },
+    onDisconnected: () => approvals.onDisconnected(),
     logger,
     clock,
     baseDelayMs: opts.backoff?.baseDelayMs,

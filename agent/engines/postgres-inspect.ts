@@ -74,7 +74,7 @@ import type { Logger } from '../../src/shared/log.js';
 import type { Clock } from '../../src/shared/runtime/ctx.js';
 import type { Catalog } from '../catalog.js';
 import type { EmitEvent } from '../events.js';
-import { type AwaitApproval, awaitApproval } from './inspect/approval.js';
+import { type ApprovalDecision, type AwaitApproval, awaitApproval } from './inspect/approval.js';
 import { ClassificationCache } from './inspect/classification-cache.js';
 import { OutBatch } from './inspect/out-batch.js';
 
@@ -161,6 +161,8 @@ interface ResultState {
 }
 
 type Refusal = { code: string; message: string; detail?: string; hint?: string };
+/** A held statement was approved: recorded with its statement.executed event. */
+type Approved = { request: string | undefined; scope: 'statement' | 'session-kind' | undefined };
 
 /** Start relaying `client` ⇄ `server` with inspection. Returns at once; the relay lives until either side closes. */
 export function runInspectingRelay(client: Duplex, server: Duplex, ctx: InspectContext, deps: InspectDeps): InspectingRelay {
@@ -199,6 +201,8 @@ export class InspectingRelay {
   private cur: ResultState | null = null;
   private lastToServerWasSync = true;
   private settledWaiters: (() => void)[] = [];
+  /** Set while a statement is held for approval; aborting it stops the wait (and cancels the request). */
+  private holding: AbortController | undefined;
 
   constructor(
     private readonly client: Duplex,
@@ -224,6 +228,8 @@ export class InspectingRelay {
     server.on('data', (chunk: Buffer) => this.onServerData(chunk));
     client.on('end', () => {
       this.clientEnded = true;
+      // A client that leaves while its statement is held will not read the answer: stop waiting.
+      this.holding?.abort();
       if (!this.clientBusy) server.end();
     });
     server.on('end', () => {
@@ -239,9 +245,17 @@ export class InspectingRelay {
     server.resume();
   }
 
+  /** A CancelRequest for this connection: a statement held for approval is given up (true when there was one). */
+  cancelHeld(): boolean {
+    if (!this.holding) return false;
+    this.holding.abort();
+    return true;
+  }
+
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.holding?.abort();
     for (const w of this.settledWaiters.splice(0)) w();
     this.ctx.kill();
   }
@@ -441,16 +455,16 @@ export class InspectingRelay {
       return undefined;
     }
     if (v.action === 'require-approval') {
-      return this.approval(text, c, v, undefined).then((refusal) => {
-        if (refusal) this.refuseQuery(refusal, { k: 'query', execs: [], idx: 0 });
-        else this.allowQuery(c, v, buf, start, end);
+      return this.approval(text, c, v, undefined).then((r) => {
+        if ('refusal' in r) this.refuseQuery(r.refusal, { k: 'query', execs: [], idx: 0 });
+        else this.allowQuery(c, v, buf, start, end, r);
       });
     }
     this.allowQuery(c, v, buf, start, end);
     return undefined;
   }
 
-  private allowQuery(c: Classification, v: Verdict, buf: Buffer, start: number, end: number): void {
+  private allowQuery(c: Classification, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
     if (!this.deps.recorderReady()) {
       this.refuseQuery(RECORDER_DOWN, { k: 'query', execs: [], idx: 0 });
       return;
@@ -459,7 +473,7 @@ export class InspectingRelay {
     const execs: Exec[] = new Array(stmts.length);
     for (let i = 0; i < stmts.length; i++) {
       const s = stmts[i]!;
-      execs[i] = { seq: this.executed(s.text, s.kind, 'simple', v.rule, undefined), started: this.deps.clock.now(), info: s };
+      execs[i] = { seq: this.executed(s.text, s.kind, 'simple', v.rule, undefined, undefined, undefined, approved), started: this.deps.clock.now(), info: s };
     }
     this.forward(buf, start, end, { k: 'query', execs, idx: 0 });
   }
@@ -558,23 +572,23 @@ export class InspectingRelay {
       return undefined;
     }
     if (v.action === 'require-approval') {
-      return this.approval(portal.stmt.sql, portal.stmt.c, v, portal.params).then((refusal) => {
-        if (refusal) this.refuseExecute(refusal);
-        else this.allowExecute(portal, v, buf, start, end);
+      return this.approval(portal.stmt.sql, portal.stmt.c, v, portal.params).then((r) => {
+        if ('refusal' in r) this.refuseExecute(r.refusal);
+        else this.allowExecute(portal, v, buf, start, end, r);
       });
     }
     this.allowExecute(portal, v, buf, start, end);
     return undefined;
   }
 
-  private allowExecute(portal: Portal, v: Verdict, buf: Buffer, start: number, end: number): void {
+  private allowExecute(portal: Portal, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
     if (!this.deps.recorderReady()) {
       this.refuseExecute(RECORDER_DOWN);
       return;
     }
     const s = portal.stmt;
     if (this.masking && portal.plan === undefined && !portal.describing) this.injectDescribe(portal, portal.name);
-    const seq = this.executed(s.sql, s.kind, 'extended', v.rule, portal.params, s.statementName, portal.name || undefined);
+    const seq = this.executed(s.sql, s.kind, 'extended', v.rule, portal.params, s.statementName, portal.name || undefined, approved);
     const info = s.c.ok ? s.c.statements[0] : undefined;
     this.forward(buf, start, end, { k: 'execute', exec: { seq, started: this.deps.clock.now(), info }, portal });
   }
@@ -630,30 +644,50 @@ export class InspectingRelay {
     this.lastToServerWasSync = false;
   }
 
-  private async approval(sql: string, c: Classification, v: Verdict, params: string[] | undefined): Promise<Refusal | undefined> {
+  /**
+   * Hold the statement until a decision (the client's further messages wait unread: pumpClient is
+   * paused on the returned promise). `sql` + `params` are exactly what is forwarded on approval:
+   * the decision is bound to their digest (see inspect/approval.ts).
+   */
+  private async approval(sql: string, c: Classification, v: Verdict, params: string[] | undefined): Promise<{ refusal: Refusal } | Approved> {
     const approve = this.deps.approve ?? awaitApproval;
     const stmt = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
-    const decision = await approve({
-      session: this.ctx.session,
-      target: this.ctx.target,
-      stream: this.ctx.streamId,
-      sql,
-      params,
-      rule: v.rule,
-      kind: stmt?.kind,
-    });
-    if (decision.approved) return undefined;
+    const holding = new AbortController();
+    this.holding = holding;
+    let decision: ApprovalDecision;
+    try {
+      decision = await approve({
+        session: this.ctx.session,
+        target: this.ctx.target,
+        stream: this.ctx.streamId,
+        sql,
+        params,
+        rule: v.rule,
+        kind: stmt?.kind,
+        signal: holding.signal,
+      });
+    } finally {
+      if (this.holding === holding) this.holding = undefined;
+    }
+    if (decision.approved) return { request: decision.request, scope: decision.scope };
+    const rule = v.rule ?? '?';
     this.emit('statement.blocked', 'failure', {
       sql: clip(stmt?.text ?? sql),
-      rule: v.rule,
+      rule,
       reason: `needs approval: ${decision.reason}`,
       kind: stmt?.kind,
+      ...(decision.request ? { approval: decision.request } : {}),
     });
+    if (decision.cancelled) {
+      return { refusal: { code: '57014', message: 'canceling statement due to user request', detail: `jit: it was waiting for approval (rule ${rule})` } };
+    }
     return {
-      code: '42501',
-      message: `jit: this statement needs approval (rule ${v.rule ?? '?'})`,
-      detail: `rule: ${v.rule ?? '?'}; ${decision.reason}`,
-      hint: 'ask an approver, or leave the statement out',
+      refusal: {
+        code: '42501',
+        message: `jit: this statement needs approval (rule ${rule}) and ${decision.reason}`,
+        detail: `rule: ${rule}${decision.request ? `; request: ${decision.request}` : ''}`,
+        hint: decision.request ? `jit requests ${decision.request} shows the request` : 'ask an approver, or leave the statement out',
+      },
     };
   }
 
@@ -682,10 +716,16 @@ export class InspectingRelay {
     params: string[] | undefined,
     statementName?: string,
     portal?: string,
+    approved?: Approved,
   ): number {
     const seq = ++this.seq;
     const data: Record<string, unknown> = { seq, sql: clip(sql), protocol, kind };
     if (sql.length > MAX_AUDIT_SQL) data['truncated'] = true;
+    if (approved) {
+      // The approval the statement runs under (its request id at the control plane).
+      data['approval'] = approved.request ?? 'unknown';
+      if (approved.scope) data['approvalScope'] = approved.scope;
+    }
     if (params) data['params'] = params;
     if (statementName) data['statementName'] = statementName;
     if (portal) data['portal'] = portal;

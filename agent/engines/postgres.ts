@@ -41,6 +41,7 @@ import type { SessionCredential } from '../credentials/postgres-roles.js';
 import type { EmitEvent } from '../events.js';
 import type { LiveStream, StreamRegistry } from '../streams.js';
 import { PacketReader, PeerClosedError } from './packet-reader.js';
+import type { AwaitApproval } from './inspect/approval.js';
 import { runInspectingRelay } from './postgres-inspect.js';
 import {
   dialTarget,
@@ -77,7 +78,12 @@ export interface PostgresEngineDeps {
   recorderReady?: () => boolean;
   /** Push out batched audit events (before the engine forwards statements). */
   flushAudit?: () => void;
+  /** The hold point of require-approval statements (absent: they are refused). */
+  approve?: AwaitApproval;
 }
+
+/** Inspected streams that may hold a statement for approval: a CancelRequest gives it up. */
+const heldStatements = new WeakMap<LiveStream, { cancelHeld(): boolean }>();
 
 export interface PostgresTargetRef {
   name: string;
@@ -216,7 +222,7 @@ export async function handlePostgresClient(
     });
     relaying = true;
     if (session.inspection) {
-      runInspectingRelay(
+      const inspecting = runInspectingRelay(
         client,
         up.socket,
         {
@@ -236,8 +242,10 @@ export async function handlePostgresClient(
           clock: deps.clock,
           random: deps.random,
           catalog: deps.catalog,
+          approve: deps.approve,
         },
       );
+      heldStatements.set(stream, inspecting);
     } else relay(client, up.socket, stream);
   } catch (err) {
     reportStartupFailure(err, client, session, target, deps);
@@ -352,6 +360,11 @@ async function forwardCancel(
   const found = deps.registry.lookupCancelKey(pid, secret);
   // Unknown keys and keys of other sessions do nothing, exactly like PostgreSQL (no answer either way).
   if (!found || found.stream.sessionId !== session.id || found.stream.target !== target.name) return;
+  // A statement held for approval never reached the server: cancelling gives up the wait instead.
+  if (heldStatements.get(found.stream)?.cancelHeld()) {
+    deps.emit({ event: 'query.cancelled', session: session.id, target: target.name, outcome: 'info', data: { stream: found.stream.id, held: true } });
+    return;
+  }
   try {
     await sendUpstreamCancel(target.config, found.real, deps.clock);
     deps.emit({ event: 'query.cancelled', session: session.id, target: target.name, outcome: 'info', data: { stream: found.stream.id } });

@@ -111,12 +111,12 @@ describe('guardrails', () => {
     }
   });
 
-  it('refuses a statement that needs approval (no approval workflow yet) and records why', async () => {
+  it('refuses a statement that needs approval when the agent has no approval workflow, and records why', async () => {
     const { c, sid } = await connect();
     try {
       await expect(c.query('alter table orders add column x int')).rejects.toMatchObject({
         code: '42501',
-        message: 'jit: this statement needs approval (rule approve-alter)',
+        message: 'jit: this statement needs approval (rule approve-alter) and no approval workflow is available on this agent',
       });
       expect((await c.query('select 1 as one')).rows[0].one).toBe(1);
     } finally {
@@ -124,7 +124,7 @@ describe('guardrails', () => {
     }
     expect(h.events.find((e) => e.event === 'statement.blocked' && e.session === sid)?.data).toMatchObject({
       rule: 'approve-alter',
-      reason: expect.stringContaining('approval workflow not available'),
+      reason: expect.stringContaining('no approval workflow is available'),
     });
   });
 
