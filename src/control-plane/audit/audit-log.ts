@@ -67,6 +67,8 @@ interface Head {
 }
 
 /** Largest number of events committed in one transaction. */
+/** How long the first event of a burst waits for others to share its commit. */
+const COMMIT_WINDOW_MS = 4;
 const MAX_BATCH = 1000;
 /** Rows per INSERT statement (SQLite allows 32766 bound values; 12 columns each). */
 const INSERT_CHUNK = 250;
@@ -157,8 +159,8 @@ export class AuditLog {
       this.queue.push({ row, resolve, reject });
       // Wait a moment before committing, so events arriving in the same burst (an agent reports
       // every statement) share one transaction instead of paying a commit each.
-      this.flushing ??= new Promise<void>((r) => this.clock.setTimeout(r, this.queue.length >= MAX_BATCH ? 0 : 1)).then(() =>
-        this.flush(),
+      this.flushing ??= new Promise<void>((r) => this.clock.setTimeout(r, this.queue.length >= MAX_BATCH ? 0 : COMMIT_WINDOW_MS)).then(
+        () => this.flush(),
       );
     });
   }
@@ -207,12 +209,16 @@ export class AuditLog {
   private async commit(rows: NewRow[]): Promise<number[]> {
     const { head, lastId, rowsToInsert, checkpoint } = await this.db.transaction().execute(async (trx) => {
       let h = this.head ?? (await this.loadHead(trx));
-      const max = await trx
-        .selectFrom('audit_events')
-        .select(sql<number | null>`max(id)`.as('m'))
-        .executeTakeFirst();
-      // Never reuse an id, even one whose row has since vanished.
-      let id = Math.max(Number(max?.m ?? 0), this.lastId);
+      // Never reuse an id, even one whose row has since vanished. This process is the store's
+      // only writer, so after the first commit its own counter is the truth.
+      let id = this.lastId;
+      if (id === 0) {
+        const max = await trx
+          .selectFrom('audit_events')
+          .select(sql<number | null>`max(id)`.as('m'))
+          .executeTakeFirst();
+        id = Number(max?.m ?? 0);
+      }
       const out: FullRow[] = [];
       for (const r of rows) {
         id++;
