@@ -14,6 +14,7 @@ import { LocalRelayListener, type RelayStats } from '../relay/local-listener.js'
 import { postgresFatal } from '../relay/relay-client.js';
 import type { MountedView } from '../ui/mount.js';
 import { createApprovalPresenter } from '../approvals/present.js';
+import { approversText } from '../approvals/wait.js';
 
 export interface ConnectOptions {
   target: string;
@@ -51,6 +52,11 @@ export interface ConnectObserver {
   onWarning?(message: string | undefined): void;
   /** Targets that need approval: without it, JIT_APPROVAL_REQUIRED ends the command. */
   approval?: ApprovalObserver;
+  /**
+   * Statement requests of this session (require-approval guardrails), polled while a connection
+   * is open: the statements the agent holds until approvers decide, and what became of them.
+   */
+  onHeldStatements?(requests: AccessRequest[]): void;
 }
 
 export interface ConnectDeps {
@@ -63,6 +69,8 @@ export interface ConnectDeps {
 
 const SESSION_ID = /^[a-z0-9]{20}$/;
 const END_TIMEOUT_MS = 5_000;
+/** How often held statements are looked for while a connection is open (at most). */
+const HELD_POLL_MS = 2_000;
 
 const END_REASON_TEXT: Record<EndReason, string> = {
   exit: 'it was disconnected',
@@ -214,6 +222,25 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
   };
   heartbeatTimer = ctx.clock.setTimeout(() => void heartbeat(), intervalMs);
 
+  // Statements held for approval (filed by the agent): looked for only while a connection is open.
+  let heldTimer: NodeJS.Timeout | undefined;
+  const heldEveryMs = Math.min(intervalMs, HELD_POLL_MS);
+  const pollHeld = async () => {
+    if (done) return;
+    if (listener.stats().active > 0) {
+      try {
+        const mine = await api.requests({ mine: true });
+        if (!done) observer.onHeldStatements?.(mine.filter((r) => r.kind === 'statement' && r.session === session.id));
+      } catch {
+        // The next poll tries again; a server that stays away shows up as heartbeat warnings.
+      }
+    }
+    if (!done) heldTimer = ctx.clock.setTimeout(() => void pollHeld(), heldEveryMs);
+  };
+  if (observer.onHeldStatements && session.targetType === 'postgres') {
+    heldTimer = ctx.clock.setTimeout(() => void pollHeld(), heldEveryMs);
+  }
+
   try {
     try {
       await observer.onReady({ session, url: connectionUrl(session, localSecret, port, opts.database), port }, () =>
@@ -231,8 +258,44 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
     offSignal();
     ctx.clock.clearTimeout(expiryTimer);
     ctx.clock.clearTimeout(heartbeatTimer);
+    ctx.clock.clearTimeout(heldTimer);
     await listener.close();
   }
+}
+
+/** One statement on one line for a status: whitespace collapsed, cut at `max` characters. */
+export function statementGist(sql: string, max = 72): string {
+  const one = clean(sql).replace(/\s+/g, ' ').trim();
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
+}
+
+/**
+ * What changed among a session's statement requests since the last poll, as status lines
+ * (`seen` remembers each request's last state), and the ones still waiting.
+ */
+export function heldStatementUpdates(seen: Map<string, string>, requests: readonly AccessRequest[]): { lines: string[]; waiting: AccessRequest[] } {
+  const lines: string[] = [];
+  const waiting: AccessRequest[] = [];
+  for (const r of [...requests].sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt))) {
+    const before = seen.get(r.id);
+    if (r.state === 'pending') {
+      waiting.push(r);
+      if (before === undefined) lines.push(`${waitingLine(r)} (request ${r.id}; approvers: ${approversText(r.approvers)})`);
+    } else if (before === 'pending') {
+      const by = r.approvals.map((a) => a.approver).join(', ');
+      if (r.state === 'approved' || r.state === 'used') lines.push(`request ${r.id} approved by ${clean(by)}; the statement runs`);
+      else if (r.state === 'denied') lines.push(`request ${r.id} denied by ${clean(r.denial?.approver ?? '?')}: ${clean(r.denial?.reason ?? '')}`);
+      else if (r.state === 'expired') lines.push(`request ${r.id} expired: nobody decided in time`);
+      else lines.push(`request ${r.id} ${r.state}`);
+    }
+    if (before !== undefined || r.state === 'pending') seen.set(r.id, r.state);
+  }
+  return { lines, waiting };
+}
+
+/** `waiting for approval of: DELETE FROM …` */
+export function waitingLine(r: AccessRequest): string {
+  return `waiting for approval of: ${statementGist(r.statement?.sql ?? '?')}`;
 }
 
 /**
@@ -365,6 +428,7 @@ export function registerConnect(program: Command, env: CommandEnv): void {
           onConnectionClose: (id, err) =>
             presenter.line(err ? `connection ${id} closed: ${clean(err.message)} [${err.code}]` : `connection ${id} closed`),
           onWarning: (w) => presenter.warn(w),
+          onHeldStatements: (requests) => presenter.held(requests),
         },
       ).finally(async () => {
         await approval.stop();
@@ -394,6 +458,8 @@ interface Presenter {
   ready(r: ConnectReady, stats: () => RelayStats): Promise<void>;
   line(text: string): void;
   warn(text: string | undefined): void;
+  /** The session's statement requests (see heldStatementUpdates). */
+  held(requests: AccessRequest[]): void;
   stop(): Promise<void>;
 }
 
@@ -403,6 +469,7 @@ interface Presenter {
  */
 async function createPresenter(ctx: Ctx, mode: ReturnType<typeof outputMode>): Promise<Presenter> {
   const secondsLeft = (r: ConnectReady) => Math.max(0, (Date.parse(r.session.expiresAt) - ctx.clock.now()) / 1000);
+  const seen = new Map<string, string>();
   if (!mode.interactive) {
     return {
       ready: async (r) =>
@@ -413,12 +480,16 @@ async function createPresenter(ctx: Ctx, mode: ReturnType<typeof outputMode>): P
       warn: (w) => {
         if (w) mode.status(`! ${w}`);
       },
+      held: (requests) => {
+        for (const l of heldStatementUpdates(seen, requests).lines) mode.status(l);
+      },
       stop: async () => {},
     };
   }
   let view: MountedView | undefined;
   let ticker: NodeJS.Timeout | undefined;
   let warning: string | undefined;
+  let waiting: string[] = [];
   let render: (() => void) | undefined;
   return {
     async ready(r, stats) {
@@ -432,6 +503,7 @@ async function createPresenter(ctx: Ctx, mode: ReturnType<typeof outputMode>): P
           ...stats(),
           secondsLeft: secondsLeft(r),
           warning,
+          waiting,
           color: mode.statusColor,
         });
       view = await mountView(ctx, element());
@@ -442,6 +514,10 @@ async function createPresenter(ctx: Ctx, mode: ReturnType<typeof outputMode>): P
     line: () => render?.(),
     warn(w) {
       warning = w;
+      render?.();
+    },
+    held(requests) {
+      waiting = heldStatementUpdates(seen, requests).waiting.map((r) => `${waitingLine(r)} (request ${r.id})`);
       render?.();
     },
     async stop() {

@@ -15,10 +15,12 @@ export interface ConnectViewProps {
   secondsLeft: number;
   /** Last warning (e.g. a failed heartbeat), if any. */
   warning?: string | undefined;
+  /** Statements of this session held until approvers decide (one line each). */
+  waiting?: string[] | undefined;
   color: boolean;
 }
 
-/** Target, address, connections, bytes and time left; Ctrl-C ends the session. */
+/** Target, address, connections, bytes, time left and held statements; Ctrl-C ends the session. */
 export function ConnectView(p: ConnectViewProps) {
   const c = p.color;
   return (
@@ -31,6 +33,11 @@ export function ConnectView(p: ConnectViewProps) {
         {'  '}connections {p.active} open, {p.total} total · in {formatBytes(p.bytesIn)} · out {formatBytes(p.bytesOut)} ·{' '}
         {formatDuration(p.secondsLeft)} left
       </Text>
+      {(p.waiting ?? []).map((w) => (
+        <Text key={w} color={c ? 'yellow' : undefined}>
+          {'  '}⏳ {clean(w)}
+        </Text>
+      ))}
       {p.warning ? (
         <Text color={c ? 'yellow' : undefined}>
           {'  '}! {clean(p.warning)}
