@@ -91,7 +91,7 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     const id = await lastSession();
     const ev = await runJit(['replay', id, '--events', '--server', cp.url], { home });
     expect(ev.stdout).toMatch(/credential\.created\s+ssh certificate jit:alice:/);
-    expect(ev.stdout).toMatch(/command\.executed\s+echo hello; echo oops >&2; exit 7  → exit 7/);
+    expect(ev.stdout).toMatch(/command\.executed\s+echo hello; echo oops >&2; exit 7 {2}→ exit 7/);
     expect(ev.stdout).toMatch(/credential\.destroyed/);
   });
 
@@ -211,7 +211,7 @@ describe.skipIf(!sshdAvailable())("jit dev's demo-host", () => {
     procs.push(dev);
     await dev.waitForLine('stderr', /Ctrl-C stops everything/, 90_000);
     expect(dev.stderr()).toMatch(/SSH\s+127\.0\.0\.1:\d+\s+target demo-host/);
-    const pw = new RegExp('\\balice\\s+([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})\\s').exec(dev.stderr())?.[1] ?? '';
+    const pw = /\balice\s+([a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4})\s/.exec(dev.stderr())?.[1] ?? '';
     const home = makeHome();
     const login = spawnJit(['login', '--server', server], { home });
     procs.push(login);

@@ -86,7 +86,7 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
     '-o', `ProxyCommand=${process.execPath} ${path.join(dir, 'proxy.cjs')}`,
     '-o', 'StrictHostKeyChecking=no',
     '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=ERROR',
+    '-o', `LogLevel=${process.env['SSH_LOGLEVEL'] ?? 'ERROR'}`,
     '-o', 'BatchMode=yes',
   ];
 
@@ -96,7 +96,7 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
       const local = path.join(dir, `up-${i}.bin`);
       writeFileSync(local, payload);
       const name = `jit-bridge-${randomBytes(4).toString('hex')}.bin`;
-      await run('scp', [...opts(), local, `${sshd.login}@web-1:${name}`], { timeout: 20_000 }).catch((e) => { throw new Error(`scp up: ${e.stderr}`); });
+      await run('scp', [...opts(), local, `${sshd.login}@web-1:${name}`], { timeout: 20_000 }).catch((e) => { throw new Error(`scp up: ${String(e.stderr).split('\n').filter((l: string) => !/debug[23]/.test(l)).slice(-40).join('\n')}`); });
       expect(readFileSync(`/home/${sshd.login}/${name}`).equals(payload)).toBe(true);
       const back = path.join(dir, `down-${i}.bin`);
       await run('scp', [...opts(), `${sshd.login}@web-1:${name}`, back], { timeout: 20_000 });

@@ -38,7 +38,10 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
   const registry = new StreamRegistry();
   const emit = (e: AgentEventInput) => void events.push(e);
   const credentials = new SshCredentials({ emit, clock: systemClock, random: randomBytes });
-  const recordings = new AgentRecordings({ send: (m) => (chunks.push(m), true), clock: systemClock, logger, flushMs: 20 });
+  const recordings = new AgentRecordings({ send: (m) => {
+      chunks.push(m);
+      return true;
+    }, clock: systemClock, logger, flushMs: 20 });
   const deps = { credentials, recordings, registry, emit, logger, clock: systemClock, random: randomBytes };
 
   const guardrails = [

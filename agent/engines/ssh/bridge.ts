@@ -178,9 +178,11 @@ function serveSession(
         channel.stderr.on('data', (d: Buffer) => r.output(d));
         if (rules.recordInput) ch.on('data', (d: Buffer) => r.input(d));
       }
+      // Not `end`ing ch through pipe: ssh2 closes a server channel as soon as it ends, and the exit
+      // status must go out before that (OpenSSH reports "Exit status -1" otherwise).
       ch.pipe(channel);
-      channel.pipe(ch);
-      channel.stderr.pipe(ch.stderr);
+      channel.pipe(ch, { end: false });
+      channel.stderr.pipe(ch.stderr, { end: false });
       ch.resume();
       let status: number | undefined;
       let signal: string | undefined;
@@ -202,8 +204,9 @@ function serveSession(
           data: { ...what, ...(status !== undefined ? { exitStatus: status } : {}), ...(signal ? { signal } : {}), durationMs: deps.clock.now() - started },
         });
         rec?.release();
-        ch.end();
-        ch.close();
+        // All output has been handed to ch once the upstream's readable side has ended.
+        if (channel.readableEnded) ch.end();
+        else channel.once('end', () => ch.end());
       });
       ch.on('close', () => channel.close());
     };

@@ -62,8 +62,13 @@ function presentCertificate(client: ssh2.Client, cert: SessionCertificate): void
     payload.copy(packet, w.allocStart);
     proto._authsQueue.push('publickey');
     const out = w.finalize(packet);
-    if (proto._kexinit !== undefined) (proto._queue ??= []).push(out);
-    else proto._cipher.encrypt(out);
+    // ssh2's sendPacket: hold packets while a key exchange runs, else encrypt and send.
+    if (proto._kexinit !== undefined) {
+      proto._queue ??= [];
+      proto._queue.push(out);
+    } else {
+      proto._cipher.encrypt(out);
+    }
   };
 }
 
