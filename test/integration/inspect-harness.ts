@@ -9,6 +9,7 @@ import net from 'node:net';
 import { inject } from 'vitest';
 import { Catalog } from '../../agent/catalog.js';
 import { PostgresRoles } from '../../agent/credentials/postgres-roles.js';
+import type { AwaitApproval } from '../../agent/engines/inspect/approval.js';
 import { handlePostgresClient } from '../../agent/engines/postgres.js';
 import type { AgentEventInput } from '../../agent/events.js';
 import { StreamRegistry } from '../../agent/streams.js';
@@ -59,7 +60,11 @@ const SETUP = [
   `INSERT INTO orders (customer, amount) VALUES (1, 10), (1, 20), (2, 5)`,
 ];
 
-export async function startInspectHarness(prefixHint: string, extraSetup: string[] = []): Promise<Harness> {
+export async function startInspectHarness(
+  prefixHint: string,
+  extraSetup: string[] = [],
+  opts: { approve?: AwaitApproval } = {},
+): Promise<Harness> {
   await loadSqlParser();
   const pgInfo = inject('pg');
   const prefix = `${prefixHint}${randomBytes(3).toString('hex')}`;
@@ -117,6 +122,7 @@ export async function startInspectHarness(prefixHint: string, extraSetup: string
       random: randomBytes,
       catalog,
       recorderReady: () => recorder.ready,
+      approve: opts.approve,
     });
   };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
