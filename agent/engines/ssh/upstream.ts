@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { ED25519_CERT } from '../../../src/protocol/ssh/cert.js';
 import { ED25519, parsePublicKeyLine } from '../../../src/protocol/ssh/keys.js';
-import { SshWriter } from '../../../src/protocol/ssh/wire.js';
+import { SshReader, SshWriter } from '../../../src/protocol/ssh/wire.js';
 import type { AgentSshTarget } from '../../../src/shared/config/agent.js';
 import { JitError } from '../../../src/shared/errors/jit-error.js';
 import type { SessionCertificate } from '../../credentials/ssh-ca.js';
@@ -81,6 +81,17 @@ export function knownHostKeys(name: string, t: AgentSshTarget): Buffer[] {
   });
 }
 
+/** Host key algorithms to offer: only those of the configured keys, so sshd presents one we can check. */
+export function hostKeyAlgorithms(hostKeys: Buffer[]): string[] {
+  const out = new Set<string>();
+  for (const k of hostKeys) {
+    const type = new SshReader(k).text();
+    if (type === 'ssh-rsa') for (const a of ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']) out.add(a);
+    else out.add(type);
+  }
+  return [...out];
+}
+
 export interface UpstreamOptions {
   target: AgentSshTarget;
   hostKeys: Buffer[];
@@ -136,6 +147,7 @@ export function connectUpstream(opts: UpstreamOptions): Promise<ssh2.Client> {
       ...(opts.sock ? { sock: opts.sock as never } : {}),
       username: opts.login,
       readyTimeout: opts.target.connectTimeout * 1000,
+      algorithms: { serverHostKey: hostKeyAlgorithms(opts.hostKeys) as never },
       keepaliveInterval: 15_000,
       // Only keys we can check: sshd then offers one of the configured types.
       hostVerifier: (key: Buffer) => {

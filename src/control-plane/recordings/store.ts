@@ -81,9 +81,17 @@ export class RecordingStore {
   append(chunk: AgentRecordingChunk, origin: ChunkOrigin): Promise<void> {
     let st = this.states.get(chunk.session);
     if (!st) {
-      // A control plane restarted mid-recording picks up where the file is.
-      st = { next: chunk.seq, bytes: 0, chunks: 0, truncated: false, pending: new Map(), chain: Promise.resolve() };
-      if (chunk.seq === 0) st.next = 0;
+      // A control plane restarted mid-recording picks up where the file is; otherwise seq 0 comes
+      // first (chunks may be handed over out of order, and wait for it).
+      const existing = chunk.seq > 0 ? this.stat(chunk.session) : undefined;
+      st = {
+        next: existing ? chunk.seq : 0,
+        bytes: existing?.bytes ?? 0,
+        chunks: 0,
+        truncated: false,
+        pending: new Map(),
+        chain: Promise.resolve(),
+      };
       this.states.set(chunk.session, st);
     }
     const state = st;
