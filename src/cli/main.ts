@@ -14,6 +14,7 @@ import { registerConnect } from './commands/connect.js';
 import { registerDeny } from './commands/deny.js';
 import { registerDev } from './commands/dev.js';
 import { registerDisconnect } from './commands/disconnect.js';
+import { registerExec } from './commands/exec.js';
 import { registerLogin } from './commands/login.js';
 import { registerLogout } from './commands/logout.js';
 import { registerReplay } from './commands/replay.js';
@@ -32,6 +33,21 @@ export interface GlobalOptions {
   json?: boolean;
   debug?: boolean;
   quiet?: boolean;
+  /** An OIDC ID token to exchange for a jit token (CI; env JIT_ID_TOKEN_FILE). */
+  idTokenFile?: string;
+}
+
+const TRUE = /^(1|true|yes|on)$/i;
+
+/** Global flags completed from the environment: a flag wins; JIT_JSON/JIT_QUIET/JIT_DEBUG=1 otherwise. */
+export function globalsWithEnv(flags: GlobalOptions, env: Readonly<Record<string, string | undefined>>): GlobalOptions {
+  const fromEnv = (name: string) => TRUE.test(env[name] ?? '');
+  return {
+    ...flags,
+    json: flags.json ?? (fromEnv('JIT_JSON') || undefined),
+    quiet: flags.quiet ?? (fromEnv('JIT_QUIET') || undefined),
+    debug: flags.debug ?? (fromEnv('JIT_DEBUG') || undefined),
+  };
 }
 
 /** Everything a command needs: the runtime context and the parsed global flags. */
@@ -46,9 +62,10 @@ export function buildProgram(env: CommandEnv): Command {
     .version(VERSION, '-V, --version')
     .option('--server <url>', 'control plane URL (env JIT_SERVER)')
     .option('--profile <name>', 'profile name, to keep several servers apart (env JIT_PROFILE)')
-    .option('--json', 'machine-readable output on stdout')
-    .option('-q, --quiet', 'print only data, no status lines')
+    .option('--json', 'machine-readable output on stdout (env JIT_JSON=1)')
+    .option('-q, --quiet', 'print only data, no status lines (env JIT_QUIET=1)')
     .option('--debug', 'show stack traces and debug logs (env JIT_DEBUG=1)')
+    .option('--id-token-file <file>', 'CI: exchange the OIDC ID token in this file for a jit token (env JIT_ID_TOKEN_FILE; see docs/ci.md)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -61,6 +78,7 @@ export function buildProgram(env: CommandEnv): Command {
     registerWhoami,
     registerTargets,
     registerConnect,
+    registerExec,
     registerSsh,
     registerDisconnect,
     registerSessions,
@@ -106,9 +124,9 @@ export async function run(argv: string[], ctx: Ctx = createSystemCtx()): Promise
   const env: CommandEnv = { ctx, globals: () => globals };
   const program = buildProgram(env);
   program.hook('preAction', (cmd) => {
-    globals = cmd.optsWithGlobals() as GlobalOptions;
+    globals = globalsWithEnv(cmd.optsWithGlobals() as GlobalOptions, ctx.env);
   });
-  const debug = argv.includes('--debug') || ctx.env['JIT_DEBUG'] === '1';
+  const debug = argv.includes('--debug') || TRUE.test(ctx.env['JIT_DEBUG'] ?? '');
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

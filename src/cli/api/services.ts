@@ -4,7 +4,8 @@
  * reading the small config file, so `connect` can reach its listening port fast.
  */
 import type { Ctx } from '../../shared/runtime/ctx.js';
-import { Auth } from '../auth/auth.js';
+import { type AccessTokenOptions, Auth } from '../auth/auth.js';
+import { CiAuth, ciCredentialFrom } from '../auth/ci-token.js';
 import { createTokenStore, type TokenStore } from '../auth/token-store.js';
 import { resolveSettings, type Settings } from '../settings/settings.js';
 import { ApiClient } from './client.js';
@@ -15,13 +16,20 @@ export interface CliGlobals {
   json?: boolean | undefined;
   quiet?: boolean | undefined;
   debug?: boolean | undefined;
+  /** An OIDC ID token to exchange for a jit token (CI); see auth/ci-token.ts. */
+  idTokenFile?: string | undefined;
+}
+
+/** Where access tokens come from: the stored login (Auth) or a CI identity (CiAuth). */
+export interface AccessTokenSource {
+  getAccessToken(opts?: AccessTokenOptions): Promise<string>;
 }
 
 export interface CliServices {
   ctx: Ctx;
   settings: Settings;
   store: TokenStore;
-  auth: Auth;
+  auth: AccessTokenSource;
   api: ApiClient;
 }
 
@@ -39,13 +47,18 @@ export function cliServices(ctx: Ctx, globals: CliGlobals): CliServices {
     server: settings.server,
     warn: (line) => ctx.io.stderr.write(`${line}\n`),
   });
-  const auth = new Auth({
-    ctx,
-    store,
-    configDir: settings.configDir,
-    profile: settings.profile,
-    server: settings.server,
-  });
+  // A CI identity (JIT_TOKEN, JIT_ID_TOKEN, GitHub Actions, client credentials…) wins over the
+  // stored login and never touches the keychain or the disk.
+  const ci = ciCredentialFrom(ctx.env, { idTokenFile: globals.idTokenFile });
+  const auth: AccessTokenSource = ci
+    ? new CiAuth({ ctx, server: settings.server, credential: ci })
+    : new Auth({
+        ctx,
+        store,
+        configDir: settings.configDir,
+        profile: settings.profile,
+        server: settings.server,
+      });
   const api = new ApiClient({ ctx, server: settings.server, auth });
   return { ctx, settings, store, auth, api };
 }
