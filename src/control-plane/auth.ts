@@ -3,18 +3,9 @@ import type { FastifyRequest } from 'fastify';
 import { JitError } from '../shared/errors/jit-error.js';
 import type { AuditLog } from './audit/audit-log.js';
 
-export interface Principal {
-  subject: string;
-  username: string;
-  email?: string;
-  groups: string[];
-  issuer: string;
-  expiresAt: number;
-}
+import type { Principal, TokenVerifier } from './identity/verifier.js';
 
-export interface TokenVerifier {
-  verify(token: string): Promise<Principal>;
-}
+export type { Principal, TokenVerifier };
 
 export interface Admins {
   users: string[];
