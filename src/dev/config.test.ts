@@ -26,11 +26,18 @@ describe('jit dev configuration', () => {
     expect(statSync(path.join(dir, 'server.yaml')).mode & 0o077).toBe(0);
   });
 
-  it('lets engineers reach demo-db as demo_writer for at most 8h', () => {
+  it('lets engineers reach demo-db as demo_writer for at most 8h, and demo-db-admin as demo_admin once bob approves', () => {
     const policy = parseYamlConfig(policyYaml(), Policy, 'policy.yaml');
-    expect(policy.targets).toEqual([expect.objectContaining({ name: 'demo-db', type: 'postgres', agent: 'local', database: 'demo' })]);
+    expect(policy.targets).toEqual([
+      expect.objectContaining({ name: 'demo-db', type: 'postgres', agent: 'local', database: 'demo' }),
+      expect.objectContaining({ name: 'demo-db-admin', type: 'postgres', agent: 'local', database: 'demo' }),
+    ]);
     expect(policy.access).toEqual([
       expect.objectContaining({ targets: ['demo-db'], groups: ['engineers'], grantRoles: ['demo_writer'], maxDuration: 8 * 3600 }),
+      expect.objectContaining({ targets: ['demo-db-admin'], groups: ['engineers'], grantRoles: ['demo_admin'], maxDuration: 3600 }),
+    ]);
+    expect(policy.approvals).toEqual([
+      expect.objectContaining({ targets: ['demo-db-admin'], approvers: expect.objectContaining({ users: ['bob'] }) }),
     ]);
   });
 

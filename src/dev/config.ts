@@ -14,6 +14,8 @@ import { ServerConfig } from '../shared/config/server.js';
 import { ADMIN_GROUP, type DevUser } from './state.js';
 
 export const DEMO_TARGET = 'demo-db';
+/** The same demo database with broader rights (demo_admin), opened only after bob approves. */
+export const DEMO_ADMIN_TARGET = 'demo-db-admin';
 /** The demo SSH host (the machine's own sshd, when it has one). */
 export const DEMO_SSH_TARGET = 'demo-host';
 export const DEMO_DATABASE = 'demo';
@@ -95,6 +97,13 @@ export function policyYaml(sshLogin?: string): string {
         database: DEMO_DATABASE,
         description: 'Demo shop database: customers, orders, products',
       },
+      {
+        name: DEMO_ADMIN_TARGET,
+        type: 'postgres',
+        agent: AGENT_NAME,
+        database: DEMO_DATABASE,
+        description: 'The demo database with admin rights (needs approval)',
+      },
       ...(ssh ? [ssh.target] : []),
     ],
     access: [
@@ -105,7 +114,23 @@ export function policyYaml(sshLogin?: string): string {
         grantRoles: ['demo_writer'],
         maxDuration: '8h',
       },
+      {
+        name: 'engineers-demo-db-admin',
+        targets: [DEMO_ADMIN_TARGET],
+        groups: ['engineers'],
+        grantRoles: ['demo_admin'],
+        maxDuration: '1h',
+      },
       ...(ssh ? [ssh.access] : []),
+    ],
+    // Just-in-time approvals (README "Approvals"): admin rights only after bob says yes.
+    approvals: [
+      {
+        name: 'admin-needs-bob',
+        targets: [DEMO_ADMIN_TARGET],
+        approvers: { users: ['bob'], timeout: '30m' },
+        maxDuration: '1h',
+      },
     ],
     // Layer 7: what a newcomer should see in the first five minutes (README walkthrough).
     guardrails: [
@@ -184,6 +209,14 @@ export function devAgentConfig(opts: {
     controlPlane: opts.controlPlane,
     targets: {
       [DEMO_TARGET]: {
+        type: 'postgres',
+        host: '127.0.0.1',
+        port: opts.pgPort,
+        database: DEMO_DATABASE,
+        adminUrl: opts.adminUrl,
+        sslmode: 'disable',
+      },
+      [DEMO_ADMIN_TARGET]: {
         type: 'postgres',
         host: '127.0.0.1',
         port: opts.pgPort,

@@ -1,7 +1,7 @@
 /**
  * Provisioning of the demo PostgreSQL, run as superuser at every start and safe to repeat:
  * the `demo` database with its seeded shop schema, the group roles policy grants
- * (`demo_reader`, `demo_writer`) and the agent's admin role `jit_admin`.
+ * (`demo_reader`, `demo_writer`, `demo_admin`) and the agent's admin role `jit_admin`.
  */
 import pg from 'pg';
 import { makeScramVerifier, scramVerifierString } from '../protocol/postgres/scram.js';
@@ -10,7 +10,7 @@ import { DEMO_DATABASE } from './config.js';
 import { generateDemoData, ORDER_STATUSES } from './seed-data.js';
 
 export const ADMIN_ROLE = 'jit_admin';
-export const GROUP_ROLES = { reader: 'demo_reader', writer: 'demo_writer' } as const;
+export const GROUP_ROLES = { reader: 'demo_reader', writer: 'demo_writer', admin: 'demo_admin' } as const;
 export const DEMO_TABLES = ['customers', 'orders', 'products'] as const;
 
 async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -94,6 +94,8 @@ async function seed(c: pg.Client): Promise<void> {
     const tables = DEMO_TABLES.map(quoteIdent).join(', ');
     await c.query(`GRANT SELECT ON ${tables} TO ${quoteIdent(GROUP_ROLES.reader)}`);
     await c.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${tables} TO ${quoteIdent(GROUP_ROLES.writer)}`);
+    // demo-db-admin (needs approval): every table privilege, TRUNCATE included.
+    await c.query(`GRANT ALL PRIVILEGES ON ${tables} TO ${quoteIdent(GROUP_ROLES.admin)}`);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => {});
@@ -119,7 +121,7 @@ export async function provisionDemoDb(opts: {
   await withClient(opts.superUrl('postgres'), async (c) => {
     const exists = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [DEMO_DATABASE])).rowCount === 1;
     if (!exists) await c.query(`CREATE DATABASE ${quoteIdent(DEMO_DATABASE)}`);
-    for (const role of [GROUP_ROLES.reader, GROUP_ROLES.writer]) {
+    for (const role of [GROUP_ROLES.reader, GROUP_ROLES.writer, GROUP_ROLES.admin]) {
       if (!(await roleExists(c, role))) await c.query(`CREATE ROLE ${quoteIdent(role)} NOLOGIN`);
     }
     const verifier = scramVerifierString(makeScramVerifier(opts.adminPassword));
@@ -128,7 +130,9 @@ export async function provisionDemoDb(opts: {
     await c.query(`ALTER ROLE ${admin} WITH LOGIN CREATEROLE NOSUPERUSER PASSWORD ${quoteLiteral(verifier)}`);
     await c.query(`GRANT pg_signal_backend TO ${admin}`);
     // PostgreSQL 16+: a CREATEROLE role may grant membership only in roles it holds WITH ADMIN OPTION.
-    await c.query(`GRANT ${quoteIdent(GROUP_ROLES.reader)}, ${quoteIdent(GROUP_ROLES.writer)} TO ${admin} WITH ADMIN OPTION`);
+    await c.query(
+      `GRANT ${quoteIdent(GROUP_ROLES.reader)}, ${quoteIdent(GROUP_ROLES.writer)}, ${quoteIdent(GROUP_ROLES.admin)} TO ${admin} WITH ADMIN OPTION`,
+    );
   });
   await withClient(opts.superUrl(DEMO_DATABASE), seed);
   return {

@@ -1,8 +1,9 @@
 /**
  * The README's walkthrough, step by step, with the built binary: `jit dev`, then in "another
  * terminal" `jit login` as alice (device code; the browser is scripted), `jit connect demo-db`,
- * psql with the printed URL, Ctrl-C, and `jit audit` as bob, the administrator. If this test
- * fails, the README is lying to newcomers.
+ * psql with the printed URL, a bulk DELETE that waits for bob (`jit --profile bob deny` / `approve`),
+ * demo-db-admin behind an access request, Ctrl-C, and `jit audit` as bob, the administrator. If this
+ * test fails, the README is lying to newcomers.
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,16 @@ import { freePort } from '../helpers/postgres.js';
 function psql(url: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile('psql', [url, '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], { timeout: 15_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: stdout.trim(), stderr }),
+    );
+  });
+}
+
+/** Several statements in one psql session (-c each), as typed one after another. */
+function psqlScript(url: string, statements: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const args = [url, '-X', '-v', 'ON_ERROR_STOP=1', ...statements.flatMap((s) => ['-c', s])];
+    execFile('psql', args, { timeout: 20_000 }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: stdout.trim(), stderr }),
     );
   });
@@ -90,11 +101,46 @@ describe('the README walkthrough', () => {
     expect(ddl.code).not.toBe(0);
     expect(ddl.stderr).toMatch(/jit: schema and privilege changes are not allowed/);
     expect(ddl.stderr).toContain('no-ddl');
-    // …and a DELETE of every customer needs approval.
-    const bulk = await psql(url!, 'DELETE FROM customers');
-    expect(bulk.code).not.toBe(0);
-    expect(bulk.stderr).toContain('bulk-changes-need-approval');
+    // …and a DELETE of every customer waits for bob (README "Approvals"), in a second profile.
+    await login(home, server, 'bob', pw('bob'), 'bob');
+    const heldFor = async (text: string): Promise<string> => {
+      for (let i = 0; i < 60; i++) {
+        const r = await runJit(['--profile', 'bob', 'requests', '--to-review', '--json'], { home });
+        const found = (JSON.parse(r.stdout).requests as { id: string; statement?: { sql: string } }[]).find((x) => x.statement?.sql === text);
+        if (found) return found.id;
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      throw new Error(`no request holds ${text}`);
+    };
+    const bulk = psql(url!, 'DELETE FROM customers');
+    const denyId = await heldFor('DELETE FROM customers');
+    await connect.waitForLine('stderr', new RegExp(`^waiting for approval of: DELETE FROM customers \\(request ${denyId}; approvers: bob\\)$`), 15_000);
+    expect((await runJit(['--profile', 'bob', 'deny', denyId, '--reason', 'use a WHERE clause'], { home })).code).toBe(0);
+    const refused = await bulk;
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('jit: this statement needs approval (rule bulk-changes-need-approval) and bob denied it: use a WHERE clause');
     expect((await psql(url!, 'SELECT count(*) FROM customers')).stdout).toBe(q.stdout);
+    // Approved, it runs (in a transaction the README rolls back).
+    const tx = psqlScript(url!, ['begin', 'delete from orders', 'delete from customers', 'rollback']);
+    const approveId = await heldFor('delete from customers');
+    expect((await runJit(['--profile', 'bob', 'approve', approveId], { home })).code).toBe(0);
+    const ran = await tx;
+    expect(ran.stderr).toBe('');
+    expect(ran.stdout.split('\n')).toEqual(['BEGIN', expect.stringMatching(/^DELETE \d+$/), `DELETE ${q.stdout}`, 'ROLLBACK']);
+    expect((await psql(url!, 'SELECT count(*) FROM customers')).stdout).toBe(q.stdout);
+
+    // demo-db-admin opens only once bob approves the access request.
+    const admin = await runJit(['connect', 'demo-db-admin', '--reason', 'INC-42', '--no-wait'], { home });
+    expect(admin.code, admin.stderr).toBe(0);
+    expect(admin.stderr).toContain('needs approval (rule admin-needs-bob)');
+    const adminId = admin.stdout.trim();
+    expect((await runJit(['--profile', 'bob', 'approve', adminId], { home })).code).toBe(0);
+    const adminConnect = spawnJit(['connect', 'demo-db-admin', '--request', adminId], { home });
+    children.push(adminConnect);
+    const [adminUrl] = (await adminConnect.waitForLine('stdout', /^postgresql:\/\/\S+$/, 30_000)) as RegExpMatchArray;
+    expect((await psql(adminUrl!, "SELECT pg_has_role('demo_admin', 'member')")).stdout).toBe('t');
+    adminConnect.kill('SIGINT');
+    expect((await adminConnect.exited(30_000)).code).toBe(0);
 
     connect.kill('SIGINT');
     expect((await connect.exited(30_000)).code).toBe(0);
@@ -106,8 +152,7 @@ describe('the README walkthrough', () => {
     expect(denied.code).toBe(4);
     expect(denied.stderr).toContain('JIT_ADMIN_REQUIRED');
 
-    // Bob is, in a second profile of the same CLI.
-    await login(home, server, 'bob', pw('bob'), 'bob');
+    // Bob is (logged in above, in a second profile of the same CLI).
     const audit = await runJit(['--profile', 'bob', 'audit', '--json'], { home });
     expect(audit.code).toBe(0);
     const events = audit.stdout
