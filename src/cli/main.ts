@@ -10,6 +10,7 @@ import { registerAgent } from './commands/agent.js';
 import { registerApprove } from './commands/approve.js';
 import { registerAudit } from './commands/audit.js';
 import { registerCancel } from './commands/cancel.js';
+import { registerCompletion } from './commands/completion.js';
 import { registerConnect } from './commands/connect.js';
 import { registerDeny } from './commands/deny.js';
 import { registerDev } from './commands/dev.js';
@@ -92,6 +93,7 @@ export function buildProgram(env: CommandEnv): Command {
     registerServer,
     registerAgent,
     registerTools,
+    registerCompletion,
   ]) {
     register(program, env);
   }
