@@ -132,6 +132,8 @@ interface Portal {
   stmt: Prepared;
   formats: string;
   params: string[] | undefined;
+  /** require-approval statements: the parameters shown to approvers (NULL kept as null, not 'NULL'). */
+  approvalParams?: (string | null)[] | undefined;
   /** Set from a Describe of this portal: the result's plan (null = nothing to mask / no rows). */
   plan: MaskPlan | null | undefined;
   /** A Describe of this portal is on its way (client's or ours). */
@@ -537,9 +539,15 @@ export class InspectingRelay {
       stmt,
       formats,
       params: this.auditParams(m.params, m.paramFormats),
+      ...(stmt.verdict.action === 'require-approval' ? { approvalParams: this.approvalParams(m.params, m.paramFormats) } : {}),
       plan,
       describing: false,
     });
+  }
+
+  private approvalParams(params: (Buffer | null)[], formats: number[]): (string | null)[] | undefined {
+    const shown = this.auditParams(params, formats);
+    return shown?.map((p, i) => (params[i] === null ? null : p));
   }
 
   private auditParams(params: (Buffer | null)[], formats: number[]): string[] | undefined {
@@ -572,7 +580,7 @@ export class InspectingRelay {
       return undefined;
     }
     if (v.action === 'require-approval') {
-      return this.approval(portal.stmt.sql, portal.stmt.c, v, portal.params).then((r) => {
+      return this.approval(portal.stmt.sql, portal.stmt.c, v, portal.approvalParams).then((r) => {
         if ('refusal' in r) this.refuseExecute(r.refusal);
         else this.allowExecute(portal, v, buf, start, end, r);
       });
@@ -649,7 +657,7 @@ export class InspectingRelay {
    * paused on the returned promise). `sql` + `params` are exactly what is forwarded on approval:
    * the decision is bound to their digest (see inspect/approval.ts).
    */
-  private async approval(sql: string, c: Classification, v: Verdict, params: string[] | undefined): Promise<{ refusal: Refusal } | Approved> {
+  private async approval(sql: string, c: Classification, v: Verdict, params: (string | null)[] | undefined): Promise<{ refusal: Refusal } | Approved> {
     const approve = this.deps.approve ?? awaitApproval;
     const stmt = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
     const holding = new AbortController();

@@ -60,7 +60,7 @@ async function nextRequest(after = sent.length): Promise<AgentApprovalRequest> {
   throw new Error('no approval.request');
 }
 
-const ordersLeft = async (id: number) => (await sql(h.superDbUrl, 'select count(*)::int as n from orders where id = $1', [id]))[0].n;
+const ordersLeft = async (id: number) => (await sql(h.superDbUrl, 'select count(*)::int as n from orders where id = $1', [id]))[0]?.n;
 const settle = <T>(p: Promise<T>) => p.then((ok) => ({ ok }), (err) => ({ err }));
 
 describe('the agent holds a statement until the control plane decides', () => {
@@ -105,6 +105,13 @@ describe('the agent holds a statement until the control plane decides', () => {
       expect(await ordersLeft(2)).toBe(0);
       const executed = h.events.find((e) => e.event === 'statement.executed' && e.data?.['approval'] === 'req-two');
       expect(executed?.data).toMatchObject({ sql: 'delete from orders where id = $1', params: ['2'], approvalScope: 'statement' });
+      // A NULL parameter is shown to approvers as null, not as the text 'NULL'.
+      const nul = settle(c.query('delete from orders where customer is not distinct from $1', [null]));
+      const req3 = await nextRequest(sent.indexOf(req2) + 1);
+      expect(req3.params).toEqual([null]);
+      expect(req3.digest).toBe(statementDigest('delete from orders where customer is not distinct from $1', [null]));
+      approvals.onDecision({ type: 'approval.decision', requestId: req3.requestId, decision: 'expired', digest: req3.digest });
+      expect(await nul).toMatchObject({ err: { message: expect.stringContaining('nobody decided in time') } });
     } finally {
       await c.end();
     }

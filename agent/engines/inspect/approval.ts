@@ -37,8 +37,8 @@ export interface ApprovalRequest {
   stream: string;
   /** The statement text as the server would receive it (the whole Query / Parse text). */
   sql: string;
-  /** Bind parameters as recorded (masked), extended protocol only. */
-  params?: string[];
+  /** Bind parameters as recorded (masked for audit; NULL as null), extended protocol only. */
+  params?: (string | null)[];
   rule?: string;
   kind?: string;
   /** Aborted when the engine stops waiting (client gone, CancelRequest, session over). */
@@ -148,7 +148,7 @@ export class StatementApprovals {
     }
 
     const params = req.params;
-    if (req.sql.length > MAX_SQL || (params && (params.length > MAX_PARAMS || params.some((p) => p.length > MAX_PARAM)))) {
+    if (req.sql.length > MAX_SQL || (params && (params.length > MAX_PARAMS || params.some((p) => p !== null && p.length > MAX_PARAM)))) {
       return refuse('it is too large to show to approvers');
     }
     const sessionLeftMs = Date.parse(req.session.expiresAt) - now;
