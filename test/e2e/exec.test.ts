@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { hashPassword } from '../../src/control-plane/identity/password.js';
-import { startControlPlane, type ServerFixture } from '../helpers/control-plane.js';
+import { api, loginAs, startControlPlane, type ServerFixture } from '../helpers/control-plane.js';
 import { eventually, makeTargetDatabase } from '../helpers/e2e-stack.js';
 import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
 import { sql } from '../helpers/postgres.js';
@@ -20,6 +20,8 @@ import { startTestIssuer, type TestIssuer } from '../integration/workload-issuer
 const pgInfo = inject('pg');
 const PREFIX = 'e2e_exec';
 const TARGET = 'e2e-exec-db';
+/** The same database behind a target that needs an approval first. */
+const GATED = 'e2e-exec-gated';
 const SA_SECRET = `sa-${randomBytes(12).toString('hex')}`;
 const GOOD = { repository: 'acme/app', ref: 'refs/heads/main' };
 
@@ -53,14 +55,21 @@ beforeAll(async () => {
   cp = await startControlPlane({
     writeOnly: true,
     policy: {
-      targets: [{ name: TARGET, type: 'postgres', agent: 'local', database, description: 'exec target' }],
+      targets: [
+        { name: TARGET, type: 'postgres', agent: 'local', database, description: 'exec target' },
+        { name: GATED, type: 'postgres', agent: 'local', database, description: 'needs approval' },
+      ],
       access: [
-        { name: 'deploy', targets: [TARGET], users: ['workload:ci-deploy'], grantRoles: [`${PREFIX}_reader`] },
+        { name: 'deploy', targets: [TARGET, GATED], users: ['workload:ci-deploy'], grantRoles: [`${PREFIX}_reader`] },
         { name: 'nightly', targets: [TARGET], groups: ['nightly-jobs'], grantRoles: [`${PREFIX}_reader`] },
       ],
     },
     sessions: { heartbeatTimeout: '4s', heartbeatInterval: '1s' },
   });
+  const policyPath = path.join(cp.dir, 'policy.yaml');
+  const policy = parse(readFileSync(policyPath, 'utf8')) as Record<string, unknown>;
+  policy['approvals'] = [{ name: 'gated', targets: [GATED], users: ['workload:ci-deploy'], approvers: { users: ['bob'] } }];
+  writeFileSync(policyPath, stringify(policy));
   ci = await startTestIssuer({ audience: cp.url });
   ci.actionsClaims = GOOD;
   const config = parse(readFileSync(cp.serverConfigPath, 'utf8')) as Record<string, unknown>;
@@ -73,7 +82,9 @@ beforeAll(async () => {
     stringify({
       name: 'local',
       controlPlane: cp.url,
-      targets: { [TARGET]: { type: 'postgres', host: pgInfo.host, port: pgInfo.port, database, adminUrlEnv: 'E2E_ADMIN_URL', sslmode: 'disable' } },
+      targets: Object.fromEntries(
+        [TARGET, GATED].map((t) => [t, { type: 'postgres', host: pgInfo.host, port: pgInfo.port, database, adminUrlEnv: 'E2E_ADMIN_URL', sslmode: 'disable' }]),
+      ),
       reaperInterval: '2s',
     }),
   );
@@ -145,10 +156,33 @@ describe('jit exec with a CI identity', () => {
     expect(missing.stderr).toMatch(/cannot run no-such-command-jit: command not found/);
   });
 
-  it('--quiet leaves stderr to the child', async () => {
+  it('--quiet (or JIT_QUIET=1) leaves stderr to the child', async () => {
     const r = await runJit(['exec', '--quiet', TARGET, '--', 'sh', '-c', 'echo child-err >&2'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }) });
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('child-err\n');
+    const env = await runJit(['exec', TARGET, '--', 'sh', '-c', 'echo child-err >&2'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD), JIT_QUIET: '1' }) });
+    expect(env.stderr).toBe('child-err\n');
+  });
+
+  it('files an access request when the target needs approval, waits on plain stderr lines, and runs once approved', async () => {
+    const noReason = await runJit(['exec', GATED, '--', 'true'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }) });
+    expect(noReason.code).toBe(2);
+    expect(noReason.stderr).toMatch(/A reason is required .*\n {2}hint: pass --reason/);
+
+    const proc = spawnJit(['exec', GATED, '--reason', 'ship it', '--', 'psql', '-X', '-At', '-c', 'select current_user'], {
+      env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }),
+    });
+    const [, id] = await proc.waitForLine('stderr', /request ([a-z0-9]{20}) filed/, 30_000);
+    await proc.waitForLine('stderr', /^Approvers: bob; waiting up to/, 10_000);
+    const bob = await loginAs(cp.url, 'bob');
+    const approved = await api(cp.url, bob.accessToken, 'POST', `/v1/requests/${id}/approve`, { comment: 'go' });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    const { code } = await proc.exited(30_000);
+    expect(code, proc.stderr()).toBe(0);
+    expect(proc.stdout()).toMatch(/^jit_[a-z0-9]{20}\n$/);
+    // No terminal: no ink frames, no escape sequences on stderr.
+    expect(proc.stderr()).not.toMatch(/\x1b\[/);
+    expect(proc.stderr()).toMatch(/Approved by bob \(1 of 1\): "go"/);
   });
 
   it('forwards SIGTERM to the child, exits 143 and ends the session', async () => {
