@@ -365,6 +365,13 @@ function resolveColumnRef(n: N, scope: Scope): Out {
       }
     }
     if (tables === 1 && found.length === 0) return itemColumn(table!, col)!;
+    if (tables === 0 && found.length === 0 && functionRangeVisible(scope)) {
+      // No table is in reach, so the column is an output of a function in FROM
+      // (`FROM pg_show_all_settings() WHERE name = …`, pgAdmin's connection set-up). Treated as
+      // the aliased form `FROM f() s WHERE s.name = …` already is: what such a function computes
+      // from tables is judged where it reads them, its outputs are no table's column.
+      return COMPUTED;
+    }
     if (tables > 0) {
       // which table owns it is unknown without the catalog: any table's column of that name
       const renamedHit = [];
@@ -576,11 +583,26 @@ function fromItem(n: N, scope: Scope, items: Item[], acc: Acc): void {
       return;
     }
     walkExcept(v, ['alias'], local, acc);
-    const alias = v.alias?.aliasname;
-    if (alias) items.push({ alias, kind: 'other' });
+    // Unaliased, a function in FROM is still a FROM item, named after the function.
+    items.push({ alias: v.alias?.aliasname ?? implicitFunctionAlias(n.RangeFunction), kind: 'other' });
     return;
   }
   walk(n, scope, acc);
+}
+
+/** PostgreSQL's name for an unaliased `FROM f(…)`: the function's own name ('' when there is none). */
+function implicitFunctionAlias(rf: N): string {
+  const fns = rf?.functions;
+  if (!Array.isArray(fns) || fns.length !== 1) return '';
+  const call = fns[0]?.List?.items?.[0]?.FuncCall;
+  const names = call ? nameList(call.funcname) : [];
+  return names[names.length - 1] ?? '';
+}
+
+/** Is a function (or XMLTABLE / JSON_TABLE) FROM item in reach of a column reference? */
+function functionRangeVisible(scope: Scope): boolean {
+  for (let s: Scope | undefined = scope; s; s = s.parent) for (const it of s.items) if (it.kind === 'other') return true;
+  return false;
 }
 
 /** Walk a SELECT; returns its output columns' provenance (plain ones not yet counted as computed). */
