@@ -5,6 +5,11 @@ import { buildProgram } from './main.js';
 
 export const CLI_GENERATED_BEGIN = '<!-- generated from the commander program by src/cli/doc.ts: do not edit below -->';
 
+/** Commands a user sees in --help: not `help`, not hidden helpers such as `__complete`. */
+function visible(c: Command): boolean {
+  return c.name() !== 'help' && !(c as unknown as { _hidden?: boolean })._hidden;
+}
+
 function fullName(cmd: Command): string {
   const names: string[] = [];
   for (let c: Command | null = cmd; c?.parent; c = c.parent) names.unshift(c.name());
@@ -29,7 +34,7 @@ function section(cmd: Command, out: string[]): void {
       out.push(`| \`${o.flags}\` | ${o.description.replace(/\|/g, '\\|')} | ${def} |`);
     }
   }
-  for (const sub of cmd.commands.filter((c) => c.name() !== 'help')) section(sub, out);
+  for (const sub of cmd.commands.filter(visible)) section(sub, out);
 }
 
 /** The generated part of docs/cli/reference.md. */
@@ -37,7 +42,7 @@ export function cliReference(): string {
   const program = buildProgram({ ctx: createSystemCtx(), globals: () => ({}) });
   const out: string[] = [CLI_GENERATED_BEGIN, '', '## Global options', '', '| option | meaning |', '| --- | --- |'];
   for (const o of program.options) out.push(`| \`${o.flags}\` | ${o.description} |`);
-  for (const cmd of program.commands.filter((c) => c.name() !== 'help')) section(cmd, out);
+  for (const cmd of program.commands.filter(visible)) section(cmd, out);
   out.push('');
   return out.join('\n');
 }

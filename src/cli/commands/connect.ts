@@ -1,6 +1,6 @@
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, } from 'commander';
 import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
-import { formatDuration, parseDuration } from '../../shared/duration.js';
+import { formatDuration, } from '../../shared/duration.js';
 import { JitError, isJitError } from '../../shared/errors/jit-error.js';
 import type { Ctx } from '../../shared/runtime/ctx.js';
 import { type ApiClient, approvalRequirementOf, checkRequestId } from '../api/client.js';
@@ -15,6 +15,8 @@ import { postgresFatal } from '../relay/relay-client.js';
 import type { MountedView } from '../ui/mount.js';
 import { createApprovalPresenter } from '../approvals/present.js';
 import { approversText } from '../approvals/wait.js';
+import { portFlag, sessionDurationFlag as parseDurationFlag, textFlag as parseText } from '../flags.js';
+const parsePort = portFlag();
 
 export interface ConnectOptions {
   target: string;
@@ -349,30 +351,6 @@ async function endReasonOf(api: ApiClient, id: string): Promise<EndReason | unde
   } catch {
     return undefined;
   }
-}
-
-function parsePort(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 65535) throw new InvalidArgumentError('a port number from 1 to 65535');
-  return n;
-}
-
-function parseDurationFlag(value: string): number {
-  let seconds: number;
-  try {
-    seconds = parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-  if (seconds < 60 || seconds > 7 * 24 * 3600) throw new InvalidArgumentError('between 1m and 7d');
-  return Math.round(seconds);
-}
-
-function parseText(max: number) {
-  return (value: string) => {
-    if (value.length === 0 || value.length > max) throw new InvalidArgumentError(`1 to ${max} characters`);
-    return value;
-  };
 }
 
 interface ConnectFlags {

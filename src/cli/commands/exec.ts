@@ -1,29 +1,11 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { parseDuration } from '../../shared/duration.js';
 import { cliServices } from '../api/services.js';
 import { createApprovalPresenter } from '../approvals/present.js';
 import { ENV_PREFIX } from '../exec/environment.js';
 import { runExec } from '../exec/run-exec.js';
 import { type CommandEnv, ExitWith } from '../main.js';
 import { outputMode } from '../output/mode.js';
-
-function parseDurationFlag(value: string): number {
-  let seconds: number;
-  try {
-    seconds = parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-  if (seconds < 60 || seconds > 7 * 24 * 3600) throw new InvalidArgumentError('between 1m and 7d');
-  return Math.round(seconds);
-}
-
-function parseText(max: number) {
-  return (value: string) => {
-    if (value.length === 0 || value.length > max) throw new InvalidArgumentError(`1 to ${max} characters`);
-    return value;
-  };
-}
+import { sessionDurationFlag as parseDurationFlag, textFlag as parseText } from '../flags.js';
 
 function parsePrefix(value: string): string {
   if (!ENV_PREFIX.test(value)) throw new InvalidArgumentError('letters, digits and _ (not starting with a digit)');

@@ -1,5 +1,4 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { parseDuration } from '../../shared/duration.js';
 import { EXIT } from '../../shared/errors/codes.js';
 import { isErrorCode } from '../../shared/errors/codes.js';
 import { JitError } from '../../shared/errors/jit-error.js';
@@ -11,6 +10,7 @@ import { clean } from '../output/style.js';
 import { openRelayStream } from '../ssh/relay-stream.js';
 import { type LiveSshSession, openSshSession } from '../ssh/session.js';
 import { exitCodeOf, runTerminal, type TerminalEnd } from '../ssh/terminal.js';
+import { sessionDurationFlag as parseDurationFlag } from '../flags.js';
 
 export interface SshOptions {
   target: string;
@@ -112,17 +112,6 @@ async function runStdio(ctx: Ctx, live: LiveSshSession, socket: import('node:net
     socket.on('error', () => socket.destroy());
     socket.on('close', () => finish(EXIT.ok));
   });
-}
-
-function parseDurationFlag(value: string): number {
-  let seconds: number;
-  try {
-    seconds = parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-  if (seconds < 60 || seconds > 7 * 24 * 3600) throw new InvalidArgumentError('between 1m and 7d');
-  return Math.round(seconds);
 }
 
 function parseLogin(value: string): string {
