@@ -12,9 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { readConfig } from './lib/config.js';
 import { idleConnections } from './lib/idle.js';
-import { connect, disconnect, ROOT, setNodeArgs, startDev, startSeparate } from './lib/jit.js';
-import { aggregate, BULK_ROW_BYTES, bulk, pgbench, selectOne } from './lib/measure.js';
-import { provision, secret, sql, startPostgres } from './lib/postgres.js';
+import { connect, disconnect, MASK_RULE, MASK_TARGET, ROOT, setNodeArgs, startDev, startSeparate } from './lib/jit.js';
+import { aggregate, BULK_ROW_BYTES, bulk, fetchResult, pgbench, psqlValue, selectOne } from './lib/measure.js';
+import { DATABASE, GROUP_ROLE, provision, secret, sql, startPostgres } from './lib/postgres.js';
 import { cpuMs, now, Procs, rssKiB, run, treeCpuMs, treeRssKiB } from './lib/proc.js';
 import { renderReport } from './lib/report.js';
 import { startSshForward } from './lib/ssh.js';
@@ -236,9 +236,116 @@ async function main(cfg, procs, results) {
   await measure('pgbench8', 'pgbench -S -c 8 -j 2', cfg.rounds, (c, p) =>
     withCpu(p, perTx, () => pgbench(c, { clients: 8, threads: 2, seconds: cfg.seconds })),
   );
+  for (const mode of cfg.protocolModes) {
+    await measure(`pgbench8-${mode}`, `pgbench -S -M ${mode} -c 8 -j 2`, cfg.rounds, (c, p) =>
+      withCpu(p, perTx, () => pgbench(c, { clients: 8, threads: 2, seconds: cfg.protocolSeconds, mode })),
+    );
+  }
   log(`psql select 1 × ${cfg.selectRuns} per path…`);
   await measure('select1', 'psql select 1', cfg.selectRuns, (c) => selectOne(c));
+
+  // 5. The cost of masking a large result: the same SELECT through two jit sessions whose
+  //    policies differ only in a mask on the email column, plus direct for reference.
+  if (cfg.maskRows > 0) {
+    if (cfg.jitMode !== 'separate') results.masking = { skipped: `needs BENCH_JIT=separate (its policy carries the mask rule; mode is ${cfg.jitMode})` };
+    else if (!session) results.masking = { skipped: 'no jit session' };
+    else {
+      try {
+        results.masking = await maskingCost({ cfg, procs, jit, superuser, direct, plain: session.conn, log });
+      } catch (err) {
+        fail('masking a large result', err);
+        results.masking = { error: message(err) };
+      }
+    }
+  }
   if (session && !(await disconnect(session))) fail('jit connect', new Error(`did not exit cleanly:\n${session.child.tail()}`));
+}
+
+/** Sample RSS of each probe every `everyMs` until the returned function is called; it returns the peaks (KiB). */
+function rssPeaks(probes, everyMs = 20) {
+  const peak = {};
+  const sample = () => {
+    for (const [name, f] of Object.entries(probes)) {
+      const v = f();
+      if (v !== undefined && !(peak[name] >= v)) peak[name] = v;
+    }
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return () => {
+    clearInterval(timer);
+    sample();
+    return peak;
+  };
+}
+
+/**
+ * `SELECT id, email FROM bench_contacts` (cfg.maskRows rows) fetched with psql through: direct
+ * (reference), the bench's jit session (target demo-db: no mask on email), and a second session
+ * on demo-db-masked (the same policy plus a partial mask on bench_contacts.email). Interleaved
+ * rounds; the agent's (and control plane's) RSS is sampled during each jit fetch.
+ */
+async function maskingCost({ cfg, procs, jit, superuser, direct, plain, log }) {
+  const rows = cfg.maskRows;
+  const demoSuper = { ...superuser, database: DATABASE };
+  log(`masking: loading bench_contacts (${rows} rows)…`);
+  await sql(demoSuper, [
+    'DROP TABLE IF EXISTS bench_contacts',
+    'CREATE TABLE bench_contacts (id int NOT NULL, email text NOT NULL)',
+    `INSERT INTO bench_contacts SELECT i, 'user' || i || '@mail' || (i % 97) || '.example.com' FROM generate_series(1, ${rows}) AS i`,
+    'VACUUM ANALYZE bench_contacts',
+    `GRANT SELECT ON bench_contacts TO ${GROUP_ROLE}`,
+  ]);
+  // What the result weighs on the wire, unmasked: per DataRow 1 type byte, int32 length, int16
+  // column count, and an int32 length + the text of each of the two values.
+  const [w] = await sql(demoSuper, ['SELECT (sum(length(id::text)) + sum(octet_length(email)))::float8 AS v FROM bench_contacts']);
+  const bytes = rows * (1 + 4 + 2 + 4 + 4) + Number(w.rows[0].v);
+  const query = 'SELECT id, email FROM bench_contacts';
+
+  const masked = await connect(procs, jit, MASK_TARGET);
+  try {
+    // The comparison only means something if one session masks and the other does not.
+    const probe = 'SELECT email FROM bench_contacts WHERE id = 1';
+    const [seenPlain, seenMasked] = [await psqlValue(plain, probe), await psqlValue(masked.conn, probe)];
+    if (seenPlain !== 'user1@mail1.example.com') throw new Error(`unmasked session returned ${JSON.stringify(seenPlain)}`);
+    if (!seenMasked.includes('***') || seenMasked.includes('user1@')) throw new Error(`masked session returned ${JSON.stringify(seenMasked)}`);
+
+    const probes = { agent: () => rssKiB(jit.processes.agent), 'control plane': () => rssKiB(jit.processes['control plane']) };
+    const before = Object.fromEntries(Object.entries(probes).map(([n, f]) => [n, f()]));
+    const paths = { direct, plain, masked: masked.conn };
+    const runs = { direct: [], plain: [], masked: [] };
+    const peaks = { plain: {}, masked: {} };
+    // A first, unrecorded fetch on each path (caches, JIT compilers, the agent's catalog lookups).
+    for (const c of Object.values(paths)) await fetchResult(c, { query: `${query} LIMIT ${Math.ceil(rows / 10)}`, rows: 1, bytes: 1 });
+    for (let r = 0; r < cfg.maskRepeats; r++) {
+      for (const [name, c] of Object.entries(paths)) {
+        log(`masking: ${rows} rows via ${name === 'direct' ? 'direct' : `jit (${name === 'plain' ? 'no mask' : 'email masked'})`}, round ${r + 1} of ${cfg.maskRepeats}…`);
+        const stop = name === 'direct' ? undefined : rssPeaks(probes);
+        const m = await fetchResult(c, { query, rows, bytes });
+        if (stop) {
+          const p = stop();
+          for (const [n, v] of Object.entries(p)) if (!(peaks[name][n] >= v)) peaks[name][n] = v;
+        }
+        runs[name].push(m);
+      }
+    }
+    const ratios = runs.masked.map((m, i) => m.rowsPerSec / runs.plain[i].rowsPerSec).sort((a, b) => a - b);
+    const mid = ratios.length >> 1;
+    return {
+      rows,
+      bytes,
+      query,
+      rule: MASK_RULE,
+      direct: aggregate(runs.direct),
+      plain: aggregate(runs.plain),
+      masked: aggregate(runs.masked),
+      ratio: ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2,
+      rssBefore: before,
+      rssPeak: peaks,
+    };
+  } finally {
+    if (!(await disconnect(masked))) log('masking: the second jit connect did not exit cleanly');
+  }
 }
 
 async function entry() {
@@ -277,6 +384,10 @@ async function entry() {
       rounds: cfg.rounds,
       bulkRows: cfg.bulkRows,
       bulkRepeats: cfg.bulkRepeats,
+      protocolModes: cfg.protocolModes,
+      protocolSeconds: cfg.protocolSeconds,
+      maskRows: cfg.maskRows,
+      maskRepeats: cfg.maskRepeats,
       selectRuns: cfg.selectRuns,
       readyRuns: cfg.readyRuns,
       idleSteps: cfg.idleSteps,

@@ -180,3 +180,53 @@ describe('report', () => {
     assert.match(text, /opened 1000 idle connections through one jit session; select 1 ok on 1000, errors 0/);
   });
 });
+
+describe('protocol modes and masking', () => {
+  it('runs -M extended and -M prepared and a 1M-row masking fetch by default; each can be skipped', () => {
+    const c = readConfig({});
+    assert.deepEqual(c.protocolModes, ['extended', 'prepared']);
+    assert.equal(c.protocolSeconds, 5);
+    assert.equal(c.maskRows, 1_000_000);
+    assert.deepEqual(readConfig({ BENCH_PROTOCOLS: 'none', BENCH_MASK_ROWS: '0' }).protocolModes, []);
+    assert.equal(readConfig({ BENCH_MASK_ROWS: '0' }).maskRows, 0);
+    assert.throws(() => readConfig({ BENCH_PROTOCOLS: 'simple' }), /BENCH_PROTOCOLS="simple": expected extended, prepared/);
+    assert.throws(() => readConfig({ BENCH_MASK_ROWS: '-1' }), /BENCH_MASK_ROWS/);
+  });
+
+  const masking = (ratio) => ({
+    rows: 1_000_000,
+    bytes: 50_000_000,
+    query: 'SELECT id, email FROM bench_contacts',
+    direct: { ms: 500, rowsPerSec: 2_000_000, mbps: 100, runs: [{}, {}, {}] },
+    plain: { ms: 2000, rowsPerSec: 500_000, mbps: 25, runs: [{}, {}, {}] },
+    masked: { ms: 2000 / ratio, rowsPerSec: 500_000 * ratio, mbps: 25 * ratio, runs: [{}, {}, {}] },
+    ratio,
+    rssBefore: { agent: 100 * 1024, 'control plane': 150 * 1024 },
+    rssPeak: { plain: { agent: 120 * 1024, 'control plane': 160 * 1024 }, masked: { agent: 125 * 1024, 'control plane': 161 * 1024 } },
+  });
+  const label = 'masking a large result: masked ≥ 0.8× unmasked';
+
+  it('passes at ≥ 0.8× of the unmasked rate, misses below, and is n/a when skipped', () => {
+    const r = sample();
+    r.masking = masking(0.85);
+    assert.equal(targets(r).find((t) => t.label === label).status, 'PASS');
+    r.masking = masking(0.79);
+    assert.equal(targets(r).find((t) => t.label === label).status, 'MISS');
+    r.masking = { skipped: 'needs BENCH_JIT=separate' };
+    assert.match(targets(r).find((t) => t.label === label).detail, /needs BENCH_JIT=separate/);
+    delete r.masking;
+    assert.equal(targets(r).find((t) => t.label === label).status, 'n/a');
+  });
+
+  it('prints the protocol rows and the masking table with rows/s, MB/s and peak RSS', () => {
+    const r = sample();
+    r.metrics['pgbench8-prepared'] = { direct: { tps: 30000, latencyMs: 0.26 }, ssh: { tps: 9500, latencyMs: 0.85 }, jit: { tps: 1500, latencyMs: 5.3 } };
+    r.masking = masking(0.9);
+    const text = renderReport(r);
+    assert.match(text, /pgbench -S -M prepared, 8 clients: tps \(higher is better\) +30000 +9500 \(0\.32×\) +1500 \(0\.05×\)/);
+    assert.doesNotMatch(text, /-M extended/);
+    assert.match(text, /jit, email masked \(partial\) +2\.22 +450000 +22\.5 +125\.0 MiB +161\.0 MiB/);
+    assert.match(text, /masked ÷ not masked, rows\/s: 0\.90×/);
+    assert.match(text, /PASS {2}masking a large result: masked ≥ 0\.8× unmasked/);
+  });
+});

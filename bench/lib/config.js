@@ -29,8 +29,19 @@ export function readConfig(env) {
   if (idleSteps.some((n, i) => n < 1 || n > 5000 || (i > 0 && n <= idleSteps[i - 1]))) {
     throw new Error('BENCH_IDLE: counts must be ascending, each from 1 to 5000');
   }
+  // Extra pgbench -S protocol modes (the main rows use -M simple); BENCH_PROTOCOLS=none skips them.
+  const protoRaw = env.BENCH_PROTOCOLS ?? 'extended,prepared';
+  const protocolModes = protoRaw === '' || protoRaw === 'none' ? [] : protoRaw.split(',');
+  if (protocolModes.some((m) => !['extended', 'prepared'].includes(m)) || new Set(protocolModes).size !== protocolModes.length) {
+    throw new Error(`BENCH_PROTOCOLS=${JSON.stringify(protoRaw.slice(0, 40))}: expected extended, prepared, both (comma-separated) or none`);
+  }
   return {
     jitMode,
+    protocolModes,
+    protocolSeconds: int(env, 'BENCH_PROTOCOL_SECONDS', 5, 1, 600),
+    // Rows of the masking benchmark's table; 0 skips it.
+    maskRows: int(env, 'BENCH_MASK_ROWS', 1_000_000, 0, 10_000_000),
+    maskRepeats: int(env, 'BENCH_MASK_REPEATS', 3, 1, 20),
     policy,
     seconds: int(env, 'BENCH_SECONDS', 10, 1, 600),
     rounds: int(env, 'BENCH_ROUNDS', 2, 1, 20),

@@ -22,6 +22,10 @@ import { Child, freePort, now, run, sleep } from './proc.js';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const JIT_BIN = path.join(ROOT, 'bin', 'jit.js');
 export const TARGET = 'demo-db';
+/** The same database behind a second target whose policy masks bench_contacts.email (masking benchmark). */
+export const MASK_TARGET = 'demo-db-masked';
+/** The masking benchmark's rule: only on MASK_TARGET, so TARGET's policy stays what BENCH_POLICY says. */
+export const MASK_RULE = { name: 'bench-email', targets: [MASK_TARGET], columns: ['bench_contacts.email'], style: 'partial' };
 const AGENT_NAME = 'local';
 const USER = 'alice';
 
@@ -80,6 +84,10 @@ export function inspectionPolicy(level) {
   return rules;
 }
 
+function withMaskRule(rules) {
+  return { ...rules, masking: [...(rules.masking ?? []), MASK_RULE] };
+}
+
 /**
  * Start `jit server` + `jit agent` against PostgreSQL at `pgPort` (roles from provision()), with
  * the inspection rules of `policyLevel`. Returns a JitSetup.
@@ -97,9 +105,12 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword, policyL
   writeFileSync(
     path.join(jitDir, 'policy.yaml'),
     stringify({
-      targets: [{ name: TARGET, type: 'postgres', agent: AGENT_NAME, database: DATABASE, description: 'benchmark' }],
-      access: [{ name: 'bench', targets: [TARGET], groups: ['engineers'], grantRoles: [GROUP_ROLE], maxDuration: '8h' }],
-      ...inspectionPolicy(policyLevel),
+      targets: [
+        { name: TARGET, type: 'postgres', agent: AGENT_NAME, database: DATABASE, description: 'benchmark' },
+        { name: MASK_TARGET, type: 'postgres', agent: AGENT_NAME, database: DATABASE, description: 'benchmark, email masked' },
+      ],
+      access: [{ name: 'bench', targets: [TARGET, MASK_TARGET], groups: ['engineers'], grantRoles: [GROUP_ROLE], maxDuration: '8h' }],
+      ...withMaskRule(inspectionPolicy(policyLevel)),
     }),
     { mode: 0o600 },
   );
@@ -121,6 +132,7 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword, policyL
       controlPlane: serverUrl,
       targets: {
         [TARGET]: { type: 'postgres', host: '127.0.0.1', port: pgPort, database: DATABASE, adminUrlEnv: 'JIT_BENCH_ADMIN_URL', sslmode: 'disable' },
+        [MASK_TARGET]: { type: 'postgres', host: '127.0.0.1', port: pgPort, database: DATABASE, adminUrlEnv: 'JIT_BENCH_ADMIN_URL', sslmode: 'disable' },
       },
     }),
     { mode: 0o600 },
@@ -242,12 +254,12 @@ async function waitOnline(env, agentChild) {
 }
 
 /**
- * `jit connect demo-db` in the background. Resolves once the URL is printed (the session exists
+ * `jit connect demo-db` (or `target`) in the background. Resolves once the URL is printed (the session exists
  * and the port listens): `{ child, url, conn, readyMs }`. Stop it with disconnect().
  */
-export async function connect(procs, setup) {
+export async function connect(procs, setup, target = TARGET) {
   const started = now();
-  const child = procs.spawn('jit connect', process.execPath, [...nodeArgs, JIT_BIN, 'connect', TARGET, '--reason', 'benchmark'], {
+  const child = procs.spawn('jit connect', process.execPath, [...nodeArgs, JIT_BIN, 'connect', target, '--reason', 'benchmark'], {
     env: setup.env,
     stopSignal: 'SIGINT',
   });

@@ -54,11 +54,15 @@ export async function bulk(conn, { rows }) {
   return { mbps: (rows * BULK_ROW_BYTES) / 1e6 / (ms / 1000) };
 }
 
-/** `pgbench -n -S` (select-only, simple protocol) for `seconds` with `clients`/`threads`. */
-export async function pgbench(conn, { clients, threads, seconds }) {
+/**
+ * `pgbench -n -S` (select-only) for `seconds` with `clients`/`threads`, in protocol `mode`:
+ * `simple` (Query), `extended` (Parse/Bind/Execute each time, unnamed) or `prepared` (named
+ * statements parsed once, then Bind/Execute).
+ */
+export async function pgbench(conn, { clients, threads, seconds, mode = 'simple' }) {
   const r = await run(
     'pgbench',
-    ['-n', '-S', '-M', 'simple', '-c', String(clients), '-j', String(threads), '-T', String(seconds)],
+    ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(threads), '-T', String(seconds)],
     { env: pgEnv(conn), timeoutMs: (seconds + 60) * 1000 },
   );
   if (r.code !== 0) throw failure(`pgbench -c ${clients}`, r);
@@ -66,6 +70,29 @@ export async function pgbench(conn, { clients, threads, seconds }) {
   if (!parsed) throw new Error(`pgbench printed no tps/latency: ${r.stdout.slice(-300)}`);
   if (parsed.failed > 0) throw new Error(`pgbench -c ${clients}: ${parsed.failed} failed transactions`);
   return parsed;
+}
+
+/**
+ * Fetch a whole result with psql (`SELECT …` printed unaligned to /dev/null), timed by psql's
+ * \timing (process start and login not counted). `rows` and `bytes` (what the result weighs on
+ * the wire) turn the time into `{ ms, rowsPerSec, mbps }` with MB = 10^6 bytes.
+ */
+export async function fetchResult(conn, { query, rows, bytes }) {
+  const r = await run('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', '\\timing on', '-c', '\\o /dev/null', '-c', query], {
+    env: pgEnv(conn),
+    timeoutMs: 300_000,
+  });
+  if (r.code !== 0) throw failure('psql SELECT', r);
+  const ms = parsePsqlTiming(r.stdout);
+  if (ms === undefined) throw new Error(`psql printed no timing: ${r.stdout.slice(0, 200)}`);
+  return { ms, rowsPerSec: rows / (ms / 1000), mbps: bytes / 1e6 / (ms / 1000) };
+}
+
+/** One value from psql (`-A -t`), for checking what a path returns. */
+export async function psqlValue(conn, query) {
+  const r = await run('psql', ['-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', query], { env: pgEnv(conn), timeoutMs: 30_000 });
+  if (r.code !== 0) throw failure('psql', r);
+  return r.stdout.trim();
 }
 
 /** Wall time of one `psql -c 'select 1'`, process start to exit (login included): `{ ms }`. */

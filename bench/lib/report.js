@@ -14,6 +14,8 @@ export const TARGETS = {
   portReadyMs: 300,
   idleKiB: 64,
   idleConnections: 1000,
+  /** masked rows/s ÷ unmasked rows/s for a large result */
+  maskedVsUnmasked: 0.8,
 };
 
 const fmt = (v, digits) => (v === undefined || v === null || Number.isNaN(v) ? '—' : v.toFixed(digits));
@@ -35,6 +37,11 @@ export const ROWS = [
   { key: 'bulk', label: 'relay CPU, bulk: ms per MB', better: 'lower', digits: 2, pick: (m) => m.relayCpu },
   { key: 'pgbench1', label: 'relay CPU, pgbench 1 client: µs per tx', better: 'lower', digits: 0, pick: (m) => m.relayCpu },
   { key: 'pgbench8', label: 'relay CPU, pgbench 8 clients: µs per tx', better: 'lower', digits: 0, pick: (m) => m.relayCpu },
+  ...['extended', 'prepared'].flatMap((mode) => [
+    { key: `pgbench8-${mode}`, label: `pgbench -S -M ${mode}, 8 clients: tps`, better: 'higher', digits: 0, pick: (m) => m.tps },
+    { key: `pgbench8-${mode}`, label: `pgbench -S -M ${mode}, 8 clients: latency ms`, better: 'lower', digits: 3, pick: (m) => m.latencyMs },
+    { key: `pgbench8-${mode}`, label: `relay CPU, -M ${mode} 8 clients: µs per tx`, better: 'lower', digits: 0, pick: (m) => m.relayCpu },
+  ]),
   { key: 'select1', label: "psql -c 'select 1' wall ms (median)", better: 'lower', digits: 1, pick: (m) => m.ms },
   { key: 'portReady', label: 'port ready ms (median)', better: 'lower', digits: 0, pick: (m) => m.ms },
   { key: 'firstQuery', label: 'first query after ready ms (median)', better: 'lower', digits: 0, pick: (m) => m.ms },
@@ -136,6 +143,37 @@ export function memoryTable(memory, via = 'one session') {
   return lines;
 }
 
+/** The masking benchmark as text lines: the same large SELECT direct, through jit unmasked, and masked. */
+export function maskingTable(masking) {
+  if (!masking) return [];
+  if (masking.skipped) return [`masking a large result: not measured (${masking.skipped})`];
+  if (masking.error) return [`masking a large result: failed: ${masking.error}`];
+  const mb = masking.bytes / 1e6;
+  const header = ['path', 'seconds', 'rows/s', 'MB/s', 'agent RSS peak', 'control plane RSS peak'];
+  const peak = (name, proc) => (masking.rssPeak?.[name]?.[proc] === undefined ? '—' : mib(masking.rssPeak[name][proc]));
+  const rows = [
+    ['direct (reference)', masking.direct, 'direct'],
+    ['jit, email not masked', masking.plain, 'plain'],
+    ['jit, email masked (partial)', masking.masked, 'masked'],
+  ].map(([label, m, name]) => [
+    label,
+    fmt(m.ms / 1000, 2),
+    fmt(m.rowsPerSec, 0),
+    fmt(m.mbps, 1),
+    name === 'direct' ? '—' : peak(name, 'agent'),
+    name === 'direct' ? '—' : peak(name, 'control plane'),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const render = (cols) => cols.map((c, i) => (i === 0 ? pad(c, widths[i]) : padStart(c, widths[i]))).join('  ');
+  return [
+    `Masking a ${masking.rows}-row result: \`${masking.query}\` (${mb.toFixed(1)} MB of DataRows unmasked), psql, median of ${masking.masked.runs.length}`,
+    render(header),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...rows.map(render),
+    `masked ÷ not masked, rows/s: ${fmtRatio(masking.ratio)} (median of per-round ratios); RSS before: agent ${mib(masking.rssBefore?.agent)}, control plane ${mib(masking.rssBefore?.['control plane'])}`,
+  ];
+}
+
 /** PASS/MISS (or n/a when not measured) per target of the issue. */
 export function targets(results) {
   const out = [];
@@ -183,6 +221,17 @@ export function targets(results) {
       });
     }
   }
+  const mk = results.masking;
+  const mkLabel = `masking a large result: masked ≥ ${TARGETS.maskedVsUnmasked}× unmasked`;
+  if (!mk || mk.skipped || mk.error) {
+    out.push({ status: 'n/a', label: mkLabel, detail: `not measured${mk?.skipped ? ` (${mk.skipped})` : mk?.error ? ` (${mk.error})` : ' (BENCH_MASK_ROWS=0)'}` });
+  } else {
+    out.push({
+      status: mk.ratio >= TARGETS.maskedVsUnmasked ? 'PASS' : 'MISS',
+      label: mkLabel,
+      detail: `${fmt(mk.masked.rowsPerSec, 0)} vs ${fmt(mk.plain.rowsPerSec, 0)} rows/s over ${mk.rows} rows; ${fmtRatio(mk.ratio)}`,
+    });
+  }
   const want = TARGETS.idleConnections;
   if (!mem || mem.error) {
     out.push({ status: 'n/a', label: `${want} idle connections held without errors`, detail: `not measured${mem?.error ? ` (${mem.error})` : ''}` });
@@ -206,12 +255,15 @@ export function renderReport(results) {
     `software: Node ${m.node}; PostgreSQL server ${m.pgServer}; ${m.psql}; ${m.ssh}`,
     `jit: ${m.jitDescription}`,
     `jit built from: ${m.commit ?? 'unknown'}`,
-    `settings: pgbench ${m.rounds} × ${m.seconds} s (BENCH_ROUNDS × BENCH_SECONDS, median), bulk ${m.bulkRows} rows × ${m.bulkRepeats} (median), select 1 × ${m.selectRuns}, port ready × ${m.readyRuns}, idle steps ${m.idleSteps.join('/')}`,
+    `settings: pgbench ${m.rounds} × ${m.seconds} s (BENCH_ROUNDS × BENCH_SECONDS, median), bulk ${m.bulkRows} rows × ${m.bulkRepeats} (median), select 1 × ${m.selectRuns}, port ready × ${m.readyRuns}, idle steps ${m.idleSteps.join('/')}` +
+      (m.protocolModes?.length ? `, -M ${m.protocolModes.join('/')} ${m.rounds} × ${m.protocolSeconds} s` : '') +
+      (m.maskRows ? `, masking ${m.maskRows} rows × ${m.maskRepeats}` : ''),
     '',
     ...mainTable(results),
     '',
     ...(results.memory ? ['Idle connections through one jit session', ...memoryTable(results.memory, 'one jit session'), ''] : []),
     ...(results.sshMemory ? ['Idle connections through ssh -L (for comparison; no target)', ...memoryTable(results.sshMemory, 'one ssh connection'), ''] : []),
+    ...(results.masking ? [...maskingTable(results.masking), ''] : []),
     'Targets (from the issue)',
   ];
   for (const t of targets(results)) lines.push(`  ${pad(t.status, 4)}  ${pad(t.label, 58)}  ${t.detail}`);
