@@ -142,6 +142,8 @@ describe('a statement that needs approval', () => {
       const stmt = 'DELETE FROM items WHERE id = 1';
       const del = settle(c.query(stmt));
       const id = await heldRequest(stmt);
+      // (jit connect reports a decision only for a request it has seen waiting.)
+      await connect.waitForLine('stderr', new RegExp(`^waiting for approval of: ${stmt} \\(request ${id};`), 15_000);
       const no = await runJit(['deny', id, '--reason', 'not during the freeze'], { home: bobHome });
       expect(no.code, no.stderr).toBe(0);
       const res = await del;
@@ -244,6 +246,6 @@ describe('a statement that needs approval', () => {
       return (parsed.request ?? parsed).state === 'cancelled';
     }, 15_000);
     expect(cancelled).toBe(true);
-    expect((await sql(dbUrl(), 'select count(*)::int as n from items where id = 20'))[0].n).toBe(1);
+    expect((await sql(dbUrl(), "select count(*)::int as n from items where id = 20"))[0]?.n).toBe(1);
   });
 });
