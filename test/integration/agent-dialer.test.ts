@@ -216,7 +216,7 @@ describe('agent control channel', () => {
     expect(hello).toMatchObject({
       agent: 'agent-1',
       protocol: 1,
-      capabilities: ['postgres.scram-local', 'postgres.inspect'],
+      capabilities: ['postgres.scram-local', 'postgres.inspect', 'ssh'],
       targets: [
         { name: 'test-db', type: 'postgres' },
         { name: 'down-db', type: 'postgres' },
