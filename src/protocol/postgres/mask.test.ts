@@ -119,6 +119,14 @@ describe('planMasking', () => {
     const plan = planMasking([field(0, T.text, 0, 0)], resolve, [rule({ columns: ['email'] })], { hashKey: KEY });
     expect(plan.active).toBe(false);
   });
+  it('regression: a function returning a masked table\'s rows (table OID 0) leaked the column — masked by name', () => {
+    // SELECT * FROM all_customers() — RETURNS SETOF customers: the server reports no table for
+    // the fields, so only their names can tie them to customers.email.
+    const fields = [field(0, T.text, 0, 0, 'email'), field(0, T.text, 0, 0, 'name')];
+    const plan = planMasking(fields, resolve, [rule({ columns: ['customers.email'], style: 'full' })], { hashKey: KEY });
+    expect(texts(maskDataRow(dataRow(['alice@example.com', 'Alice']), plan)!)).toEqual(['****', 'Alice']);
+    expect(describeMasking(plan).columns).toEqual([{ name: 'email', rule: 'r' }]);
+  });
   it('rejects a hash key shorter than 16 bytes', () => {
     expect(() => planMasking([], resolve, [], { hashKey: 'short' })).toThrow(JitError);
     expect(() => configureMasking({ hashKey: Buffer.alloc(8) })).toThrow(JitError);

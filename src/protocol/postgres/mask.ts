@@ -221,6 +221,13 @@ export function planMasking(
         continue;
       }
       rule = matchColumn(specs, id);
+    } else if (specs.length > 0) {
+      // No table behind the field (a function's rows, a computed value): its name is all that ties
+      // it to a masked column. `SELECT * FROM f()` where f returns SETOF customers must not leak
+      // customers.email, so a computed field named like a masked column is masked (over-masking a
+      // harmless value of the same name is the safe mistake).
+      const name = f.name.toLowerCase();
+      rule = specs.find((s) => s.column === name)?.rule;
     }
     if (rule) {
       styles[i] = STYLE_CODES[rule.style];
