@@ -123,7 +123,7 @@ describe('jit dev', () => {
         `SELECT g.rolname || ':' || m.admin_option FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
          JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = 'jit_admin' ORDER BY 1`,
       ),
-    ).toBe('demo_reader:true\ndemo_writer:true\npg_signal_backend:false');
+    ).toBe('demo_admin:true\ndemo_reader:true\ndemo_writer:true\npg_signal_backend:false');
     expect(await psql(su, "SELECT has_table_privilege('demo_writer', 'orders', 'INSERT'), has_table_privilege('demo_reader', 'orders', 'INSERT')")).toBe('t|f');
     // Loopback only.
     expect(await psql(su, 'SHOW listen_addresses')).toBe('127.0.0.1');
