@@ -22,6 +22,7 @@ import { errorFromBody, JitError } from '../src/shared/errors/jit-error.js';
 import type { Logger } from '../src/shared/log.js';
 import type { Clock } from '../src/shared/runtime/ctx.js';
 import type { AgentEventInput } from './events.js';
+import { readJsonBody } from '../src/shared/http/read-json-body.js';
 
 /** Close code the control plane uses when it refuses the agent token. */
 export const CLOSE_TOKEN_REFUSED = 4401;
@@ -359,22 +360,9 @@ export function dialStream(opts: DialStreamOptions): Promise<Socket> {
       resolve(socket);
     });
     req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size <= 16 * 1024) chunks.push(c);
-      });
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
-        fail(errorFromBody(body, res.statusCode === 401 ? 'JIT_AGENT_AUTH_FAILED' : 'JIT_TARGET_UNREACHABLE'));
-      });
-      res.on('error', () => fail(new JitError('JIT_TARGET_UNREACHABLE')));
+      void readJsonBody(res, 16 * 1024).then((body) =>
+        fail(errorFromBody(body, res.statusCode === 401 ? 'JIT_AGENT_AUTH_FAILED' : 'JIT_TARGET_UNREACHABLE')),
+      );
     });
     req.on('error', (err) => fail(new JitError('JIT_TARGET_UNREACHABLE', { detail: err.message, cause: err })));
     req.end();

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { API_PREFIX, RELAY_ACCESS_TOKEN_HEADER, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
 import type { ErrorCode } from '../../shared/errors/codes.js';
 import { errorFromBody, isJitError, JitError } from '../../shared/errors/jit-error.js';
+import { readJsonBody } from '../../shared/http/read-json-body.js';
 import { clean } from '../output/style.js';
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;
@@ -58,30 +59,6 @@ function codeForStatus(status: number): ErrorCode {
   return 'JIT_PROTOCOL_ERROR';
 }
 
-function readErrorBody(res: http.IncomingMessage): Promise<unknown> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_ERROR_BODY_BYTES) {
-        res.destroy();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(c);
-    });
-    res.on('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      } catch {
-        resolve(undefined);
-      }
-    });
-    res.on('error', () => resolve(undefined));
-    res.on('aborted', () => resolve(undefined));
-  });
-}
 
 /**
  * Splice `local` to a new relay stream. Resolves when both sockets are closed; never rejects.
@@ -169,7 +146,7 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
       });
 
       req.on('response', async (res) => {
-        const body = await readErrorBody(res);
+        const body = await readJsonBody(res, MAX_ERROR_BODY_BYTES);
         const raw = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
         // Server text reaches the user's terminal and the client's error message: no escape sequences.
         refuse(new JitError(raw.code, { message: clean(raw.message), hint: clean(raw.hint) }));

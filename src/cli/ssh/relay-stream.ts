@@ -10,6 +10,7 @@ import { API_PREFIX, RELAY_ACCESS_TOKEN_HEADER, STREAM_UPGRADE_PROTOCOL } from '
 import type { ErrorCode } from '../../shared/errors/codes.js';
 import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
 import { clean } from '../output/style.js';
+import { readJsonBody } from '../../shared/http/read-json-body.js';
 
 export interface RelayStreamTarget {
   server: string;
@@ -63,23 +64,10 @@ export function openRelayStream(t: RelayStreamTarget): Promise<Socket> {
       fail(new JitError('JIT_SERVER_UNREACHABLE', { message: `The relay at ${t.server} cannot be reached`, detail: err.message, cause: err })),
     );
     req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size <= 64 * 1024) chunks.push(c);
-      });
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
+      void readJsonBody(res, 64 * 1024).then((body) => {
         const raw = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
         fail(new JitError(raw.code, { message: clean(raw.message), hint: clean(raw.hint) }));
       });
-      res.on('error', () => fail(new JitError('JIT_SERVER_UNREACHABLE', { message: 'The relay connection broke' })));
     });
     req.on('upgrade', (res, socket, head) => {
       if ((res.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
