@@ -80,7 +80,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     logger,
   });
 
-  const ssh = createSshService({ config, env, emit, send: (m) => channel.send(m), registry, logger, clock });
+  const ssh = createSshService({ config, env, emit, send: (m) => channel.send(m), registry, logger, clock, approve: approvals.await });
 
   const engineDeps = (t: { roles: PostgresRoles; catalog: Catalog }) => ({
     roles: t.roles,

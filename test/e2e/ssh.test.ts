@@ -23,6 +23,7 @@ import { sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const run = promisify(execFile);
 const alicePassword = USERS.find((u) => u.username === 'alice')!.password;
+const bobPassword = USERS.find((u) => u.username === 'bob')!.password;
 
 describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
   let sshd: TestSshd;
@@ -31,6 +32,7 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
   let agent: SpawnedJit;
   let agentConfig: string;
   let home: string;
+  let bobHome: string;
   const ssh = (args: string[], input?: string, timeoutMs = 30_000) =>
     runJit(['ssh', '--server', cp.url, ...args], { home, ...(input !== undefined ? { input } : {}), timeoutMs });
   const startAgent = async () => {
@@ -50,6 +52,13 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
         access: [{ name: 'engineers', targets: ['web-1'], groups: ['engineers'], logins: [sshd.login] }],
         guardrails: [
           { name: 'no-reboot', targets: ['web-1'], match: { commands: ['reboot', 'shutdown'] }, action: 'block' },
+          {
+            name: 'restarts-need-bob',
+            targets: ['web-1'],
+            match: { commands: ['echo approve-me'] },
+            action: 'require-approval',
+            approvers: { users: ['bob'], timeout: '10m' },
+          },
         ],
       },
       sessions: { heartbeatTimeout: '5s', heartbeatInterval: '1s' },
@@ -66,7 +75,7 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     server = spawnJit(['server', '--config', cp.serverConfigPath, '--log-level', 'warn'], { home: makeHome() });
     await server.waitForLine('stderr', /listening on/, 30_000);
     await startAgent();
-    home = await cliLogin(cp.url, 'alice', alicePassword);
+    [home, bobHome] = await Promise.all([cliLogin(cp.url, 'alice', alicePassword), cliLogin(cp.url, 'bob', bobPassword)]);
   });
 
   afterAll(async () => {
@@ -105,6 +114,48 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe('jit: blocked by rule no-reboot: `reboot`\n');
     expect(r.code).toBe(4);
+  });
+
+  /** The id of bob's pending request holding exactly `command` (waits for the agent to file it). */
+  const heldCommand = async (command: string): Promise<string> => {
+    let id: string | undefined;
+    const found = await eventually(async () => {
+      const r = await runJit(['requests', '--to-review', '--json', '--server', cp.url], { home: bobHome });
+      const parsed = JSON.parse(r.stdout);
+      const list = (Array.isArray(parsed) ? parsed : parsed.requests) as any[];
+      id = list.find((x) => x.kind === 'statement' && x.state === 'pending' && x.statement?.sql === command)?.id;
+      return id !== undefined;
+    }, 20_000);
+    expect(found, `no pending request for ${command}`).toBe(true);
+    return id!;
+  };
+
+  it('holds a require-approval command until bob approves it, then runs exactly it', async () => {
+    const command = 'echo approve-me && echo ran; exit 5';
+    const child = spawnJit(['ssh', '--server', cp.url, 'web-1', '--', command], { home });
+    await child.waitForLine('stderr', /^jit: waiting for approval of: echo approve-me && echo ran; exit 5 \(rule restarts-need-bob; approvers: bob\)$/, 20_000);
+    const id = await heldCommand(command);
+    expect(child.stdout()).toBe('');
+    expect((await runJit(['approve', id, '--server', cp.url], { home: bobHome })).code).toBe(0);
+    const { code } = await child.exited(20_000);
+    expect(child.stdout()).toBe('approve-me\nran\n');
+    expect(code).toBe(5);
+    const ev = await runJit(['replay', await lastSession(), '--events', '--server', cp.url], { home });
+    expect(ev.stdout).toMatch(/command\.executed\s+echo approve-me && echo ran; exit 5 {2}→ exit 5/);
+  });
+
+  it('refuses a require-approval command bob denies, with his reason and exit code 4', async () => {
+    const command = 'echo approve-me --no';
+    const child = spawnJit(['ssh', '--server', cp.url, 'web-1', '--', command], { home });
+    const id = await heldCommand(command);
+    expect((await runJit(['deny', id, '--reason', 'not during the freeze', '--server', cp.url], { home: bobHome })).code).toBe(0);
+    const { code } = await child.exited(20_000);
+    expect(code).toBe(4);
+    expect(child.stdout()).toBe('');
+    expect(child.stderr()).toBe(
+      'jit: waiting for approval of: echo approve-me --no (rule restarts-need-bob; approvers: bob)\n' +
+        'jit: `echo approve-me --no` needs approval (rule restarts-need-bob) and bob denied it: not during the freeze\n',
+    );
   });
 
   it('refuses a login policy does not allow', async () => {

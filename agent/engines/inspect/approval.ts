@@ -137,10 +137,13 @@ export class StatementApprovals {
     const { clock } = this.deps;
     const refuse = (reason: string): Promise<ApprovalDecision> => Promise.resolve({ approved: false, reason });
     if (req.signal?.aborted) return Promise.resolve({ approved: false, reason: 'the client cancelled it', cancelled: true });
-    const rule = req.session.inspection?.guardrails.find((g) => g.name === req.rule && g.action === 'require-approval');
+    // An SSH session's command guardrails ask for approval the same way (the "statement" is the
+    // command line); session-kind grants are SQL fingerprints, so they never apply to commands.
+    const guardrails = req.session.ssh ? req.session.ssh.guardrails : req.session.inspection?.guardrails;
+    const rule = guardrails?.find((g) => g.name === req.rule && g.action === 'require-approval');
     if (!req.rule || !rule) return refuse('the rule is not part of this session');
     const now = clock.now();
-    const fingerprint = statementFingerprint(req.sql);
+    const fingerprint = req.session.ssh ? undefined : statementFingerprint(req.sql);
 
     const grant = fingerprint ? this.grants.get(req.session.id)?.get(fingerprint) : undefined;
     if (grant && grant.rule === req.rule && grant.until > now) {

@@ -29,6 +29,7 @@ import { isJitError, JitError } from '../../../src/shared/errors/jit-error.js';
 import type { Logger } from '../../../src/shared/log.js';
 import type { Clock } from '../../../src/shared/runtime/ctx.js';
 import type { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
+import type { ApprovalDecision, AwaitApproval } from '../inspect/approval.js';
 import type { EmitEvent } from '../../events.js';
 import type { LiveStream, StreamRegistry } from '../../streams.js';
 import { runBridge } from './bridge.js';
@@ -52,7 +53,15 @@ export interface SshEngineDeps {
   random(n: number): Buffer;
   /** How long the CLI has to send its request (default 30 s). */
   requestTimeoutMs?: number;
+  /**
+   * The hold point for `require-approval` commands and shells (the agent's StatementApprovals).
+   * Without it such a command is refused, as before approvals existed.
+   */
+  approve?: AwaitApproval;
 }
+
+/** What an approver is shown for an interactive shell (it has no command line). */
+export const SHELL_APPROVAL_TEXT = '<interactive shell>';
 
 /** Signals the CLI may forward (ssh's own list, RFC 4254 §6.10, minus the exotic). */
 const SIGNALS = new Set(['INT', 'TERM', 'HUP', 'QUIT', 'KILL', 'USR1', 'USR2', 'ALRM', 'PIPE']);
@@ -119,7 +128,7 @@ export async function handleSshClient(
       });
       return;
     }
-    await runTerminal(socket, session, rules, target, deps, request, rest, (c) => {
+    await runTerminal(socket, session, rules, target, deps, request, rest, opts.streamId, (c) => {
       client = c;
     });
   } catch (err) {
@@ -188,14 +197,29 @@ async function runTerminal(
   deps: SshEngineDeps,
   req: SshRequest,
   rest: Buffer,
+  streamId: string,
   onClient: (c: ssh2.Client) => void,
 ): Promise<void> {
   const command = req.mode === 'exec' ? req.command! : undefined;
-  const verdict = command !== undefined ? judgeCommand(command, rules.guardrails) : judgeShell(rules.guardrails);
-  if (verdict.action !== 'allow') {
-    const line = auditRefusal(deps, session, verdict, { command });
-    // A raw terminal needs the carriage return; a pipe does not.
-    socket.write(encodeFrame(FrameType.stderr, `${line}${req.pty ? '\r\n' : '\n'}`));
+  let verdict: CommandVerdict = command !== undefined ? judgeCommand(command, rules.guardrails) : judgeShell(rules.guardrails);
+  // A raw terminal needs the carriage return; a pipe does not.
+  const eol = req.pty ? '\r\n' : '\n';
+  let approval: Extract<ApprovalDecision, { approved: true }> | undefined;
+  let deniedLine: string | undefined;
+  if (verdict.action === 'require-approval' && deps.approve && verdict.rule) {
+    const decision = await holdForApproval(socket, session, deps.approve, verdict, command, streamId, eol);
+    if (decision.approved) approval = decision;
+    else {
+      verdict = { ...verdict, reason: decision.reason };
+      // Like PostgreSQL's "this statement needs approval (rule …) and <reason>".
+      deniedLine = `jit: ${refusalSubject(verdict)} needs approval (rule ${verdict.rule}) and ${decision.reason}`;
+    }
+  }
+  if (verdict.action !== 'allow' && !approval) {
+    const refused = auditRefusal(deps, session, verdict, { command });
+    const line = deniedLine ?? refused;
+    if (socket.destroyed) return;
+    socket.write(encodeFrame(FrameType.stderr, `${line}${eol}`));
     sendExit(socket, { status: SSH_BLOCKED_STATUS, blocked: { rule: verdict.rule ?? 'jit', action: verdict.action } });
     return;
   }
@@ -224,7 +248,13 @@ async function runTerminal(
     session: session.id,
     target: session.target,
     outcome: 'info',
-    data: { login: rules.login, ...(command !== undefined ? { command } : {}), pty: req.pty, ...(req.pty ? { term: req.term } : {}) },
+    data: {
+      login: rules.login,
+      ...(command !== undefined ? { command } : {}),
+      pty: req.pty,
+      ...(req.pty ? { term: req.term } : {}),
+      ...(approval ? { approval: { rule: verdict.rule, ...(approval.request ? { request: approval.request } : {}), ...(approval.by ? { by: approval.by } : {}) } } : {}),
+    },
   });
   const recording = deps.recordings.attach(session.id, () => ({
     width: req.cols,
@@ -342,4 +372,53 @@ async function runTerminal(
   recording.release();
   sendExit(socket, exit);
   client.end();
+}
+
+/** How a refusal names what it refused (as refusalLine does). */
+function refusalSubject(v: CommandVerdict): string {
+  return v.message ?? (v.command ? `\`${v.command.slice(0, 200)}\`` : 'interactive shell');
+}
+
+/**
+ * Hold a `require-approval` command (or shell) until the control plane's decision. The approver
+ * is shown exactly the command line; StatementApprovals releases it only under an approval whose
+ * digest is that of this exact line (params []), so an approval of X never runs Y. The user hears
+ * one stderr line that it waits. The wait ends (refused) when the stream closes.
+ */
+async function holdForApproval(
+  socket: Duplex,
+  session: SessionInfo,
+  approve: AwaitApproval,
+  v: CommandVerdict,
+  command: string | undefined,
+  streamId: string,
+  eol: string,
+): Promise<ApprovalDecision> {
+  const text = command ?? SHELL_APPROVAL_TEXT;
+  const rule = session.ssh?.guardrails.find((g) => g.name === v.rule);
+  const approvers = [...(rule?.approvers?.users ?? []), ...(rule?.approvers?.groups ?? []).map((g) => `group ${g}`)];
+  const shown = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, 200);
+  socket.write(
+    encodeFrame(
+      FrameType.stderr,
+      `jit: waiting for approval of: ${shown} (rule ${v.rule}${approvers.length ? `; approvers: ${approvers.join(', ')}` : ''})${eol}`,
+    ),
+  );
+  const abort = new AbortController();
+  const onClose = () => abort.abort();
+  socket.once('close', onClose);
+  try {
+    return await approve({
+      session,
+      target: session.target,
+      stream: streamId,
+      sql: text,
+      params: [],
+      rule: v.rule,
+      kind: command !== undefined ? 'command' : 'shell',
+      signal: abort.signal,
+    });
+  } finally {
+    socket.off('close', onClose);
+  }
 }

@@ -11,6 +11,7 @@ import type { Clock } from '../../../src/shared/runtime/ctx.js';
 import { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
 import type { EmitEvent } from '../../events.js';
 import type { StreamRegistry } from '../../streams.js';
+import type { AwaitApproval } from '../inspect/approval.js';
 import { handleSshClient, type SshTargetRef } from './engine.js';
 import { AgentRecordings } from './recorder.js';
 import { knownHostKeys } from './upstream.js';
@@ -24,6 +25,8 @@ export interface SshServiceDeps {
   registry: StreamRegistry;
   logger: Logger;
   clock: Clock;
+  /** The hold point for require-approval commands (the agent's StatementApprovals.await). */
+  approve?: AwaitApproval;
 }
 
 export interface SshService {
@@ -51,6 +54,7 @@ export function createSshService(deps: SshServiceDeps): SshService {
     logger: deps.logger,
     clock: deps.clock,
     random: randomBytes,
+    ...(deps.approve ? { approve: deps.approve } : {}),
   };
   return {
     serves: (target) => targets.has(target),

@@ -17,6 +17,7 @@ import {
   type AgentApprovalCancel,
   type AgentApprovalRequest,
   InspectionRules,
+  SshSessionRules,
   type ServerApprovalDecision,
   statementDigest,
 } from '../../shared/contract/agent.js';
@@ -447,10 +448,9 @@ export class ApprovalService {
       this.deps.onStatementDecided?.(agent, { type: 'approval.decision', requestId: msg.requestId, decision: 'denied', digest: msg.digest, reason });
     if (!session || session.agent !== agent || session.state !== 'active') return refuse('no such active session on this agent');
     if (statementDigest(msg.sql, msg.params) !== msg.digest) return refuse('the digest does not match the statement');
-    const rules = session.inspection ? InspectionRules.safeParse(JSON.parse(session.inspection)) : undefined;
-    const rule: Guardrail | undefined = rules?.success
-      ? rules.data.guardrails.find((g) => g.name === msg.rule && g.action === 'require-approval')
-      : undefined;
+    const rule: Guardrail | undefined = sessionGuardrails(session.inspection).find(
+      (g) => g.name === msg.rule && g.action === 'require-approval',
+    );
     if (!rule) return refuse(`rule ${msg.rule} does not ask for approval in this session`);
     const existing = await this.findStatement(agent, msg.requestId);
     if (existing) return; // a resend after a reconnect: the decision follows when it is made
@@ -747,4 +747,25 @@ export function decidedError(row: RequestsTable, now?: number, reviewer = false)
     default:
       return new JitError('JIT_APPROVAL_DECIDED', { message: `Request ${row.id} is ${state}` });
   }
+}
+
+/**
+ * The guardrails a session was started with: postgres sessions store InspectionRules, SSH
+ * sessions `{ ssh: SshSessionRules }` (their command guardrails ask for approval the same way).
+ * Anything unreadable gives none, so nothing can be approved under it (fail closed).
+ */
+function sessionGuardrails(stored: string | null): Guardrail[] {
+  if (!stored) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stored);
+  } catch {
+    return [];
+  }
+  if (parsed && typeof parsed === 'object' && 'ssh' in parsed) {
+    const ssh = SshSessionRules.safeParse((parsed as { ssh: unknown }).ssh);
+    return ssh.success ? ssh.data.guardrails : [];
+  }
+  const rules = InspectionRules.safeParse(parsed);
+  return rules.success ? rules.data.guardrails : [];
 }
