@@ -8,9 +8,9 @@ import { createHash, createPrivateKey, generateKeyPairSync, type KeyObject } fro
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { JitError } from '../../shared/errors/jit-error.js';
-import { type AuditPublicJwk, type Checkpoint, publicKeyMap, signCheckpoint } from './chain.js';
+import { type AuditPublicJwk, type Checkpoint, publicKeyMap, signCheckpoint } from '../../shared/audit/chain.js';
+import { PublicJwk, parsePublicJwk } from '../../shared/audit/public-key.js';
 
-const PublicJwk = z.object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string().min(40).max(50), kid: z.string().min(1).max(80) });
 const KeyFile = z.object({
   kty: z.literal('OKP'),
   crv: z.literal('Ed25519'),
@@ -21,12 +21,7 @@ const KeyFile = z.object({
   previous: z.array(PublicJwk).default([]),
 });
 
-/** A public JWK from a `--key` file or the key endpoint, validated. */
-export function parsePublicJwk(value: unknown): AuditPublicJwk {
-  const r = PublicJwk.safeParse(value);
-  if (!r.success) throw new JitError('JIT_USAGE', { message: 'The key is not an Ed25519 public JWK (kty OKP, crv Ed25519, x, kid)' });
-  return r.data;
-}
+export { parsePublicJwk };
 
 /** Signs checkpoints; knows every public key that old checkpoints may name. */
 export class AuditSigner {

@@ -13,7 +13,7 @@ import type { Logger } from '../../shared/log.js';
 import type { Clock } from '../../shared/runtime/ctx.js';
 import type { AuditTable, Db, Schema } from '../store/db.js';
 import type { AuditSigner } from './audit-key.js';
-import { type Checkpoint, eventHash, GENESIS_HASH } from './chain.js';
+import { type Checkpoint, eventHash, GENESIS_HASH } from '../../shared/audit/chain.js';
 
 export type Outcome = 'success' | 'failure' | 'info';
 

@@ -7,9 +7,9 @@ import { systemClock } from '../../shared/runtime/ctx.js';
 import { openSqliteStore } from '../store/db.js';
 import { AuditSigner } from './audit-key.js';
 import { AuditLog } from './audit-log.js';
-import { canonicalJson } from './chain.js';
+import { canonicalJson } from '../../shared/audit/chain.js';
 import { dbEventSource } from './db-source.js';
-import { verifyAudit } from './verify.js';
+import { verifyAudit } from '../../shared/audit/verify.js';
 
 const dirs: string[] = [];
 afterEach(() => {

@@ -9,7 +9,7 @@ import { JitError } from '../../shared/errors/jit-error.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { dbEventSource, toCheckpoint } from '../audit/db-source.js';
 import { buildReport } from '../audit/report.js';
-import { verifyAudit } from '../audit/verify.js';
+import { verifyAudit } from '../../shared/audit/verify.js';
 import { type Admins, authenticate, isAdmin, type Principal, type TokenVerifier } from '../auth.js';
 import type { Db } from '../store/db.js';
 

@@ -9,7 +9,7 @@
  * access could have rewritten that tail wholesale; forwarding to a SIEM covers it).
  */
 import type { KeyObject } from 'node:crypto';
-import type { AuditProblem, AuditVerifyResult } from '../../shared/contract/http.js';
+import type { AuditProblem, AuditVerifyResult } from '../contract/http.js';
 import {
   type ChainAnchor,
   type ChainedEvent,
