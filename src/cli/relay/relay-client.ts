@@ -3,17 +3,13 @@
  * upgraded to `jit-stream/1`. After the 101 the connection carries raw bytes both ways, so the
  * hot path is two `pipe`s with backpressure and no per-chunk work of ours.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { API_PREFIX, RELAY_ACCESS_TOKEN_HEADER, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
-import type { ErrorCode } from '../../shared/errors/codes.js';
-import { errorFromBody, isJitError, JitError } from '../../shared/errors/jit-error.js';
-import { readJsonBody } from '../../shared/http/read-json-body.js';
-import { clean } from '../output/style.js';
+import { isJitError, JitError } from '../../shared/errors/jit-error.js';
+import { isStreamUpgrade, relayRefusal, relayUpgradeRequest } from './upgrade-request.js';
 
-const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const DEFAULT_UPGRADE_TIMEOUT_MS = 30_000;
 
 export interface RelayTarget {
@@ -50,14 +46,6 @@ export interface RelayHooks {
   onRefused?(local: Socket, error: JitError): void;
 }
 
-function codeForStatus(status: number): ErrorCode {
-  if (status === 401) return 'JIT_GRANT_INVALID';
-  if (status === 403) return 'JIT_ACCESS_DENIED';
-  if (status === 404) return 'JIT_SESSION_NOT_FOUND';
-  if (status === 410) return 'JIT_SESSION_ENDED';
-  if (status === 502 || status === 503 || status === 504) return 'JIT_TARGET_UNREACHABLE';
-  return 'JIT_PROTOCOL_ERROR';
-}
 
 
 /**
@@ -110,31 +98,14 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
         finish();
         return;
       }
-      const url = new URL(`${target.server}${API_PREFIX}/relay/${encodeURIComponent(target.sessionId)}`);
-      const isHttps = url.protocol === 'https:';
-      const options: https.RequestOptions = {
-        method: 'GET',
-        protocol: url.protocol,
-        hostname: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port || (isHttps ? 443 : 80),
-        path: url.pathname,
-        // One TCP connection per stream: an upgraded socket must never come from or return to a pool.
-        agent: false,
-        headers: {
-          authorization: `Bearer ${target.grant}`,
-          ...(accessToken ? { [RELAY_ACCESS_TOKEN_HEADER]: accessToken } : {}),
-          connection: 'Upgrade',
-          upgrade: STREAM_UPGRADE_PROTOCOL,
-        },
-        ...(isHttps ? target.tls : {}),
-      };
-      req = (isHttps ? https : http).request(options);
-      req.setNoDelay(true);
-      req.setTimeout(target.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, () => {
+      const r = relayUpgradeRequest(target, accessToken);
+      req = r;
+      r.setNoDelay(true);
+      r.setTimeout(target.upgradeTimeoutMs ?? DEFAULT_UPGRADE_TIMEOUT_MS, () => {
         fail(new JitError('JIT_TARGET_UNREACHABLE', { message: 'The relay did not open the stream in time' }));
       });
 
-      req.on('error', (err) => {
+      r.on('error', (err) => {
         if (upgraded) return;
         fail(
           new JitError('JIT_SERVER_UNREACHABLE', {
@@ -145,15 +116,12 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
         );
       });
 
-      req.on('response', async (res) => {
-        const body = await readJsonBody(res, MAX_ERROR_BODY_BYTES);
-        const raw = errorFromBody(body, codeForStatus(res.statusCode ?? 0));
-        // Server text reaches the user's terminal and the client's error message: no escape sequences.
-        refuse(new JitError(raw.code, { message: clean(raw.message), hint: clean(raw.hint) }));
+      r.on('response', (res) => {
+        void relayRefusal(res).then(refuse);
       });
 
-      req.on('upgrade', (res, socket, head) => {
-        if ((res.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE_PROTOCOL) {
+      r.on('upgrade', (res, socket, head) => {
+        if (!isStreamUpgrade(res)) {
           socket.destroy();
           fail(new JitError('JIT_PROTOCOL_ERROR', { message: 'The relay answered with an unknown protocol' }));
           return;
@@ -190,7 +158,7 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
         hooks.onUpgraded?.();
       });
 
-      req.end();
+      r.end();
     };
 
     if (!target.accessToken) {
