@@ -9,8 +9,8 @@
  * (documented in docs/policy.md). A failed look-up throws; callers refuse the result (fail closed).
  */
 import pg from 'pg';
-import type { Logger } from '../src/shared/log.js';
-import type { Clock } from '../src/shared/runtime/ctx.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 export interface ColumnIdentity {
   schema?: string;

@@ -16,13 +16,13 @@ import {
   AgentEvent,
   type AgentToServer,
   ServerToAgent,
-} from '../src/shared/contract/agent.js';
-import { STREAM_UPGRADE_PROTOCOL } from '../src/shared/contract/http.js';
-import { errorFromBody, JitError } from '../src/shared/errors/jit-error.js';
-import type { Logger } from '../src/shared/log.js';
-import type { Clock } from '../src/shared/runtime/ctx.js';
+} from '#shared/contract/agent.js';
+import { STREAM_UPGRADE_PROTOCOL } from '#shared/contract/http.js';
+import { errorFromBody, JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { AgentEventInput } from './events.js';
-import { readJsonBody } from '../src/shared/http/read-json-body.js';
+import { readJsonBody } from '#shared/http/read-json-body.js';
 
 /** Close code the control plane uses when it refuses the agent token. */
 export const CLOSE_TOKEN_REFUSED = 4401;

@@ -4,13 +4,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { AgentConfig, AgentPostgresTarget } from '../src/shared/config/agent.js';
-import { AGENT_PROTOCOL_VERSION, type ServerToAgent } from '../src/shared/contract/agent.js';
-import { isErrorCode } from '../src/shared/errors/codes.js';
-import { JitError } from '../src/shared/errors/jit-error.js';
-import type { Logger } from '../src/shared/log.js';
-import { type Clock, systemClock } from '../src/shared/runtime/ctx.js';
-import { loadSqlParser } from '../src/protocol/postgres/classify.js';
+import type { AgentConfig, AgentPostgresTarget } from '#shared/config/agent.js';
+import { AGENT_PROTOCOL_VERSION, type ServerToAgent } from '#shared/contract/agent.js';
+import { isErrorCode } from '#shared/errors/codes.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import { type Clock, systemClock } from '#shared/runtime/ctx.js';
+import { loadSqlParser } from '#protocol/postgres/classify.js';
 import { Catalog } from './catalog.js';
 import { PostgresRoles } from './credentials/postgres-roles.js';
 import { ControlChannel, dialStream } from './dialer.js';

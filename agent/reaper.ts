@@ -6,8 +6,8 @@
  * plane cannot answer, only roles whose VALID UNTIL has passed are dropped (a live session must
  * never lose its credential because the control plane was briefly away).
  */
-import type { Logger } from '../src/shared/log.js';
-import type { Clock } from '../src/shared/runtime/ctx.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { PostgresRoles } from './credentials/postgres-roles.js';
 
 export interface ReaperDeps {

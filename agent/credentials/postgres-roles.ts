@@ -13,13 +13,13 @@
  * - Only names matching `^jit_[a-z0-9]{20}$` are ever created or dropped.
  */
 import pg from 'pg';
-import { quoteIdent, quoteLiteral } from '../../src/protocol/postgres/sql-quote.js';
-import { makeScramVerifier, scramVerifierString } from '../../src/protocol/postgres/scram.js';
-import type { AgentPostgresTarget } from '../../src/shared/config/agent.js';
-import type { SessionInfo } from '../../src/shared/contract/agent.js';
-import { JitError } from '../../src/shared/errors/jit-error.js';
-import type { Logger } from '../../src/shared/log.js';
-import type { Clock } from '../../src/shared/runtime/ctx.js';
+import { quoteIdent, quoteLiteral } from '#protocol/postgres/sql-quote.js';
+import { makeScramVerifier, scramVerifierString } from '#protocol/postgres/scram.js';
+import type { AgentPostgresTarget } from '#shared/config/agent.js';
+import type { SessionInfo } from '#shared/contract/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { EmitEvent } from '../events.js';
 
 /** The only role names the agent ever creates or drops. */

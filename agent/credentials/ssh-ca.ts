@@ -9,12 +9,12 @@
 import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import ssh2 from 'ssh2';
-import { ed25519SignatureBlob, SSH_CERT_TYPE_USER, signCertificate } from '../../src/protocol/ssh/cert.js';
-import { ED25519, encodeOpenSshEd25519PrivateKey } from '../../src/protocol/ssh/keys.js';
-import type { AgentSshTarget } from '../../src/shared/config/agent.js';
-import type { SessionInfo, SshSessionRules } from '../../src/shared/contract/agent.js';
-import { JitError } from '../../src/shared/errors/jit-error.js';
-import type { Clock } from '../../src/shared/runtime/ctx.js';
+import { ed25519SignatureBlob, SSH_CERT_TYPE_USER, signCertificate } from '#protocol/ssh/cert.js';
+import { ED25519, encodeOpenSshEd25519PrivateKey } from '#protocol/ssh/keys.js';
+import type { AgentSshTarget } from '#shared/config/agent.js';
+import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { EmitEvent } from '../events.js';
 
 type ParsedKey = ssh2.ParsedKey;

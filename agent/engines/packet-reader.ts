@@ -10,7 +10,7 @@ import {
   parseStartupPacket,
   readTypedMessage,
   type StartupPacket,
-} from '../../src/protocol/postgres/codec.js';
+} from '#protocol/postgres/codec.js';
 
 /** The peer closed (or errored) before a full packet arrived. */
 export class PeerClosedError extends Error {

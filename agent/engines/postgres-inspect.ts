@@ -34,9 +34,9 @@
  * refusal (the server never saw an error); its ReadyForQuery tells the client the real status.
  */
 import type { Duplex } from 'node:stream';
-import type { Classification, StatementInfo } from '../../src/protocol/postgres/classify.js';
-import { PgProtocolError } from '../../src/protocol/postgres/codec.js';
-import { judge, type Verdict } from '../../src/protocol/postgres/guard.js';
+import type { Classification, StatementInfo } from '#protocol/postgres/classify.js';
+import { PgProtocolError } from '#protocol/postgres/codec.js';
+import { judge, type Verdict } from '#protocol/postgres/guard.js';
 import {
   type ColumnIdentity,
   describeMasking,
@@ -46,7 +46,7 @@ import {
   maskForAudit,
   planCopyMasking,
   planMasking,
-} from '../../src/protocol/postgres/mask.js';
+} from '#protocol/postgres/mask.js';
 import {
   BE,
   buildDescribe,
@@ -68,10 +68,10 @@ import {
   parseNoticeFields,
   parseParameterStatusMessage,
   parseRowDescription,
-} from '../../src/protocol/postgres/messages.js';
-import type { InspectionRules, SessionInfo } from '../../src/shared/contract/agent.js';
-import type { Logger } from '../../src/shared/log.js';
-import type { Clock } from '../../src/shared/runtime/ctx.js';
+} from '#protocol/postgres/messages.js';
+import type { InspectionRules, SessionInfo } from '#shared/contract/agent.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { Catalog } from '../catalog.js';
 import type { EmitEvent } from '../events.js';
 import { type ApprovalDecision, type AwaitApproval, awaitApproval } from './inspect/approval.js';

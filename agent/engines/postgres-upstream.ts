@@ -18,10 +18,10 @@ import {
   saslResponse,
   sslRequest,
   startupMessage,
-} from '../../src/protocol/postgres/codec.js';
-import { SCRAM_MECHANISM, ScramClient } from '../../src/protocol/postgres/scram.js';
-import type { AgentPostgresTarget } from '../../src/shared/config/agent.js';
-import type { Clock } from '../../src/shared/runtime/ctx.js';
+} from '#protocol/postgres/codec.js';
+import { SCRAM_MECHANISM, ScramClient } from '#protocol/postgres/scram.js';
+import type { AgentPostgresTarget } from '#shared/config/agent.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import { PacketReader } from './packet-reader.js';
 
 /** The target answered with an ErrorResponse during startup; `raw` is the whole message to relay. */

@@ -29,13 +29,13 @@ import {
   parseSASLInitialResponse,
   readyForQuery,
   type StartupPacket,
-} from '../../src/protocol/postgres/codec.js';
-import { SCRAM_MECHANISM, ScramError, ScramServer } from '../../src/protocol/postgres/scram.js';
-import type { AgentPostgresTarget } from '../../src/shared/config/agent.js';
-import type { SessionInfo } from '../../src/shared/contract/agent.js';
-import { JitError } from '../../src/shared/errors/jit-error.js';
-import type { Logger } from '../../src/shared/log.js';
-import type { Clock } from '../../src/shared/runtime/ctx.js';
+} from '#protocol/postgres/codec.js';
+import { SCRAM_MECHANISM, ScramError, ScramServer } from '#protocol/postgres/scram.js';
+import type { AgentPostgresTarget } from '#shared/config/agent.js';
+import type { SessionInfo } from '#shared/contract/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { Catalog } from '../catalog.js';
 import type { SessionCredential } from '../credentials/postgres-roles.js';
 import type { EmitEvent } from '../events.js';

@@ -1,6 +1,6 @@
 /** Renders the CLI reference from the commander program itself, so docs/cli/reference.md follows the code. */
 import type { Command } from 'commander';
-import { createSystemCtx } from '../shared/runtime/ctx.js';
+import { createSystemCtx } from '#shared/runtime/ctx.js';
 import { buildProgram } from './main.js';
 
 export const CLI_GENERATED_BEGIN = '<!-- generated from the commander program by src/cli/doc.ts: do not edit below -->';

@@ -1,6 +1,6 @@
 /** Parsers for flag values shared by several commands: a bad value is a usage error naming what is expected. */
 import { InvalidArgumentError } from 'commander';
-import { parseDuration } from '../shared/duration.js';
+import { parseDuration } from '#shared/duration.js';
 
 /** A duration flag (`30m`, `2h`) within [minSeconds, maxSeconds]; returns whole seconds. */
 export function durationFlag(minSeconds: number, maxSeconds: number, range: string) {

@@ -3,9 +3,9 @@
  * Command files declare flags and call a run function; they never print errors or exit.
  */
 import { Command, CommanderError } from 'commander';
-import { ERROR_CODES, EXIT } from '../shared/errors/codes.js';
-import { isJitError, JitError } from '../shared/errors/jit-error.js';
-import { type Ctx, createSystemCtx } from '../shared/runtime/ctx.js';
+import { ERROR_CODES, EXIT } from '#shared/errors/codes.js';
+import { isJitError, JitError } from '#shared/errors/jit-error.js';
+import { type Ctx, createSystemCtx } from '#shared/runtime/ctx.js';
 import { registerAgent } from './commands/agent.js';
 import { registerApprove } from './commands/approve.js';
 import { registerAudit } from './commands/audit.js';
@@ -26,7 +26,7 @@ import { registerSessions } from './commands/sessions.js';
 import { registerTargets } from './commands/targets.js';
 import { registerTools } from './commands/tools.js';
 import { registerWhoami } from './commands/whoami.js';
-import { VERSION } from './version.js';
+import { VERSION } from '#shared/version.js';
 
 export interface GlobalOptions {
   server?: string;

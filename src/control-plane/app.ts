@@ -3,9 +3,9 @@
  */
 import Fastify, { type FastifyServerFactory, LogController } from 'fastify';
 import { ZodError, z } from 'zod';
-import { CreateSessionRequest, type Discovery, EndReason, type Target } from '../shared/contract/http.js';
-import { JitError } from '../shared/errors/jit-error.js';
-import type { Logger } from '../shared/log.js';
+import { CreateSessionRequest, type Discovery, EndReason, type Target } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
 import { ApprovalRequiredError, type ApprovalService } from './approvals/approval-service.js';
 import type { AuditLog } from './audit/audit-log.js';
 import { type Admins, authenticate, isAdmin, type Principal, type TokenVerifier } from './auth.js';

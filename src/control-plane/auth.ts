@@ -1,6 +1,6 @@
 /** Bearer-token authentication for the REST API: one verifier for built-in and external IdPs. */
 import type { FastifyRequest } from 'fastify';
-import { JitError } from '../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { AuditLog } from './audit/audit-log.js';
 
 import type { Principal, TokenVerifier } from './identity/verifier.js';

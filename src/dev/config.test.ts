@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseYamlConfig } from '../shared/config/load.js';
-import { Policy } from '../shared/config/policy.js';
+import { parseYamlConfig } from '#shared/config/load.js';
+import { Policy } from '#shared/config/policy.js';
 import { agentTokenHash, devAgentConfig, policyYaml, writeDevConfig } from './config.js';
 
 const HASH = 'scrypt$16384$8$1$c2FsdA==$aGFzaA==';

@@ -7,10 +7,10 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { AgentConfig } from '../shared/config/agent.js';
-import { parseYamlConfig } from '../shared/config/load.js';
-import { Policy } from '../shared/config/policy.js';
-import { ServerConfig } from '../shared/config/server.js';
+import { AgentConfig } from '#shared/config/agent.js';
+import { parseYamlConfig } from '#shared/config/load.js';
+import { Policy } from '#shared/config/policy.js';
+import { ServerConfig } from '#shared/config/server.js';
 import { ADMIN_GROUP, type DevUser } from './state.js';
 
 export const DEMO_TARGET = 'demo-db';

@@ -4,8 +4,8 @@
  * (`demo_reader`, `demo_writer`, `demo_admin`) and the agent's admin role `jit_admin`.
  */
 import pg from 'pg';
-import { makeScramVerifier, scramVerifierString } from '../protocol/postgres/scram.js';
-import { quoteIdent, quoteLiteral } from '../protocol/postgres/sql-quote.js';
+import { makeScramVerifier, scramVerifierString } from '#protocol/postgres/scram.js';
+import { quoteIdent, quoteLiteral } from '#protocol/postgres/sql-quote.js';
 import { DEMO_DATABASE } from './config.js';
 import { generateDemoData, ORDER_STATUSES } from './seed-data.js';
 

@@ -19,8 +19,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { JitError } from '../shared/errors/jit-error.js';
-import type { Clock } from '../shared/runtime/ctx.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 export const SUPERUSER = 'postgres';
 const READY_TIMEOUT_MS = 30_000;

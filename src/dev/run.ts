@@ -8,11 +8,11 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { AgentConfig } from '../shared/config/agent.js';
-import type { ServerConfig } from '../shared/config/server.js';
-import { JitError, isJitError } from '../shared/errors/jit-error.js';
-import type { Logger } from '../shared/log.js';
-import type { Clock, Ctx } from '../shared/runtime/ctx.js';
+import type { AgentConfig } from '#shared/config/agent.js';
+import type { ServerConfig } from '#shared/config/server.js';
+import { JitError, isJitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock, Ctx } from '#shared/runtime/ctx.js';
 import { bannerText } from './banner.js';
 import { agentTokenHash, devAgentConfig, writeDevConfig } from './config.js';
 import { provisionDemoDb } from './demo-db.js';
@@ -41,9 +41,9 @@ export interface DevParts {
 /** Load the control plane and the agent: dynamic imports keep them out of every other command's start-up. */
 export async function loadParts(): Promise<DevParts> {
   const [server, agent, password] = await Promise.all([
-    import('../control-plane/main.js'),
-    import('../../agent/main.js'),
-    import('../control-plane/identity/password.js'),
+    import('#control-plane/main.js'),
+    import('#agent/main.js'),
+    import('#control-plane/identity/password.js'),
   ]);
   return { startServer: server.startServer, startAgent: agent.startAgent, hashPassword: password.hashPassword };
 }

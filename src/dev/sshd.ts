@@ -10,8 +10,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ed25519PublicBlob, encodeOpenSshEd25519PrivateKey, publicKeyLine } from '../protocol/ssh/keys.js';
-import type { Clock } from '../shared/runtime/ctx.js';
+import { ed25519PublicBlob, encodeOpenSshEd25519PrivateKey, publicKeyLine } from '#protocol/ssh/keys.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import { anyFreePort } from './postgres.js';
 
 export const SSHD_PATH = '/usr/sbin/sshd';

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { JitError } from '../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 
 export const STATE_FILE = 'state.json';
 export const USERS_FILE = 'dev-users.json';

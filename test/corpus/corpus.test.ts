@@ -7,9 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InspectionRules } from '../../src/shared/contract/agent.js';
-import { classifySql, loadSqlParser } from '../../src/protocol/postgres/classify.js';
-import { judge } from '../../src/protocol/postgres/guard.js';
+import { InspectionRules } from '#shared/contract/agent.js';
+import { classifySql, loadSqlParser } from '#protocol/postgres/classify.js';
+import { judge } from '#protocol/postgres/guard.js';
 
 const Row = z.strictObject({
   sql: z.string(),

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Detector, type MaskRule } from '../../src/shared/config/policy.js';
-import { maskCopyData, maskDataRow, maskForAudit, planCopyMasking, planMasking } from '../../src/protocol/postgres/mask.js';
+import { Detector, type MaskRule } from '#shared/config/policy.js';
+import { maskCopyData, maskDataRow, maskForAudit, planCopyMasking, planMasking } from '#protocol/postgres/mask.js';
 
 const TYPES = { text: 25, varchar: 1043, bpchar: 1042, int4: 23, int8: 20, numeric: 1700, date: 1082, json: 114, jsonb: 3802, citext: 91234 };
 

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { hashPassword } from '../../src/control-plane/identity/password.js';
+import { hashPassword } from '#control-plane/identity/password.js';
 import { api, loginAs, startControlPlane, type ServerFixture } from '../helpers/control-plane.js';
 import { eventually, makeTargetDatabase } from '../helpers/e2e-stack.js';
 import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';

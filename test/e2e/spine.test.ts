@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { SignJWT, importJWK, type JWK } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { tokenPaths } from '../../src/cli/auth/token-store.js';
+import { tokenPaths } from '#cli/auth/token-store.js';
 import { USERS } from '../helpers/control-plane.js';
 import { cliLogin, eventually, type Stack, startStack } from '../helpers/e2e-stack.js';
 import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';

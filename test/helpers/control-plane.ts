@@ -8,11 +8,11 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { hashPassword } from '../../src/control-plane/identity/password.js';
-import { type RunningServer, startServer } from '../../src/control-plane/main.js';
-import { loadYamlConfigFile } from '../../src/shared/config/load.js';
-import { ServerConfig } from '../../src/shared/config/server.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { hashPassword } from '#control-plane/identity/password.js';
+import { type RunningServer, startServer } from '#control-plane/main.js';
+import { loadYamlConfigFile } from '#shared/config/load.js';
+import { ServerConfig } from '#shared/config/server.js';
+import { silentLogger } from '#shared/log.js';
 import { completeDeviceLogin } from './idp-browser.js';
 import { freePort } from './postgres.js';
 

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { ed25519PublicBlob, encodeOpenSshEd25519PrivateKey, publicKeyLine } from '../../src/protocol/ssh/keys.js';
+import { ed25519PublicBlob, encodeOpenSshEd25519PrivateKey, publicKeyLine } from '#protocol/ssh/keys.js';
 import { freePort } from './postgres.js';
 
 export const SSHD = '/usr/sbin/sshd';

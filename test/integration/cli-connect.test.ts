@@ -10,12 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokenStore } from '../../src/cli/auth/token-store.js';
-import { run } from '../../src/cli/main.js';
-import { resolveSettings } from '../../src/cli/settings/settings.js';
-import type { Session } from '../../src/shared/contract/http.js';
-import { createSystemCtx } from '../../src/shared/runtime/ctx.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { createTokenStore } from '#cli/auth/token-store.js';
+import { run } from '#cli/main.js';
+import { resolveSettings } from '#cli/settings/settings.js';
+import type { Session } from '#shared/contract/http.js';
+import { createSystemCtx } from '#shared/runtime/ctx.js';
+import { silentLogger } from '#shared/log.js';
 
 const SID = 'k3j4h5g6f7d8s9a0q1w2';
 const ACCESS_TOKEN = 'at-valid-token';

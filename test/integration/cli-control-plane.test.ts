@@ -9,11 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTokenStore } from '../../src/cli/auth/token-store.js';
-import { run } from '../../src/cli/main.js';
-import { resolveSettings } from '../../src/cli/settings/settings.js';
-import { silentLogger } from '../../src/shared/log.js';
-import { createSystemCtx } from '../../src/shared/runtime/ctx.js';
+import { createTokenStore } from '#cli/auth/token-store.js';
+import { run } from '#cli/main.js';
+import { resolveSettings } from '#cli/settings/settings.js';
+import { silentLogger } from '#shared/log.js';
+import { createSystemCtx } from '#shared/runtime/ctx.js';
 import { loginAs, type ServerFixture, startControlPlane } from '../helpers/control-plane.js';
 
 let cp: ServerFixture;

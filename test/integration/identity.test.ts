@@ -14,10 +14,10 @@ import { type JWTPayload, SignJWT, importJWK } from 'jose';
 import { Kysely, SqliteDialect } from 'kysely';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BuiltinIdp, createBuiltinIdp } from '../../src/control-plane/identity/builtin-idp.js';
-import { hashPassword } from '../../src/control-plane/identity/password.js';
-import { createTokenVerifier, MAX_TOKEN_BYTES } from '../../src/control-plane/identity/verifier.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { type BuiltinIdp, createBuiltinIdp } from '#control-plane/identity/builtin-idp.js';
+import { hashPassword } from '#control-plane/identity/password.js';
+import { createTokenVerifier, MAX_TOKEN_BYTES } from '#control-plane/identity/verifier.js';
+import { silentLogger } from '#shared/log.js';
 import { completeDeviceLogin } from '../helpers/idp-browser.js';
 
 const SCOPE = 'openid profile email offline_access';

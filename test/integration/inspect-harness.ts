@@ -7,19 +7,19 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { inject } from 'vitest';
-import { Catalog } from '../../agent/catalog.js';
-import { PostgresRoles } from '../../agent/credentials/postgres-roles.js';
-import type { AwaitApproval } from '../../agent/engines/inspect/approval.js';
-import { handlePostgresClient } from '../../agent/engines/postgres.js';
-import type { AgentEventInput } from '../../agent/events.js';
-import { StreamRegistry } from '../../agent/streams.js';
-import { loadSqlParser } from '../../src/protocol/postgres/classify.js';
-import { parseStartupPacket } from '../../src/protocol/postgres/codec.js';
-import { makeScramVerifier } from '../../src/protocol/postgres/scram.js';
-import { AgentPostgresTarget } from '../../src/shared/config/agent.js';
-import { InspectionRules, type SessionInfo } from '../../src/shared/contract/agent.js';
-import { createLogger } from '../../src/shared/log.js';
-import { systemClock } from '../../src/shared/runtime/ctx.js';
+import { Catalog } from '#agent/catalog.js';
+import { PostgresRoles } from '#agent/credentials/postgres-roles.js';
+import type { AwaitApproval } from '#agent/engines/inspect/approval.js';
+import { handlePostgresClient } from '#agent/engines/postgres.js';
+import type { AgentEventInput } from '#agent/events.js';
+import { StreamRegistry } from '#agent/streams.js';
+import { loadSqlParser } from '#protocol/postgres/classify.js';
+import { parseStartupPacket } from '#protocol/postgres/codec.js';
+import { makeScramVerifier } from '#protocol/postgres/scram.js';
+import { AgentPostgresTarget } from '#shared/config/agent.js';
+import { InspectionRules, type SessionInfo } from '#shared/contract/agent.js';
+import { createLogger } from '#shared/log.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { sql } from '../helpers/postgres.js';
 
 export interface Harness {

@@ -6,8 +6,8 @@ import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loginUpstream } from '../../agent/engines/postgres-upstream.js';
-import { typedMessage } from '../../src/protocol/postgres/codec.js';
+import { loginUpstream } from '#agent/engines/postgres-upstream.js';
+import { typedMessage } from '#protocol/postgres/codec.js';
 import {
   buildDescribe,
   buildExecute,
@@ -16,7 +16,7 @@ import {
   MessageFramer,
   parseCommandComplete,
   parseNoticeFields,
-} from '../../src/protocol/postgres/messages.js';
+} from '#protocol/postgres/messages.js';
 import { sql } from '../helpers/postgres.js';
 import { type Harness, startInspectHarness } from './inspect-harness.js';
 

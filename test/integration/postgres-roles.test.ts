@@ -5,14 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { PostgresRoles, sessionRoleName } from '../../agent/credentials/postgres-roles.js';
-import type { AgentEventInput } from '../../agent/events.js';
-import { reapOnce } from '../../agent/reaper.js';
-import { makeScramVerifier } from '../../src/protocol/postgres/scram.js';
-import { AgentPostgresTarget } from '../../src/shared/config/agent.js';
-import type { SessionInfo } from '../../src/shared/contract/agent.js';
-import { silentLogger } from '../../src/shared/log.js';
-import { systemClock } from '../../src/shared/runtime/ctx.js';
+import { PostgresRoles, sessionRoleName } from '#agent/credentials/postgres-roles.js';
+import type { AgentEventInput } from '#agent/events.js';
+import { reapOnce } from '#agent/reaper.js';
+import { makeScramVerifier } from '#protocol/postgres/scram.js';
+import { AgentPostgresTarget } from '#shared/config/agent.js';
+import type { SessionInfo } from '#shared/contract/agent.js';
+import { silentLogger } from '#shared/log.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { sql } from '../helpers/postgres.js';
 
 const pgInfo = inject('pg');

@@ -8,11 +8,11 @@ import https from 'node:https';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startServer } from '../../src/control-plane/main.js';
-import { loadYamlConfigFile } from '../../src/shared/config/load.js';
-import { ServerConfig } from '../../src/shared/config/server.js';
-import { JitError } from '../../src/shared/errors/jit-error.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { startServer } from '#control-plane/main.js';
+import { loadYamlConfigFile } from '#shared/config/load.js';
+import { ServerConfig } from '#shared/config/server.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import { silentLogger } from '#shared/log.js';
 import { api, loginAs, type ServerFixture, startControlPlane } from '../helpers/control-plane.js';
 
 const POLICY = {

@@ -6,15 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SshCa, SshCredentials } from '../../agent/credentials/ssh-ca.js';
-import { handleSshClient, type SshTargetRef } from '../../agent/engines/ssh/engine.js';
-import { AgentRecordings } from '../../agent/engines/ssh/recorder.js';
-import { connectUpstream, knownHostKeys } from '../../agent/engines/ssh/upstream.js';
-import type { AgentEventInput } from '../../agent/events.js';
-import { StreamRegistry } from '../../agent/streams.js';
-import { AgentSshTarget } from '../../src/shared/config/agent.js';
-import { Guardrail } from '../../src/shared/config/policy.js';
-import type { AgentRecordingChunk, SessionInfo } from '../../src/shared/contract/agent.js';
+import { SshCa, SshCredentials } from '#agent/credentials/ssh-ca.js';
+import { handleSshClient, type SshTargetRef } from '#agent/engines/ssh/engine.js';
+import { AgentRecordings } from '#agent/engines/ssh/recorder.js';
+import { connectUpstream, knownHostKeys } from '#agent/engines/ssh/upstream.js';
+import type { AgentEventInput } from '#agent/events.js';
+import { StreamRegistry } from '#agent/streams.js';
+import { AgentSshTarget } from '#shared/config/agent.js';
+import { Guardrail } from '#shared/config/policy.js';
+import type { AgentRecordingChunk, SessionInfo } from '#shared/contract/agent.js';
 import {
   encodeFrame,
   FrameDecoder,
@@ -22,10 +22,10 @@ import {
   resizePayload,
   SshExit,
   type SshRequest,
-} from '../../src/shared/contract/ssh-stream.js';
-import { isJitError } from '../../src/shared/errors/jit-error.js';
-import { createLogger } from '../../src/shared/log.js';
-import { systemClock } from '../../src/shared/runtime/ctx.js';
+} from '#shared/contract/ssh-stream.js';
+import { isJitError } from '#shared/errors/jit-error.js';
+import { createLogger } from '#shared/log.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { makeEd25519, type TestSshd, sshdAvailable, startSshd } from '../helpers/sshd.js';
 
 const logger = createLogger({ level: process.env['AGENT_TEST_LOG'] ?? 'silent' });

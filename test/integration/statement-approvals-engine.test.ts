@@ -8,10 +8,10 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StatementApprovals } from '../../agent/engines/inspect/approval.js';
-import { type AgentApprovalRequest, type AgentToServer, statementDigest } from '../../src/shared/contract/agent.js';
-import { silentLogger } from '../../src/shared/log.js';
-import { systemClock } from '../../src/shared/runtime/ctx.js';
+import { StatementApprovals } from '#agent/engines/inspect/approval.js';
+import { type AgentApprovalRequest, type AgentToServer, statementDigest } from '#shared/contract/agent.js';
+import { silentLogger } from '#shared/log.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { sql } from '../helpers/postgres.js';
 import { type Harness, startInspectHarness } from './inspect-harness.js';
 

@@ -9,11 +9,11 @@ import path from 'node:path';
 import { SignJWT } from 'jose';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashPassword } from '../../src/control-plane/identity/password.js';
-import { startServer } from '../../src/control-plane/main.js';
-import { loadYamlConfigFile } from '../../src/shared/config/load.js';
-import { ServerConfig } from '../../src/shared/config/server.js';
-import { silentLogger } from '../../src/shared/log.js';
+import { hashPassword } from '#control-plane/identity/password.js';
+import { startServer } from '#control-plane/main.js';
+import { loadYamlConfigFile } from '#shared/config/load.js';
+import { ServerConfig } from '#shared/config/server.js';
+import { silentLogger } from '#shared/log.js';
 import { api, loginAs, type ServerFixture, startControlPlane } from '../helpers/control-plane.js';
 import { startTestIssuer, type TestIssuer } from './workload-issuer.js';
 

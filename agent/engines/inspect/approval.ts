@@ -27,9 +27,9 @@ import {
   type ServerApprovalDecision,
   type SessionInfo,
   statementDigest,
-} from '../../../src/shared/contract/agent.js';
-import type { Logger } from '../../../src/shared/log.js';
-import type { Clock } from '../../../src/shared/runtime/ctx.js';
+} from '#shared/contract/agent.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 export interface ApprovalRequest {
   session: SessionInfo;

@@ -3,7 +3,7 @@
  * and over (prepared or not), so the parser runs once per distinct text, not once per query.
  * Classification depends only on the text: one cache serves every session of the agent.
  */
-import { type Classification, classifySql } from '../../../src/protocol/postgres/classify.js';
+import { type Classification, classifySql } from '#protocol/postgres/classify.js';
 
 /** Texts longer than this are classified every time instead of being kept. */
 const MAX_CACHED_TEXT = 64 * 1024;

@@ -8,8 +8,8 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadSqlParser } from '../../../src/protocol/postgres/classify.js';
-import { typedMessage } from '../../../src/protocol/postgres/codec.js';
+import { loadSqlParser } from '#protocol/postgres/classify.js';
+import { typedMessage } from '#protocol/postgres/codec.js';
 import {
   buildDescribe,
   buildExecute,
@@ -17,10 +17,10 @@ import {
   buildQuery,
   MessageFramer,
   parseFrontend,
-} from '../../../src/protocol/postgres/messages.js';
-import { InspectionRules, type SessionInfo } from '../../../src/shared/contract/agent.js';
-import { createLogger } from '../../../src/shared/log.js';
-import { systemClock } from '../../../src/shared/runtime/ctx.js';
+} from '#protocol/postgres/messages.js';
+import { InspectionRules, type SessionInfo } from '#shared/contract/agent.js';
+import { createLogger } from '#shared/log.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import type { AgentEventInput } from '../../events.js';
 import { runInspectingRelay } from '../postgres-inspect.js';
 

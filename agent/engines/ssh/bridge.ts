@@ -14,10 +14,10 @@
  */
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { judgeCommand, judgeShell } from '../../../src/protocol/ssh/guard.js';
-import type { SessionInfo, SshSessionRules } from '../../../src/shared/contract/agent.js';
-import { SSH_BLOCKED_STATUS } from '../../../src/shared/contract/ssh-stream.js';
-import { isJitError, JitError } from '../../../src/shared/errors/jit-error.js';
+import { judgeCommand, judgeShell } from '#protocol/ssh/guard.js';
+import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
+import { SSH_BLOCKED_STATUS } from '#shared/contract/ssh-stream.js';
+import { isJitError, JitError } from '#shared/errors/jit-error.js';
 import { auditRefusal, type SshEngineDeps, type SshTargetRef } from './engine.js';
 import { connectUpstream } from './upstream.js';
 

@@ -14,9 +14,9 @@
  */
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
-import { judgeCommand, judgeShell, refusalLine, type CommandVerdict } from '../../../src/protocol/ssh/guard.js';
-import type { AgentSshTarget } from '../../../src/shared/config/agent.js';
-import type { SessionInfo, SshSessionRules } from '../../../src/shared/contract/agent.js';
+import { judgeCommand, judgeShell, refusalLine, type CommandVerdict } from '#protocol/ssh/guard.js';
+import type { AgentSshTarget } from '#shared/config/agent.js';
+import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
 import {
   encodeFrame,
   FrameDecoder,
@@ -24,10 +24,10 @@ import {
   SSH_BLOCKED_STATUS,
   SshExit,
   SshRequest,
-} from '../../../src/shared/contract/ssh-stream.js';
-import { isJitError, JitError } from '../../../src/shared/errors/jit-error.js';
-import type { Logger } from '../../../src/shared/log.js';
-import type { Clock } from '../../../src/shared/runtime/ctx.js';
+} from '#shared/contract/ssh-stream.js';
+import { isJitError, JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
 import type { ApprovalDecision, AwaitApproval } from '../inspect/approval.js';
 import type { EmitEvent } from '../../events.js';

@@ -4,10 +4,10 @@
  * dies) and in bounded chunks. While the control plane is unreachable, chunks wait in a bounded
  * queue; beyond it the oldest are dropped and a marker says so.
  */
-import { CastEncoder, type CastHeader, castHeaderLine } from '../../../src/protocol/ssh/asciicast.js';
-import { type AgentRecordingChunk, RECORDING_CHUNK_MAX } from '../../../src/shared/contract/agent.js';
-import type { Logger } from '../../../src/shared/log.js';
-import type { Clock } from '../../../src/shared/runtime/ctx.js';
+import { CastEncoder, type CastHeader, castHeaderLine } from '#protocol/ssh/asciicast.js';
+import { type AgentRecordingChunk, RECORDING_CHUNK_MAX } from '#shared/contract/agent.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 export interface RecorderDeps {
   /** Send now; false when the control channel is down (the chunk is kept and retried). */

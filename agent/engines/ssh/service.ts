@@ -4,10 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { AgentConfig } from '../../../src/shared/config/agent.js';
-import type { AgentRecordingChunk, SessionInfo } from '../../../src/shared/contract/agent.js';
-import type { Logger } from '../../../src/shared/log.js';
-import type { Clock } from '../../../src/shared/runtime/ctx.js';
+import type { AgentConfig } from '#shared/config/agent.js';
+import type { AgentRecordingChunk, SessionInfo } from '#shared/contract/agent.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
 import type { EmitEvent } from '../../events.js';
 import type { StreamRegistry } from '../../streams.js';

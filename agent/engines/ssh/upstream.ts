@@ -12,11 +12,11 @@
  */
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { ED25519_CERT } from '../../../src/protocol/ssh/cert.js';
-import { ED25519, parsePublicKeyLine } from '../../../src/protocol/ssh/keys.js';
-import { SshReader, SshWriter } from '../../../src/protocol/ssh/wire.js';
-import type { AgentSshTarget } from '../../../src/shared/config/agent.js';
-import { JitError } from '../../../src/shared/errors/jit-error.js';
+import { ED25519_CERT } from '#protocol/ssh/cert.js';
+import { ED25519, parsePublicKeyLine } from '#protocol/ssh/keys.js';
+import { SshReader, SshWriter } from '#protocol/ssh/wire.js';
+import type { AgentSshTarget } from '#shared/config/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { SessionCertificate } from '../../credentials/ssh-ca.js';
 
 const USERAUTH_REQUEST = 50;

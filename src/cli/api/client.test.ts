@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { systemClock } from '../../shared/runtime/ctx.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { ApiClient } from './client.js';
 
 const WHOAMI = { subject: 's', username: 'alice', groups: [], admin: false, issuer: 'i', expiresAt: '2026-01-01T00:00:00Z' };

@@ -18,10 +18,10 @@ import {
   Session,
   Target,
   WhoAmI,
-} from '../../shared/contract/http.js';
-import type { ErrorCode } from '../../shared/errors/codes.js';
-import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+} from '#shared/contract/http.js';
+import type { ErrorCode } from '#shared/errors/codes.js';
+import { errorFromBody, JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import type { AccessTokenOptions } from '../auth/auth.js';
 import { clean } from '../output/style.js';
 

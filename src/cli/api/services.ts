@@ -3,7 +3,7 @@
  * built from the runtime context and the global flags. Construction does no I/O beyond
  * reading the small config file, so `connect` can reach its listening port fast.
  */
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { type AccessTokenOptions, Auth } from '../auth/auth.js';
 import { CiAuth, ciCredentialFrom } from '../auth/ci-token.js';
 import { createTokenStore, type TokenStore } from '../auth/token-store.js';

@@ -2,7 +2,7 @@
 import { renderToString } from 'ink';
 import { createElement } from 'react';
 import { describe, expect, it } from 'vitest';
-import type { AccessRequest } from '../../shared/contract/http.js';
+import type { AccessRequest } from '#shared/contract/http.js';
 import { RequestView } from '../ui/request-view.js';
 import { formatRequest, formatRequests } from './format.js';
 import { approversText, notApprovedError } from './wait.js';

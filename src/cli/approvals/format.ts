@@ -1,6 +1,6 @@
 /** Plain-text renderings of access requests (`jit requests`, `jit approve`), pinned by snapshot tests. */
-import type { AccessRequest } from '../../shared/contract/http.js';
-import { formatDuration } from '../../shared/duration.js';
+import type { AccessRequest } from '#shared/contract/http.js';
+import { formatDuration } from '#shared/duration.js';
 import { shortTime } from '../output/format.js';
 import { clean } from '../output/style.js';
 import { renderTable } from '../output/table.js';

@@ -2,10 +2,10 @@
  * How the requester sees the wait: an ink view on a TTY (loaded lazily), plain lines on stderr
  * otherwise. The reason prompt also lives here: only when stdin and stdout are TTYs.
  */
-import type { AccessRequest, ApprovalRequirement } from '../../shared/contract/http.js';
-import { formatDuration } from '../../shared/duration.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { AccessRequest, ApprovalRequirement } from '#shared/contract/http.js';
+import { formatDuration } from '#shared/duration.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import type { OutputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
 import type { MountedView } from '../ui/mount.js';

@@ -3,10 +3,10 @@
  * approval, then wait (polling GET /v1/requests/:id) until it is approved, denied, expired or
  * cancelled. Shared by `jit connect` and everything built on runConnect (exec, ssh).
  */
-import type { AccessRequest, ApprovalRequirement } from '../../shared/contract/http.js';
-import { formatDuration } from '../../shared/duration.js';
-import { isJitError, JitError } from '../../shared/errors/jit-error.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { AccessRequest, ApprovalRequirement } from '#shared/contract/http.js';
+import { formatDuration } from '#shared/duration.js';
+import { isJitError, JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { ApiClient } from '../api/client.js';
 
 export interface ApprovalObserver {

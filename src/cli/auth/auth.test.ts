@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync, utimesSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createSystemCtx } from '../../shared/runtime/ctx.js';
+import { createSystemCtx } from '#shared/runtime/ctx.js';
 import { Auth, type Refresher } from './auth.js';
 import { createTokenStore, type StoredTokens, tokenPaths, ensurePrivateDir } from './token-store.js';
 import { withFileLock } from './lock.js';

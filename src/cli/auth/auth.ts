@@ -3,8 +3,8 @@
  * a minute left. Refresh is serialised per profile+server by a lock file, and after taking the
  * lock the store is re-read — another jit process may already have rotated the refresh token.
  */
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { LockTimeoutError, withFileLock } from './lock.js';
 import { refreshTokens } from './oidc.js';
 import { ensurePrivateDir, type StoredTokens, type TokenStore, tokenPaths } from './token-store.js';

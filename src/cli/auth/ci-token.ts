@@ -12,9 +12,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { Discovery } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import { Discovery } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { clean } from '../output/style.js';
 import type { AccessTokenOptions } from './auth.js';
 

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 export interface LockOptions {
   clock: Clock;

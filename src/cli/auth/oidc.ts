@@ -4,9 +4,9 @@
  * that only use a cached token never load it.
  */
 import type * as OpenId from 'openid-client';
-import { Discovery } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import { Discovery } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { isLoopbackUrl } from '../settings/settings.js';
 import type { StoredTokens } from './token-store.js';
 

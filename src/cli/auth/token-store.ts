@@ -20,7 +20,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 
 export const KEYCHAIN_SERVICE = 'jit';
 const MAX_TOKEN_FILE_BYTES = 256 * 1024;

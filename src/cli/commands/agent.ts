@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { AgentConfig } from '../../shared/config/agent.js';
-import { loadYamlConfigFile } from '../../shared/config/load.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import { createLogger } from '../../shared/log.js';
+import { AgentConfig } from '#shared/config/agent.js';
+import { loadYamlConfigFile } from '#shared/config/load.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import { createLogger } from '#shared/log.js';
 import type { CommandEnv } from '../main.js';
 import { untilSignal } from './serve-loop.js';
 
@@ -30,7 +30,7 @@ export function registerAgent(program: Command, env: CommandEnv): void {
       }
       if (config.caFile) config.caFile = path.resolve(path.dirname(file), config.caFile);
       const logger = createLogger({ level: flags.logLevel ?? 'info', name: 'jit-agent' });
-      const { startAgent } = await import('../../../agent/main.js');
+      const { startAgent } = await import('#dev/launch.js');
       const running = await startAgent({ config, token, logger });
       ctx.io.stderr.write(`jit agent ${config.name} started; control plane ${config.controlPlane}\n`);
       await untilSignal(ctx);

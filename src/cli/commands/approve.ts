@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import type { AccessRequest, ApprovalScope } from '../../shared/contract/http.js';
-import { parseDuration } from '../../shared/duration.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { AccessRequest, ApprovalScope } from '#shared/contract/http.js';
+import { parseDuration } from '#shared/duration.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import { type ApiClient, checkRequestId } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import { formatRequest } from '../approvals/format.js';

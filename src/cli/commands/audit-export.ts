@@ -6,8 +6,8 @@
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { AuditCheckpoint, AuditKeys, AuditList } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { AuditCheckpoint, AuditKeys, AuditList } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { ApiClient } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

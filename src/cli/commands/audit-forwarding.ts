@@ -1,6 +1,6 @@
 /** `jit audit forwarding`: per destination, the cursor (last acknowledged event) and backlog. */
 import type { Command } from 'commander';
-import { type AuditForwardingStatus, AuditForwardingStatus as Schema } from '../../shared/contract/http.js';
+import { type AuditForwardingStatus, AuditForwardingStatus as Schema } from '#shared/contract/http.js';
 import type { ApiClient } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createSystemCtx } from '../../shared/runtime/ctx.js';
+import { createSystemCtx } from '#shared/runtime/ctx.js';
 import { run } from '../main.js';
 import { parseWhen } from './audit.js';
 import { esc, renderReportHtml } from './audit-report-html.js';

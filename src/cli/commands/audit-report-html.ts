@@ -3,8 +3,8 @@
  * network, no external assets (a Content-Security-Policy says so to the browser). Every value
  * from the log is escaped: user names, reasons and target names are attacker-influenced text.
  */
-import type { AuditReport } from '../../shared/contract/http.js';
-import { formatDuration } from '../../shared/duration.js';
+import type { AuditReport } from '#shared/contract/http.js';
+import { formatDuration } from '#shared/duration.js';
 
 type ReportSession = AuditReport['sessions'][number];
 

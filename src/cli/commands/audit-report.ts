@@ -5,8 +5,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
-import { AuditReport } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { AuditReport } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { ApiClient } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

@@ -6,12 +6,12 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import type { ChainedEvent, Checkpoint } from '../../shared/audit/chain.js';
-import { publicKeyMap } from '../../shared/audit/chain.js';
-import { parsePublicJwk } from '../../shared/audit/public-key.js';
-import { memorySource, verifyAudit } from '../../shared/audit/verify.js';
-import { AuditCheckpoint, AuditEvent, AuditVerifyResult } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { ChainedEvent, Checkpoint } from '#shared/audit/chain.js';
+import { publicKeyMap } from '#shared/audit/chain.js';
+import { parsePublicJwk } from '#shared/audit/public-key.js';
+import { memorySource, verifyAudit } from '#shared/audit/verify.js';
+import { AuditCheckpoint, AuditEvent, AuditVerifyResult } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { ApiClient } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

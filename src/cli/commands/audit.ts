@@ -1,9 +1,9 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { z } from 'zod';
-import { type AuditEvent, AuditList } from '../../shared/contract/http.js';
-import { parseDuration } from '../../shared/duration.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import { type AuditEvent, AuditList } from '#shared/contract/http.js';
+import { parseDuration } from '#shared/duration.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { ApiClient, checkSessionId } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

@@ -2,7 +2,7 @@
 import { renderToString } from 'ink';
 import { createElement } from 'react';
 import { describe, expect, it } from 'vitest';
-import type { AccessRequest } from '../../shared/contract/http.js';
+import type { AccessRequest } from '#shared/contract/http.js';
 import { ConnectView } from '../ui/connect-view.js';
 import { heldStatementUpdates, statementGist } from './connect.js';
 

@@ -1,8 +1,8 @@
 import { type Command, } from 'commander';
-import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
-import { formatDuration, } from '../../shared/duration.js';
-import { JitError, isJitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
+import { formatDuration, } from '#shared/duration.js';
+import { JitError, isJitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { type ApiClient, approvalRequirementOf, checkRequestId } from '../api/client.js';
 import { type ApprovalObserver, waitForApproval } from '../approvals/wait.js';
 import { cliServices } from '../api/services.js';

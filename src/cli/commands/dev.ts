@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { parseDuration } from '../../shared/duration.js';
+import { parseDuration } from '#shared/duration.js';
 import { type CommandEnv, ExitWith } from '../main.js';
 
 interface DevFlags {
@@ -42,7 +42,7 @@ export function registerDev(program: Command, env: CommandEnv): void {
       const { ctx } = env;
       const quiet = Boolean(env.globals().quiet);
       // Dynamic import: PostgreSQL, the control plane and the agent load only for this command.
-      const { runDev } = await import('../../dev/run.js');
+      const { runDev } = await import('#dev/run.js');
       const code = await runDev(
         {
           ctx,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import type { Discovery } from '../../shared/contract/http.js';
-import { JitError, isJitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Discovery } from '#shared/contract/http.js';
+import { JitError, isJitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { cliServices } from '../api/services.js';
 import { fetchDiscovery, openOidc, toStoredTokens } from '../auth/oidc.js';
 import type { TokenStore } from '../auth/token-store.js';

@@ -3,7 +3,7 @@ import { revokeRefreshToken } from '../auth/oidc.js';
 import type { TokenStore } from '../auth/token-store.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { printJson } from '../output/json.js';
 import { outputMode } from '../output/mode.js';
 

@@ -1,6 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import type { AuditEvent, Session } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { AuditEvent, Session } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { ApiClient } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

@@ -1,4 +1,4 @@
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 
 /** Resolve on the first SIGINT/SIGTERM/SIGHUP; a second one exits hard (a stuck shutdown must not trap the user). */
 export function untilSignal(ctx: Ctx): Promise<NodeJS.Signals> {

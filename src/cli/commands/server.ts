@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadYamlConfigFile } from '../../shared/config/load.js';
-import { ServerConfig } from '../../shared/config/server.js';
-import { createLogger } from '../../shared/log.js';
+import { loadYamlConfigFile } from '#shared/config/load.js';
+import { ServerConfig } from '#shared/config/server.js';
+import { createLogger } from '#shared/log.js';
 import type { CommandEnv } from '../main.js';
 import { untilSignal } from './serve-loop.js';
 
@@ -32,7 +32,7 @@ export function registerServer(program: Command, env: CommandEnv): void {
       if (flags.tlsCert || flags.tlsKey) config.tls = { cert: path.resolve(ctx.cwd, flags.tlsCert ?? ''), key: path.resolve(ctx.cwd, flags.tlsKey ?? '') };
       const logger = createLogger({ level: flags.logLevel ?? 'info', name: 'jit-server' });
       // Dynamic import: the control plane's dependencies are loaded only by this command.
-      const { startServer } = await import('../../control-plane/main.js');
+      const { startServer } = await import('#dev/launch.js');
       const running = await startServer({ config, configDir: path.dirname(file), logger });
       ctx.io.stderr.write(`jit control plane listening on ${running.url}\n`);
       await untilSignal(ctx);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Session } from '../../shared/contract/http.js';
+import type { Session } from '#shared/contract/http.js';
 import type { ApiClient } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';

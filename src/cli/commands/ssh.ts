@@ -1,9 +1,9 @@
 import { type Command, InvalidArgumentError } from 'commander';
-import { EXIT } from '../../shared/errors/codes.js';
-import { isErrorCode } from '../../shared/errors/codes.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import { encodeFrame, FrameType, SSH_STREAM_VERSION } from '../../shared/contract/ssh-stream.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import { EXIT } from '#shared/errors/codes.js';
+import { isErrorCode } from '#shared/errors/codes.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import { encodeFrame, FrameType, SSH_STREAM_VERSION } from '#shared/contract/ssh-stream.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { cliServices } from '../api/services.js';
 import { type CommandEnv, ExitWith } from '../main.js';
 import { clean } from '../output/style.js';

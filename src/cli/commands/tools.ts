@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { CommandEnv } from '../main.js';
 
 async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
@@ -27,7 +27,7 @@ export function registerTools(program: Command, env: CommandEnv): void {
       }
       const pw = await readStdin(ctx.io.stdin);
       if (pw.length < 8) throw new JitError('JIT_USAGE', { message: 'The password must have at least 8 characters' });
-      const { hashPassword } = await import('../../control-plane/identity/password.js');
+      const { hashPassword } = await import('#dev/launch.js');
       ctx.io.stdout.write(`${await hashPassword(pw)}\n`);
     });
   program

@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import { ApiClient } from '../api/client.js';
 import type { CliServices } from '../api/services.js';
 

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { Env } from './environment.js';
 
 export interface ChildEnd {

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import type { Session } from '../../shared/contract/http.js';
+import type { Session } from '#shared/contract/http.js';
 import { sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
 
 const session = { id: 'abcdefghij0123456789', target: 'prod-db', targetType: 'postgres' } as Session;

@@ -2,7 +2,7 @@
  * The child's environment in `jit exec`: the session's connection in the variables its tools
  * already read (libpq's PG*, DATABASE_URL), and no CI secret of jit's own.
  */
-import type { Session } from '../../shared/contract/http.js';
+import type { Session } from '#shared/contract/http.js';
 import { CI_SECRET_VARIABLES } from '../auth/ci-token.js';
 
 export type Env = Record<string, string | undefined>;

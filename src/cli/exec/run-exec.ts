@@ -7,9 +7,9 @@
  * session); once it runs they go to the child, and the child's exit ends the session. A session
  * ended by the server while the child runs stops the child (SIGTERM, then SIGKILL) → exit 8.
  */
-import type { Target } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Target } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import type { ApiClient } from '../api/client.js';
 import type { ApprovalObserver } from '../approvals/wait.js';
 import { type ConnectEnd, runConnect } from '../commands/connect.js';

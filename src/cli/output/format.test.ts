@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AuditEvent, Session, Target } from '../../shared/contract/http.js';
+import type { AuditEvent, Session, Target } from '#shared/contract/http.js';
 import { formatAudit, formatBytes, formatSessions, formatTargets, formatWhoami } from './format.js';
 import { clean, wantColor } from './style.js';
 import { renderTable } from './table.js';

@@ -1,6 +1,6 @@
 /** Plain-text renderings of API data, shared by list commands and pinned by snapshot tests. */
-import type { AuditEvent, Session, Target, WhoAmI } from '../../shared/contract/http.js';
-import { formatDuration } from '../../shared/duration.js';
+import type { AuditEvent, Session, Target, WhoAmI } from '#shared/contract/http.js';
+import { formatDuration } from '#shared/duration.js';
 import { clean, styles } from './style.js';
 import { renderTable } from './table.js';
 

@@ -1,5 +1,5 @@
 /** How a command should present itself: JSON, interactive (ink), or plain lines. */
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 import type { CliGlobals } from '../api/services.js';
 import { wantColor } from './style.js';
 

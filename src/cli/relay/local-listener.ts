@@ -4,7 +4,7 @@
  * and the port is ready the moment the session is); early clients wait for `activate`.
  */
 import net from 'node:net';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import { type RelayHooks, type RelayTarget, relayConnection } from './relay-client.js';
 
 export interface RelayStats {

@@ -188,7 +188,7 @@ describe('relay through a 101 jit-stream/1 upgrade', () => {
       sessionId: SID,
       grant: 'g',
       accessToken: async () => {
-        const { JitError } = await import('../../shared/errors/jit-error.js');
+        const { JitError } = await import('#shared/errors/jit-error.js');
         throw new JitError('JIT_AUTH_REFRESH_FAILED');
       },
     });

@@ -7,7 +7,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { isJitError, JitError } from '../../shared/errors/jit-error.js';
+import { isJitError, JitError } from '#shared/errors/jit-error.js';
 import { isStreamUpgrade, relayRefusal, relayUpgradeRequest } from './upgrade-request.js';
 
 const DEFAULT_UPGRADE_TIMEOUT_MS = 30_000;

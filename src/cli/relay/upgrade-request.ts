@@ -5,10 +5,10 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { API_PREFIX, RELAY_ACCESS_TOKEN_HEADER, STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
-import type { ErrorCode } from '../../shared/errors/codes.js';
-import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
-import { readJsonBody } from '../../shared/http/read-json-body.js';
+import { API_PREFIX, RELAY_ACCESS_TOKEN_HEADER, STREAM_UPGRADE_PROTOCOL } from '#shared/contract/http.js';
+import type { ErrorCode } from '#shared/errors/codes.js';
+import { errorFromBody, JitError } from '#shared/errors/jit-error.js';
+import { readJsonBody } from '#shared/http/read-json-body.js';
 import { clean } from '../output/style.js';
 
 const MAX_ERROR_BODY_BYTES = 64 * 1024;

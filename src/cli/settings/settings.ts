@@ -6,8 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { parseYamlConfig, yaml } from '../../shared/config/load.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { parseYamlConfig, yaml } from '#shared/config/load.js';
+import { JitError } from '#shared/errors/jit-error.js';
 
 /** The server `jit dev` listens on; the last fallback. */
 export const DEFAULT_SERVER = 'http://127.0.0.1:8443';

@@ -5,7 +5,7 @@
  * host's escape sequences reach the terminal: replay recordings of hosts you would log in to.
  */
 import type { Writable } from 'node:stream';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 export interface Cast {
   header: { width?: number; height?: number; timestamp?: number; title?: string; command?: string };

@@ -2,9 +2,9 @@
  * GET /v1/sessions/:id/recording — the raw asciicast text (not JSON, so not through
  * ApiClient.request), size-capped: a hostile server must not make us buffer without bound.
  */
-import { API_PREFIX } from '../../shared/contract/http.js';
-import { errorFromBody, JitError } from '../../shared/errors/jit-error.js';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import { API_PREFIX } from '#shared/contract/http.js';
+import { errorFromBody, JitError } from '#shared/errors/jit-error.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 
 const MAX_RECORDING_BYTES = 256 * 1024 * 1024;
 

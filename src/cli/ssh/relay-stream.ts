@@ -5,7 +5,7 @@
  */
 import type https from 'node:https';
 import type { Socket } from 'node:net';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import { isStreamUpgrade, relayRefusal, relayUpgradeRequest } from '../relay/upgrade-request.js';
 
 export interface RelayStreamTarget {

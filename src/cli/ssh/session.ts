@@ -2,9 +2,9 @@
  * The life of a `jit ssh` session: create it (policy decides the login), heartbeat while it
  * runs, tell the caller when the server ends it, and end it on the way out.
  */
-import type { CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
-import { isJitError, JitError } from '../../shared/errors/jit-error.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
+import { isJitError, JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { ApiClient } from '../api/client.js';
 
 export interface SshSessionOptions {

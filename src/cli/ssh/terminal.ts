@@ -13,7 +13,7 @@ import {
   SSH_STREAM_VERSION,
   SshExit,
   type SshRequest,
-} from '../../shared/contract/ssh-stream.js';
+} from '#shared/contract/ssh-stream.js';
 
 export interface TerminalIo {
   stdin: Readable & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };

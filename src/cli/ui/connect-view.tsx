@@ -1,6 +1,6 @@
 /** The live status of `jit connect` on a TTY (props in, no I/O inside). */
 import { Box, Text } from 'ink';
-import { formatDuration } from '../../shared/duration.js';
+import { formatDuration } from '#shared/duration.js';
 import { formatBytes } from '../output/format.js';
 import { clean } from '../output/style.js';
 

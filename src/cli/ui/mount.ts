@@ -3,7 +3,7 @@
  * without a TTY never load them.
  */
 import type { ReactElement } from 'react';
-import type { Ctx } from '../../shared/runtime/ctx.js';
+import type { Ctx } from '#shared/runtime/ctx.js';
 
 export interface MountedView {
   update(element: ReactElement): void;

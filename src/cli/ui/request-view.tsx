@@ -1,7 +1,7 @@
 /** "Waiting for approval" on a TTY (props in, no I/O inside). */
 import { Box, Text } from 'ink';
 import Spinner from 'ink-spinner';
-import { formatDuration } from '../../shared/duration.js';
+import { formatDuration } from '#shared/duration.js';
 import { clean } from '../output/style.js';
 
 export interface RequestViewProps {

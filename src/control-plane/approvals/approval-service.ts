@@ -12,7 +12,7 @@
  *   - every transition is audited BEFORE it is committed and acknowledged; transitions of one
  *     request are serialized, so the audit never records a decision that then loses a race.
  */
-import type { Guardrail } from '../../shared/config/policy.js';
+import type { Guardrail } from '#shared/config/policy.js';
 import {
   type AgentApprovalCancel,
   type AgentApprovalRequest,
@@ -20,7 +20,7 @@ import {
   SshSessionRules,
   type ServerApprovalDecision,
   statementDigest,
-} from '../../shared/contract/agent.js';
+} from '#shared/contract/agent.js';
 import type {
   AccessRequest,
   ApprovalRequirement,
@@ -30,9 +30,9 @@ import type {
   CreateSessionRequest,
   DenyBody,
   RequestState,
-} from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+} from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Admins } from '../auth.js';
 import type { AccessDecision, PolicyEngine } from '../policy/policy.js';

@@ -9,11 +9,11 @@
  * tokens or statement text (approvers see the statement with `jit requests <id>`).
  */
 import { createHmac } from 'node:crypto';
-import type { Notifications, Webhook } from '../../shared/config/server.js';
-import type { AccessRequest } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Logger } from '../../shared/log.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { Notifications, Webhook } from '#shared/config/server.js';
+import type { AccessRequest } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Selectable } from 'kysely';
 import type { Db, OutboxTable } from '../store/db.js';

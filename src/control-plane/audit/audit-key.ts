@@ -7,9 +7,9 @@
 import { createHash, createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { JitError } from '../../shared/errors/jit-error.js';
-import { type AuditPublicJwk, type Checkpoint, publicKeyMap, signCheckpoint } from '../../shared/audit/chain.js';
-import { PublicJwk, parsePublicJwk } from '../../shared/audit/public-key.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import { type AuditPublicJwk, type Checkpoint, publicKeyMap, signCheckpoint } from '#shared/audit/chain.js';
+import { PublicJwk, parsePublicJwk } from '#shared/audit/public-key.js';
 
 const KeyFile = z.object({
   kty: z.literal('OKP'),

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { systemClock } from '../../shared/runtime/ctx.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { openSqliteStore } from '../store/db.js';
 import { AuditLog } from './audit-log.js';
 

@@ -8,12 +8,12 @@
  * class writes the chain: one writer per stream, serialised by `exclusive()`.
  */
 import { type Selectable, sql, type Transaction } from 'kysely';
-import type { AuditEvent, AuditForwardingStatus } from '../../shared/contract/http.js';
-import type { Logger } from '../../shared/log.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { AuditEvent, AuditForwardingStatus } from '#shared/contract/http.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditTable, Db, Schema } from '../store/db.js';
 import type { AuditSigner } from './audit-key.js';
-import { type Checkpoint, eventHash, GENESIS_HASH } from '../../shared/audit/chain.js';
+import { type Checkpoint, eventHash, GENESIS_HASH } from '#shared/audit/chain.js';
 
 export type Outcome = 'success' | 'failure' | 'info';
 

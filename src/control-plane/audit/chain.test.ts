@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { systemClock } from '../../shared/runtime/ctx.js';
+import { systemClock } from '#shared/runtime/ctx.js';
 import { openSqliteStore } from '../store/db.js';
 import { AuditSigner } from './audit-key.js';
 import { AuditLog } from './audit-log.js';
-import { canonicalJson } from '../../shared/audit/chain.js';
+import { canonicalJson } from '#shared/audit/chain.js';
 import { dbEventSource } from './db-source.js';
-import { verifyAudit } from '../../shared/audit/verify.js';
+import { verifyAudit } from '#shared/audit/verify.js';
 
 const dirs: string[] = [];
 afterEach(() => {

@@ -1,8 +1,8 @@
 /** The live store as a source for verifyAudit: events read in pages, never all at once. */
 import type { Selectable } from 'kysely';
 import type { AuditCheckpointsTable, AuditTable, Db } from '../store/db.js';
-import type { ChainedEvent, Checkpoint } from '../../shared/audit/chain.js';
-import type { AuditEventSource } from '../../shared/audit/verify.js';
+import type { ChainedEvent, Checkpoint } from '#shared/audit/chain.js';
+import type { AuditEventSource } from '#shared/audit/verify.js';
 
 const PAGE = 2000;
 

@@ -6,7 +6,7 @@
  * never loaded one by one.
  */
 import { sql } from 'kysely';
-import type { AuditReport } from '../../shared/contract/http.js';
+import type { AuditReport } from '#shared/contract/http.js';
 import type { Db } from '../store/db.js';
 
 /** Most sessions one report lists; more sets `truncated`. */

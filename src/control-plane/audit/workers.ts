@@ -3,9 +3,9 @@
  * that seals the chain with a checkpoint, retention, and forwarding to SIEM / syslog.
  */
 import path from 'node:path';
-import type { AuditConfig } from '../../shared/config/server.js';
-import type { Logger } from '../../shared/log.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { AuditConfig } from '#shared/config/server.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import { AuditForwarder } from '../forwarding/forwarder.js';
 import { createSink } from '../forwarding/sinks.js';
 import type { Db } from '../store/db.js';

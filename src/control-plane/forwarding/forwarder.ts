@@ -8,10 +8,10 @@
  * dedupe by event id see every event exactly once.
  */
 import { sql } from 'kysely';
-import type { AuditDestination } from '../../shared/config/server.js';
-import type { AuditForwardingStatus } from '../../shared/contract/http.js';
-import type { Logger } from '../../shared/log.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { AuditDestination } from '#shared/config/server.js';
+import type { AuditForwardingStatus } from '#shared/contract/http.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../store/db.js';
 import { toRecord } from './record.js';

@@ -10,8 +10,8 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { AuditDestination } from '../../shared/config/server.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { AuditDestination } from '#shared/config/server.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import { type ForwardRecord, jsonLines, octetFrame, syslogMessage } from './record.js';
 
 export interface Sink {

@@ -13,9 +13,9 @@ import { promisify } from 'node:util';
 import type { Kysely } from 'kysely';
 import Provider, { errors, type InteractionDetails, type KoaContextLike } from 'oidc-provider';
 import { z } from 'zod';
-import type { BuiltinUser as BuiltinUserSchema } from '../../shared/config/server.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Logger } from '../../shared/log.js';
+import type { BuiltinUser as BuiltinUserSchema } from '#shared/config/server.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
 import { createAdapterFactory, migrateOidcStore, type OidcSchema } from './adapter.js';
 import { verifyPassword } from './password.js';
 

@@ -4,7 +4,7 @@
  * audience exact, asymmetric algorithms only, expiry required.
  */
 import { createRemoteJWKSet, customFetch, errors as joseErrors, type FetchImplementation, type JWTPayload, jwtVerify } from 'jose';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 
 export interface Principal {
   subject: string;

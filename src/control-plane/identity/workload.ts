@@ -21,9 +21,9 @@ import {
   jwtVerify,
   SignJWT,
 } from 'jose';
-import type { ServiceAccount, Workload } from '../../shared/config/server.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import type { ServiceAccount, Workload } from '#shared/config/server.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { Principal, TokenVerifier } from '../auth.js';
 import { verifyPassword } from './password.js';
 import { MAX_TOKEN_BYTES } from './verifier.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Policy } from '../../shared/config/policy.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { Policy } from '#shared/config/policy.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import { PolicyEngine } from './policy.js';
 
 const policy = Policy.parse({

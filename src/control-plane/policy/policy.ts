@@ -2,10 +2,10 @@
  * Access decisions from the policy file. Deny by default: a target is usable only through an
  * access rule that names the caller (by username or by a group from the token).
  */
-import type { AccessRule, ApprovalRule, Guardrail, MaskRule, Policy, PolicyTarget } from '../../shared/config/policy.js';
-import { isCommandGuardrail } from '../../shared/config/policy.js';
-import type { InspectionRules } from '../../shared/contract/agent.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { AccessRule, ApprovalRule, Guardrail, MaskRule, Policy, PolicyTarget } from '#shared/config/policy.js';
+import { isCommandGuardrail } from '#shared/config/policy.js';
+import type { InspectionRules } from '#shared/contract/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
 
 export interface Caller {
   username: string;

@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { AgentRecordingChunk } from '../../shared/contract/agent.js';
-import { silentLogger } from '../../shared/log.js';
+import type { AgentRecordingChunk } from '#shared/contract/agent.js';
+import { silentLogger } from '#shared/log.js';
 import { RecordingStore } from './store.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'jit-rec-'));

@@ -9,8 +9,8 @@ import { createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { AgentRecordingChunk } from '../../shared/contract/agent.js';
-import type { Logger } from '../../shared/log.js';
+import type { AgentRecordingChunk } from '#shared/contract/agent.js';
+import type { Logger } from '#shared/log.js';
 
 interface AuditSink {
   append(e: {

@@ -22,11 +22,11 @@ import {
   type ServerApprovalDecision,
   type ServerToAgent,
   type SessionInfo,
-} from '../../shared/contract/agent.js';
-import { isErrorCode } from '../../shared/errors/codes.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Logger } from '../../shared/log.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+} from '#shared/contract/agent.js';
+import { isErrorCode } from '#shared/errors/codes.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { TokenVerifier } from '../auth.js';
 import type { PolicyEngine } from '../policy/policy.js';
@@ -34,7 +34,7 @@ import type { RecordingStore } from '../recordings/store.js';
 import type { GrantSigner } from '../sessions/grants.js';
 import { endedError, type SessionService } from '../sessions/session-service.js';
 import type { SessionsTable } from '../store/db.js';
-import { RELAY_ACCESS_TOKEN_HEADER } from '../../shared/contract/http.js';
+import { RELAY_ACCESS_TOKEN_HEADER } from '#shared/contract/http.js';
 import { acceptStreamUpgrade, bearerToken, rejectUpgrade, wantsStreamUpgrade } from './raw-http.js';
 import { type Spliced, splice } from './splice.js';
 

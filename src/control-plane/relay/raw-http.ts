@@ -1,8 +1,8 @@
 /** Small helpers for answering on a raw socket after an HTTP `upgrade` event. */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { STREAM_UPGRADE_PROTOCOL } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { STREAM_UPGRADE_PROTOCOL } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',

@@ -4,12 +4,12 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { AuditForwardingStatus, AuditVerifyResult } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { AuditForwardingStatus, AuditVerifyResult } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import { dbEventSource, toCheckpoint } from '../audit/db-source.js';
 import { buildReport } from '../audit/report.js';
-import { verifyAudit } from '../../shared/audit/verify.js';
+import { verifyAudit } from '#shared/audit/verify.js';
 import { type Admins, authenticate, isAdmin, type Principal, type TokenVerifier } from '../auth.js';
 import type { Db } from '../store/db.js';
 

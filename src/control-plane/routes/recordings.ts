@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { JitError } from '../../shared/errors/jit-error.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { Principal } from '../auth.js';
 import type { RecordingStore } from '../recordings/store.js';
 import type { SessionService } from '../sessions/session-service.js';

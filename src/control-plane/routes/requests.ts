@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { ApproveBody, CreateAccessRequest, DenyBody } from '../../shared/contract/http.js';
+import { ApproveBody, CreateAccessRequest, DenyBody } from '#shared/contract/http.js';
 import type { ApprovalService } from '../approvals/approval-service.js';
 import type { Principal } from '../auth.js';
 

@@ -5,9 +5,9 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
-import { GRANT_AUDIENCE, GrantClaims } from '../../shared/contract/grant.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
+import { GRANT_AUDIENCE, GrantClaims } from '#shared/contract/grant.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
 
 type Key = Awaited<ReturnType<typeof importJWK>>;
 

@@ -3,11 +3,11 @@
  * by expiry, by a lost heartbeat or by an administrator. Every transition is audited before it is
  * acknowledged.
  */
-import type { SessionInfo } from '../../shared/contract/agent.js';
-import type { CreateSessionRequest, CreateSessionResponse, EndReason, Session } from '../../shared/contract/http.js';
-import { JitError } from '../../shared/errors/jit-error.js';
-import type { Clock } from '../../shared/runtime/ctx.js';
-import { makeScramVerifier } from '../../protocol/postgres/scram.js';
+import type { SessionInfo } from '#shared/contract/agent.js';
+import type { CreateSessionRequest, CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Clock } from '#shared/runtime/ctx.js';
+import { makeScramVerifier } from '#protocol/postgres/scram.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { PolicyEngine } from '../policy/policy.js';
 import type { Db, SessionsTable } from '../store/db.js';

@@ -3,9 +3,9 @@
  * (certificate principal) and the command guardrails for this user on this target. Stored in the
  * session row's `inspection` column as `{ "ssh": … }` and sent to the agent as SessionInfo.ssh.
  */
-import type { Guardrail } from '../../shared/config/policy.js';
-import { type SessionInfo, SshSessionRules } from '../../shared/contract/agent.js';
-import { JitError } from '../../shared/errors/jit-error.js';
+import type { Guardrail } from '#shared/config/policy.js';
+import { type SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
 import type { AccessDecision, Caller, PolicyEngine } from '../policy/policy.js';
 
 /**

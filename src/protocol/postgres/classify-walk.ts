@@ -14,7 +14,7 @@
  * refused query; a missed one leaks data.
  */
 import { parsePlPgSQLSync, parseSync } from 'libpg-query';
-import type { StatementKind } from '../../shared/config/policy.js';
+import type { StatementKind } from '#shared/config/policy.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: the parse tree is untyped JSON from libpg-query; every access is guarded
 type N = any;

@@ -20,7 +20,7 @@
  * - Anything that cannot be parsed is `ok: false`; callers fail closed.
  */
 import { loadModule, parseSync } from 'libpg-query';
-import type { StatementKind } from '../../shared/config/policy.js';
+import type { StatementKind } from '#shared/config/policy.js';
 import { Acc, type ColumnRef, outputsOf, walkStatement } from './classify-walk.js';
 
 export type { ColumnRef } from './classify-walk.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Detector, MaskRule } from '../../shared/config/policy.js';
+import type { Detector, MaskRule } from '#shared/config/policy.js';
 import {
   CANNOT_SCAN,
   MAX_CUSTOM_SCAN_CHARS,

@@ -11,7 +11,7 @@
  * MAX_CUSTOM_SCAN_CHARS; a longer value cannot be scanned safely and is refused by the caller.
  */
 import { createHmac } from 'node:crypto';
-import type { Detector, MaskRule } from '../../shared/config/policy.js';
+import type { Detector, MaskRule } from '#shared/config/policy.js';
 
 export type MaskStyle = 'full' | 'partial' | 'hash';
 export type DetectorKind = 'email' | 'credit-card' | 'phone' | 'iban' | 'custom';

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InspectionRules } from '../../shared/contract/agent.js';
+import { InspectionRules } from '#shared/contract/agent.js';
 import { classifySql, loadSqlParser } from './classify.js';
 import { judge, nameMatches } from './guard.js';
 

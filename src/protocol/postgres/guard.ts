@@ -17,8 +17,8 @@
  * - opaque: DO, function bodies, EXECUTE, CALL.
  * A guardrail with several conditions needs all of them; one without any matches every statement.
  */
-import type { Guardrail, MaskRule } from '../../shared/config/policy.js';
-import type { InspectionRules } from '../../shared/contract/agent.js';
+import type { Guardrail, MaskRule } from '#shared/config/policy.js';
+import type { InspectionRules } from '#shared/contract/agent.js';
 import type { Classification, ColumnRef, StatementInfo } from './classify.js';
 
 export type Action = 'allow' | 'block' | 'require-approval';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Detector, MaskRule } from '../../shared/config/policy.js';
-import { JitError } from '../../shared/errors/index.js';
+import type { Detector, MaskRule } from '#shared/config/policy.js';
+import { JitError } from '#shared/errors/index.js';
 import {
   type ColumnIdentity,
   configureMasking,

@@ -41,8 +41,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
-import type { MaskRule } from '../../shared/config/policy.js';
-import { JitError } from '../../shared/errors/index.js';
+import type { MaskRule } from '#shared/config/policy.js';
+import { JitError } from '#shared/errors/index.js';
 import {
   CANNOT_SCAN,
   type CompiledDetectors,

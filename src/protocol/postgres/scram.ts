@@ -12,7 +12,7 @@
  * Pure: no sockets, no fs, no logger. Every parse of peer input fails closed with ScramError.
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ScramVerifier } from '../../shared/contract/agent.js';
+import type { ScramVerifier } from '#shared/contract/agent.js';
 
 export type { ScramVerifier };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Guardrail } from '../../shared/config/policy.js';
+import { Guardrail } from '#shared/config/policy.js';
 import { analyzeCommand, commandMatches, judgeCommand, judgeShell, refusalLine, UNPARSABLE_RULE } from './guard.js';
 
 const rule = (name: string, action: Guardrail['action'], match: Record<string, unknown>, message?: string) =>

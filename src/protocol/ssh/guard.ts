@@ -16,7 +16,7 @@
  * `perl -e`) or a script on the host can still run anything the login may run.
  */
 import { type ParseEntry, parse } from 'shell-quote';
-import type { Guardrail } from '../../shared/config/policy.js';
+import type { Guardrail } from '#shared/config/policy.js';
 
 export type CommandAction = 'allow' | 'block' | 'require-approval';
 
