@@ -11,12 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { type RawData, WebSocket } from 'ws';
-import {
-  AGENT_MAX_CONTROL_MESSAGE,
-  AgentEvent,
-  type AgentToServer,
-  ServerToAgent,
-} from '#shared/contract/agent.js';
+import { AGENT_MAX_CONTROL_MESSAGE, AgentEvent, type AgentToServer, ServerToAgent } from '#shared/contract/agent.js';
 import { STREAM_UPGRADE_PROTOCOL } from '#shared/contract/http.js';
 import { errorFromBody, JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';

@@ -227,7 +227,11 @@ async function main(cfg, procs, results) {
   };
   // bulk: relay CPU ms per MB; pgbench: relay CPU µs per transaction.
   await measure('bulk', 'bulk COPY', cfg.bulkRepeats, (c, p) =>
-    withCpu(p, () => (cfg.bulkRows * BULK_ROW_BYTES) / 1e6, () => bulk(c, { rows: cfg.bulkRows })),
+    withCpu(
+      p,
+      () => (cfg.bulkRows * BULK_ROW_BYTES) / 1e6,
+      () => bulk(c, { rows: cfg.bulkRows }),
+    ),
   );
   const perTx = (r) => r.transactions / 1000;
   await measure('pgbench1', 'pgbench -S -c 1', cfg.rounds, (c, p) =>
@@ -247,7 +251,8 @@ async function main(cfg, procs, results) {
   // 5. The cost of masking a large result: the same SELECT through two jit sessions whose
   //    policies differ only in a mask on the email column, plus direct for reference.
   if (cfg.maskRows > 0) {
-    if (cfg.jitMode !== 'separate') results.masking = { skipped: `needs BENCH_JIT=separate (its policy carries the mask rule; mode is ${cfg.jitMode})` };
+    if (cfg.jitMode !== 'separate')
+      results.masking = { skipped: `needs BENCH_JIT=separate (its policy carries the mask rule; mode is ${cfg.jitMode})` };
     else if (!session) results.masking = { skipped: 'no jit session' };
     else {
       try {
@@ -308,7 +313,8 @@ async function maskingCost({ cfg, procs, jit, superuser, direct, plain, log }) {
     const probe = 'SELECT email FROM bench_contacts WHERE id = 1';
     const [seenPlain, seenMasked] = [await psqlValue(plain, probe), await psqlValue(masked.conn, probe)];
     if (seenPlain !== 'user1@mail1.example.com') throw new Error(`unmasked session returned ${JSON.stringify(seenPlain)}`);
-    if (!seenMasked.includes('***') || seenMasked.includes('user1@')) throw new Error(`masked session returned ${JSON.stringify(seenMasked)}`);
+    if (!seenMasked.includes('***') || seenMasked.includes('user1@'))
+      throw new Error(`masked session returned ${JSON.stringify(seenMasked)}`);
 
     const probes = { agent: () => rssKiB(jit.processes.agent), 'control plane': () => rssKiB(jit.processes['control plane']) };
     const before = Object.fromEntries(Object.entries(probes).map(([n, f]) => [n, f()]));
@@ -319,7 +325,9 @@ async function maskingCost({ cfg, procs, jit, superuser, direct, plain, log }) {
     for (const c of Object.values(paths)) await fetchResult(c, { query: `${query} LIMIT ${Math.ceil(rows / 10)}`, rows: 1, bytes: 1 });
     for (let r = 0; r < cfg.maskRepeats; r++) {
       for (const [name, c] of Object.entries(paths)) {
-        log(`masking: ${rows} rows via ${name === 'direct' ? 'direct' : `jit (${name === 'plain' ? 'no mask' : 'email masked'})`}, round ${r + 1} of ${cfg.maskRepeats}…`);
+        log(
+          `masking: ${rows} rows via ${name === 'direct' ? 'direct' : `jit (${name === 'plain' ? 'no mask' : 'email masked'})`}, round ${r + 1} of ${cfg.maskRepeats}…`,
+        );
         const stop = name === 'direct' ? undefined : rssPeaks(probes);
         const m = await fetchResult(c, { query, rows, bytes });
         if (stop) {
@@ -424,7 +432,9 @@ async function entry() {
   process.stdout.write(`(bench took ${results.meta.durationSeconds} s)\n`);
   if (cfg.profileDir) {
     const pids = Object.entries(results.meta.pids ?? {}).map(([name, pid]) => `${name} ${pid}`);
-    process.stdout.write(`CPU profiles in ${cfg.profileDir} (file names carry the pid: ${pids.join(', ')}); read one with node bench/profile-top.js <file>\n`);
+    process.stdout.write(
+      `CPU profiles in ${cfg.profileDir} (file names carry the pid: ${pids.join(', ')}); read one with node bench/profile-top.js <file>\n`,
+    );
   }
   if (cfg.jsonFile) writeFileSync(cfg.jsonFile, `${JSON.stringify(results, null, 2)}\n`);
   return code || (results.errors.length ? 1 : 0);

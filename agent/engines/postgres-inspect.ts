@@ -475,7 +475,11 @@ export class InspectingRelay {
     const execs: Exec[] = new Array(stmts.length);
     for (let i = 0; i < stmts.length; i++) {
       const s = stmts[i]!;
-      execs[i] = { seq: this.executed(s.text, s.kind, 'simple', v.rule, undefined, undefined, undefined, approved), started: this.deps.clock.now(), info: s };
+      execs[i] = {
+        seq: this.executed(s.text, s.kind, 'simple', v.rule, undefined, undefined, undefined, approved),
+        started: this.deps.clock.now(),
+        info: s,
+      };
     }
     this.forward(buf, start, end, { k: 'query', execs, idx: 0 });
   }
@@ -495,7 +499,13 @@ export class InspectingRelay {
     return undefined;
   }
 
-  private parse(m: Extract<FrontendMessage, { type: 'P' }>, buf: Buffer, start: number, end: number, textRefusal: Refusal | undefined): void {
+  private parse(
+    m: Extract<FrontendMessage, { type: 'P' }>,
+    buf: Buffer,
+    start: number,
+    end: number,
+    textRefusal: Refusal | undefined,
+  ): void {
     const prev = this.statements.get(m.name);
     if (textRefusal) {
       this.refuseParse(m.name, prev, textRefusal);
@@ -657,7 +667,12 @@ export class InspectingRelay {
    * paused on the returned promise). `sql` + `params` are exactly what is forwarded on approval:
    * the decision is bound to their digest (see inspect/approval.ts).
    */
-  private async approval(sql: string, c: Classification, v: Verdict, params: (string | null)[] | undefined): Promise<{ refusal: Refusal } | Approved> {
+  private async approval(
+    sql: string,
+    c: Classification,
+    v: Verdict,
+    params: (string | null)[] | undefined,
+  ): Promise<{ refusal: Refusal } | Approved> {
     const approve = this.deps.approve ?? awaitApproval;
     const stmt = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
     const holding = new AbortController();
@@ -687,7 +702,13 @@ export class InspectingRelay {
       ...(decision.request ? { approval: decision.request } : {}),
     });
     if (decision.cancelled) {
-      return { refusal: { code: '57014', message: 'canceling statement due to user request', detail: `jit: it was waiting for approval (rule ${rule})` } };
+      return {
+        refusal: {
+          code: '57014',
+          message: 'canceling statement due to user request',
+          detail: `jit: it was waiting for approval (rule ${rule})`,
+        },
+      };
     }
     return {
       refusal: {
@@ -990,7 +1011,12 @@ export class InspectingRelay {
   }
 
   /** The mask plan of a result, from cache when its RowDescription was seen and its tables are fresh. */
-  private planFor(buf: Buffer, start: number, end: number, fields: FieldDescription[]): MaskPlan | null | 'refuse' | Promise<MaskPlan | null | 'refuse'> {
+  private planFor(
+    buf: Buffer,
+    start: number,
+    end: number,
+    fields: FieldDescription[],
+  ): MaskPlan | null | 'refuse' | Promise<MaskPlan | null | 'refuse'> {
     const catalog = this.deps.catalog;
     const db = this.ctx.database;
     let missing: number[] = [];
@@ -1130,9 +1156,9 @@ export class InspectingRelay {
     if (copy.columns && copy.columns.length > 0) return copy.columns.map((column) => ({ ...rel, column }));
     const catalog = this.deps.catalog;
     if (!catalog) return undefined;
-    return catalog.tableColumns(this.ctx.database, copy.relation).then((t) =>
-      t ? t.columns.map((column) => ({ schema: t.schema, table: t.table, column })) : undefined,
-    );
+    return catalog
+      .tableColumns(this.ctx.database, copy.relation)
+      .then((t) => (t ? t.columns.map((column) => ({ schema: t.schema, table: t.table, column })) : undefined));
   }
 
   private onCopyData(buf: Buffer, start: number, end: number): undefined {

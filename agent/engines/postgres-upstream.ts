@@ -129,11 +129,7 @@ export interface UpstreamSession {
  * method fails closed, except an immediate AuthenticationOk), collect ParameterStatus and
  * BackendKeyData until ReadyForQuery. The reader is detached on return.
  */
-export async function loginUpstream(
-  socket: Duplex,
-  params: Record<string, string>,
-  password: string,
-): Promise<UpstreamSession> {
+export async function loginUpstream(socket: Duplex, params: Record<string, string>, password: string): Promise<UpstreamSession> {
   const reader = new PacketReader(socket);
   try {
     socket.write(startupMessage(params));
@@ -202,11 +198,7 @@ function framed(type: number, body: Buffer): Buffer {
 }
 
 /** Send a CancelRequest for the real backend key on a new connection to the target. */
-export async function sendUpstreamCancel(
-  target: AgentPostgresTarget,
-  key: { pid: number; secret: Buffer },
-  clock: Clock,
-): Promise<void> {
+export async function sendUpstreamCancel(target: AgentPostgresTarget, key: { pid: number; secret: Buffer }, clock: Clock): Promise<void> {
   const raw = await dialTarget(target, clock, 5_000);
   try {
     const sock = await negotiateTls(raw, target);

@@ -100,14 +100,7 @@ export interface HandleOptions {
  * Startup parameters passed upstream besides user/database. `options` (-c GUCs) and anything else
  * are dropped: settings that must not bypass inspection stay out of the startup packet.
  */
-const PASSTHROUGH_PARAMS = new Set([
-  'application_name',
-  'client_encoding',
-  'datestyle',
-  'timezone',
-  'intervalstyle',
-  'extra_float_digits',
-]);
+const PASSTHROUGH_PARAMS = new Set(['application_name', 'client_encoding', 'datestyle', 'timezone', 'intervalstyle', 'extra_float_digits']);
 
 const MAX_PARAM_VALUE = 256;
 
@@ -362,7 +355,13 @@ async function forwardCancel(
   if (!found || found.stream.sessionId !== session.id || found.stream.target !== target.name) return;
   // A statement held for approval never reached the server: cancelling gives up the wait instead.
   if (heldStatements.get(found.stream)?.cancelHeld()) {
-    deps.emit({ event: 'query.cancelled', session: session.id, target: target.name, outcome: 'info', data: { stream: found.stream.id, held: true } });
+    deps.emit({
+      event: 'query.cancelled',
+      session: session.id,
+      target: target.name,
+      outcome: 'info',
+      data: { stream: found.stream.id, held: true },
+    });
     return;
   }
   try {
@@ -387,7 +386,7 @@ function relay(client: Duplex, upstream: Duplex, stream: LiveStream): void {
 
 function makeKey(deps: PostgresEngineDeps): { pid: number; secret: Buffer } {
   const b = deps.random(8);
-  return { pid: (b.readUInt32BE(0) & 0x7fffffff) || 1, secret: Buffer.from(b.subarray(4)) };
+  return { pid: b.readUInt32BE(0) & 0x7fffffff || 1, secret: Buffer.from(b.subarray(4)) };
 }
 
 /** Close the stream when the session expires, even if nobody told us (VALID UNTIL only stops new logins). */

@@ -37,7 +37,11 @@ describe('tool output', () => {
     assert.equal(parsePsqlTiming('COPY 10\n'), undefined);
   });
   it('folds runs into medians and keeps the runs', () => {
-    const out = aggregate([{ tps: 1, latencyMs: 5 }, { tps: 3, latencyMs: 1 }, { tps: 2, latencyMs: 9 }]);
+    const out = aggregate([
+      { tps: 1, latencyMs: 5 },
+      { tps: 3, latencyMs: 1 },
+      { tps: 2, latencyMs: 9 },
+    ]);
     assert.equal(out.tps, 2);
     assert.equal(out.latencyMs, 5);
     assert.equal(out.runs.length, 3);
@@ -102,7 +106,11 @@ function sample() {
     memory: {
       baseline: { 'control plane': 100_000, agent: 80_000, 'jit connect (CLI)': 70_000 },
       points: [
-        { n: 1000, rss: { 'control plane': 140_000, agent: 150_000, 'jit connect (CLI)': 100_000 }, perConnKiB: { 'control plane': 40, agent: 70, 'jit connect (CLI)': 30 } },
+        {
+          n: 1000,
+          rss: { 'control plane': 140_000, agent: 150_000, 'jit connect (CLI)': 100_000 },
+          perConnKiB: { 'control plane': 40, agent: 70, 'jit connect (CLI)': 30 },
+        },
       ],
       opened: 1000,
       selectOk: 1000,
@@ -124,7 +132,10 @@ describe('targets', () => {
     assert.equal(t['≤ 64 KiB per idle connection, agent'].status, 'MISS');
     assert.equal(t['1000 idle connections held without errors'].status, 'PASS');
     // The CLI's memory is shown but is not one of the targets.
-    assert.equal(Object.keys(t).some((k) => k.includes('CLI')), false);
+    assert.equal(
+      Object.keys(t).some((k) => k.includes('CLI')),
+      false,
+    );
   });
   it('misses the 1,000-connection check when one select fails, and is n/a when fewer could be opened', () => {
     const r = sample();
@@ -152,7 +163,10 @@ describe('jit vs ssh -L', () => {
   it('never gives NaN when runs lack the field (regression: port ready printed NaN× with one run each)', () => {
     const r = sample();
     r.metrics.portReady = { ssh: { ms: 200, runs: [200] }, jit: { ms: 300, runs: [300] } };
-    assert.equal(jitVsSsh(r, 'portReady', (m) => m.ms), 1.5);
+    assert.equal(
+      jitVsSsh(r, 'portReady', (m) => m.ms),
+      1.5,
+    );
   });
   it('uses the median of per-round ratios when both paths have runs (same moment, same load)', () => {
     const r = sample();
@@ -220,7 +234,11 @@ describe('protocol modes and masking', () => {
 
   it('prints the protocol rows and the masking table with rows/s, MB/s and peak RSS', () => {
     const r = sample();
-    r.metrics['pgbench8-prepared'] = { direct: { tps: 30000, latencyMs: 0.26 }, ssh: { tps: 9500, latencyMs: 0.85 }, jit: { tps: 1500, latencyMs: 5.3 } };
+    r.metrics['pgbench8-prepared'] = {
+      direct: { tps: 30000, latencyMs: 0.26 },
+      ssh: { tps: 9500, latencyMs: 0.85 },
+      jit: { tps: 1500, latencyMs: 5.3 },
+    };
     r.masking = masking(0.9);
     const text = renderReport(r);
     assert.match(text, /pgbench -S -M prepared, 8 clients: tps \(higher is better\) +30000 +9500 \(0\.32×\) +1500 \(0\.05×\)/);

@@ -33,7 +33,9 @@ export function readConfig(env) {
   const protoRaw = env.BENCH_PROTOCOLS ?? 'extended,prepared';
   const protocolModes = protoRaw === '' || protoRaw === 'none' ? [] : protoRaw.split(',');
   if (protocolModes.some((m) => !['extended', 'prepared'].includes(m)) || new Set(protocolModes).size !== protocolModes.length) {
-    throw new Error(`BENCH_PROTOCOLS=${JSON.stringify(protoRaw.slice(0, 40))}: expected extended, prepared, both (comma-separated) or none`);
+    throw new Error(
+      `BENCH_PROTOCOLS=${JSON.stringify(protoRaw.slice(0, 40))}: expected extended, prepared, both (comma-separated) or none`,
+    );
   }
   return {
     jitMode,

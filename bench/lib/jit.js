@@ -74,7 +74,12 @@ export function inspectionPolicy(level) {
   if (level === 'none') return {};
   const rules = {
     guardrails: [
-      { name: 'no-drop-or-truncate', match: { kinds: ['drop', 'truncate'] }, action: 'block', message: 'DROP and TRUNCATE are not allowed here' },
+      {
+        name: 'no-drop-or-truncate',
+        match: { kinds: ['drop', 'truncate'] },
+        action: 'block',
+        message: 'DROP and TRUNCATE are not allowed here',
+      },
       { name: 'no-unbounded-writes', match: { kinds: ['update', 'delete'], withoutWhere: true }, action: 'block' },
       { name: 'no-backend-kills', match: { functions: ['pg_terminate_backend', 'pg_cancel_backend'] }, action: 'block' },
     ],
@@ -131,28 +136,52 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword, policyL
       name: AGENT_NAME,
       controlPlane: serverUrl,
       targets: {
-        [TARGET]: { type: 'postgres', host: '127.0.0.1', port: pgPort, database: DATABASE, adminUrlEnv: 'JIT_BENCH_ADMIN_URL', sslmode: 'disable' },
-        [MASK_TARGET]: { type: 'postgres', host: '127.0.0.1', port: pgPort, database: DATABASE, adminUrlEnv: 'JIT_BENCH_ADMIN_URL', sslmode: 'disable' },
+        [TARGET]: {
+          type: 'postgres',
+          host: '127.0.0.1',
+          port: pgPort,
+          database: DATABASE,
+          adminUrlEnv: 'JIT_BENCH_ADMIN_URL',
+          sslmode: 'disable',
+        },
+        [MASK_TARGET]: {
+          type: 'postgres',
+          host: '127.0.0.1',
+          port: pgPort,
+          database: DATABASE,
+          adminUrlEnv: 'JIT_BENCH_ADMIN_URL',
+          sslmode: 'disable',
+        },
       },
     }),
     { mode: 0o600 },
   );
 
-  const server = procs.spawn('jit server', process.execPath, [...nodeArgs, JIT_BIN, 'server', '--config', path.join(jitDir, 'server.yaml'), '--log-level', 'warn'], {
-    cwd: jitDir,
-    env: baseEnv,
-    stopSignal: 'SIGINT',
-  });
-  await server.waitFor(/listening on/, 20_000);
-  const agent = procs.spawn('jit agent', process.execPath, [...nodeArgs, JIT_BIN, 'agent', '--config', path.join(jitDir, 'agent.yaml'), '--log-level', 'warn'], {
-    cwd: jitDir,
-    env: {
-      ...baseEnv,
-      JIT_AGENT_TOKEN: tokens.token,
-      JIT_BENCH_ADMIN_URL: `postgresql://jit_admin:${encodeURIComponent(adminPassword)}@127.0.0.1:${pgPort}/${DATABASE}?sslmode=disable`,
+  const server = procs.spawn(
+    'jit server',
+    process.execPath,
+    [...nodeArgs, JIT_BIN, 'server', '--config', path.join(jitDir, 'server.yaml'), '--log-level', 'warn'],
+    {
+      cwd: jitDir,
+      env: baseEnv,
+      stopSignal: 'SIGINT',
     },
-    stopSignal: 'SIGINT',
-  });
+  );
+  await server.waitFor(/listening on/, 20_000);
+  const agent = procs.spawn(
+    'jit agent',
+    process.execPath,
+    [...nodeArgs, JIT_BIN, 'agent', '--config', path.join(jitDir, 'agent.yaml'), '--log-level', 'warn'],
+    {
+      cwd: jitDir,
+      env: {
+        ...baseEnv,
+        JIT_AGENT_TOKEN: tokens.token,
+        JIT_BENCH_ADMIN_URL: `postgresql://jit_admin:${encodeURIComponent(adminPassword)}@127.0.0.1:${pgPort}/${DATABASE}?sslmode=disable`,
+      },
+      stopSignal: 'SIGINT',
+    },
+  );
   await agent.waitFor(/started/, 20_000);
   const env = cliEnv(jitDir, serverUrl);
   await login(env, password);

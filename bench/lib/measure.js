@@ -45,7 +45,16 @@ function failure(what, r) {
 export async function bulk(conn, { rows }) {
   const r = await run(
     'psql',
-    ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', '\\timing on', '-c', `\\copy (SELECT repeat('x', 1000) FROM generate_series(1, ${rows})) TO '/dev/null'`],
+    [
+      '-X',
+      '-q',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-c',
+      '\\timing on',
+      '-c',
+      `\\copy (SELECT repeat('x', 1000) FROM generate_series(1, ${rows})) TO '/dev/null'`,
+    ],
     { env: pgEnv(conn), timeoutMs: 120_000 },
   );
   if (r.code !== 0) throw failure('psql \\copy', r);
@@ -60,11 +69,10 @@ export async function bulk(conn, { rows }) {
  * statements parsed once, then Bind/Execute).
  */
 export async function pgbench(conn, { clients, threads, seconds, mode = 'simple' }) {
-  const r = await run(
-    'pgbench',
-    ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(threads), '-T', String(seconds)],
-    { env: pgEnv(conn), timeoutMs: (seconds + 60) * 1000 },
-  );
+  const r = await run('pgbench', ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(threads), '-T', String(seconds)], {
+    env: pgEnv(conn),
+    timeoutMs: (seconds + 60) * 1000,
+  });
   if (r.code !== 0) throw failure(`pgbench -c ${clients}`, r);
   const parsed = parsePgbench(r.stdout);
   if (!parsed) throw new Error(`pgbench printed no tps/latency: ${r.stdout.slice(-300)}`);

@@ -184,10 +184,7 @@ export class Child {
       this.watchers.push(check);
       this.exited.then(({ code, signal, error }) => {
         check();
-        finish(
-          reject,
-          new Error(`${this.name} exited (${error?.message ?? signal ?? code}) before ${re}; output:\n${this.tail()}`),
-        );
+        finish(reject, new Error(`${this.name} exited (${error?.message ?? signal ?? code}) before ${re}; output:\n${this.tail()}`));
       });
       check();
     });

@@ -39,7 +39,13 @@ export const ROWS = [
   { key: 'pgbench8', label: 'relay CPU, pgbench 8 clients: µs per tx', better: 'lower', digits: 0, pick: (m) => m.relayCpu },
   ...['extended', 'prepared'].flatMap((mode) => [
     { key: `pgbench8-${mode}`, label: `pgbench -S -M ${mode}, 8 clients: tps`, better: 'higher', digits: 0, pick: (m) => m.tps },
-    { key: `pgbench8-${mode}`, label: `pgbench -S -M ${mode}, 8 clients: latency ms`, better: 'lower', digits: 3, pick: (m) => m.latencyMs },
+    {
+      key: `pgbench8-${mode}`,
+      label: `pgbench -S -M ${mode}, 8 clients: latency ms`,
+      better: 'lower',
+      digits: 3,
+      pick: (m) => m.latencyMs,
+    },
     { key: `pgbench8-${mode}`, label: `relay CPU, -M ${mode} 8 clients: µs per tx`, better: 'lower', digits: 0, pick: (m) => m.relayCpu },
   ]),
   { key: 'select1', label: "psql -c 'select 1' wall ms (median)", better: 'lower', digits: 1, pick: (m) => m.ms },
@@ -200,14 +206,26 @@ export function targets(results) {
   const ready = results.metrics.portReady?.jit;
   out.push(
     ready && !ready.error
-      ? { status: ready.ms <= TARGETS.portReadyMs ? 'PASS' : 'MISS', label: `port ready ≤ ${TARGETS.portReadyMs} ms`, detail: `${fmt(ready.ms, 0)} ms (median of ${ready.runs.length})` }
-      : { status: 'n/a', label: `port ready ≤ ${TARGETS.portReadyMs} ms`, detail: `not measured${ready?.error ? ` (${ready.error})` : ''}` },
+      ? {
+          status: ready.ms <= TARGETS.portReadyMs ? 'PASS' : 'MISS',
+          label: `port ready ≤ ${TARGETS.portReadyMs} ms`,
+          detail: `${fmt(ready.ms, 0)} ms (median of ${ready.runs.length})`,
+        }
+      : {
+          status: 'n/a',
+          label: `port ready ≤ ${TARGETS.portReadyMs} ms`,
+          detail: `not measured${ready?.error ? ` (${ready.error})` : ''}`,
+        },
   );
 
   const mem = results.memory;
   const last = mem && !mem.error ? mem.points.at(-1) : undefined;
   if (!last) {
-    out.push({ status: 'n/a', label: `≤ ${TARGETS.idleKiB} KiB per idle connection`, detail: `not measured${mem?.error ? ` (${mem.error})` : ''}` });
+    out.push({
+      status: 'n/a',
+      label: `≤ ${TARGETS.idleKiB} KiB per idle connection`,
+      detail: `not measured${mem?.error ? ` (${mem.error})` : ''}`,
+    });
   } else {
     for (const [name, kib] of Object.entries(last.perConnKiB)) {
       if (name === 'jit connect (CLI)') continue;
@@ -224,7 +242,11 @@ export function targets(results) {
   const mk = results.masking;
   const mkLabel = `masking a large result: masked ≥ ${TARGETS.maskedVsUnmasked}× unmasked`;
   if (!mk || mk.skipped || mk.error) {
-    out.push({ status: 'n/a', label: mkLabel, detail: `not measured${mk?.skipped ? ` (${mk.skipped})` : mk?.error ? ` (${mk.error})` : ' (BENCH_MASK_ROWS=0)'}` });
+    out.push({
+      status: 'n/a',
+      label: mkLabel,
+      detail: `not measured${mk?.skipped ? ` (${mk.skipped})` : mk?.error ? ` (${mk.error})` : ' (BENCH_MASK_ROWS=0)'}`,
+    });
   } else {
     out.push({
       status: mk.ratio >= TARGETS.maskedVsUnmasked ? 'PASS' : 'MISS',
@@ -234,7 +256,11 @@ export function targets(results) {
   }
   const want = TARGETS.idleConnections;
   if (!mem || mem.error) {
-    out.push({ status: 'n/a', label: `${want} idle connections held without errors`, detail: `not measured${mem?.error ? ` (${mem.error})` : ''}` });
+    out.push({
+      status: 'n/a',
+      label: `${want} idle connections held without errors`,
+      detail: `not measured${mem?.error ? ` (${mem.error})` : ''}`,
+    });
   } else {
     const ok = mem.opened >= want && mem.selectOk === mem.opened && !mem.openError;
     out.push({
@@ -262,7 +288,9 @@ export function renderReport(results) {
     ...mainTable(results),
     '',
     ...(results.memory ? ['Idle connections through one jit session', ...memoryTable(results.memory, 'one jit session'), ''] : []),
-    ...(results.sshMemory ? ['Idle connections through ssh -L (for comparison; no target)', ...memoryTable(results.sshMemory, 'one ssh connection'), ''] : []),
+    ...(results.sshMemory
+      ? ['Idle connections through ssh -L (for comparison; no target)', ...memoryTable(results.sshMemory, 'one ssh connection'), '']
+      : []),
     ...(results.masking ? [...maskingTable(results.masking), ''] : []),
     'Targets (from the issue)',
   ];

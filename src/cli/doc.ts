@@ -17,7 +17,9 @@ function fullName(cmd: Command): string {
 }
 
 function usage(cmd: Command): string {
-  const args = cmd.registeredArguments.map((a) => (a.required ? `<${a.name()}${a.variadic ? '…' : ''}>` : `[${a.name()}${a.variadic ? '…' : ''}]`));
+  const args = cmd.registeredArguments.map((a) =>
+    a.required ? `<${a.name()}${a.variadic ? '…' : ''}>` : `[${a.name()}${a.variadic ? '…' : ''}]`,
+  );
   return ['jit', fullName(cmd), cmd.options.length ? '[options]' : '', ...args].filter(Boolean).join(' ');
 }
 

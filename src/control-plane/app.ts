@@ -80,9 +80,7 @@ export function buildApp(deps: AppDeps) {
     req.log.error({ err }, 'unexpected error');
     return reply.status(500).send(new JitError('JIT_INTERNAL').toBody());
   });
-  app.setNotFoundHandler((_req, reply) =>
-    reply.status(404).send(new JitError('JIT_USAGE', { message: 'No such endpoint' }).toBody()),
-  );
+  app.setNotFoundHandler((_req, reply) => reply.status(404).send(new JitError('JIT_USAGE', { message: 'No such endpoint' }).toBody()));
 
   const who = async (req: import('fastify').FastifyRequest): Promise<Principal> => {
     if (!req.principal) req.principal = await authenticate(req, deps.verifier, deps.audit);
@@ -189,7 +187,12 @@ export function buildApp(deps: AppDeps) {
   }
 
   if (deps.recordings) {
-    void app.register(recordingRoutes, { recordings: deps.recordings, sessions: deps.sessions, who, isAdmin: (p) => isAdmin(p, deps.admins) });
+    void app.register(recordingRoutes, {
+      recordings: deps.recordings,
+      sessions: deps.sessions,
+      who,
+      isAdmin: (p) => isAdmin(p, deps.admins),
+    });
   }
 
   // The audit log's API (admins only): routes/audit.ts.

@@ -69,14 +69,13 @@ async function selfTrustingFetch(certFile: string): Promise<typeof fetch> {
   const { Agent, fetch: undiciFetch } = await import('undici');
   const { rootCertificates } = await import('node:tls');
   const dispatcher = new Agent({ connect: { ca: [...rootCertificates, readFileSync(certFile, 'utf8')] } });
-  return ((input: string | URL, init?: RequestInit) =>
-    undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+  return ((input: string | URL, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
 }
 
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const { config, logger } = opts;
   const clock = opts.clock ?? systemClock;
-  const random = opts.random ?? ((n: number) => (globalThis.crypto.getRandomValues(Buffer.alloc(n)) as Buffer));
+  const random = opts.random ?? ((n: number) => globalThis.crypto.getRandomValues(Buffer.alloc(n)) as Buffer);
   const resolve = (p: string) => path.resolve(opts.configDir, p);
   const { host, port } = parseListen(config.listen);
   if (!config.tls && !LOOPBACK.has(host)) {
@@ -228,7 +227,19 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     approvals,
   });
   const recordings = new RecordingStore({ dir: path.join(dataDir, 'recordings'), audit, logger });
-  hub = new RelayHub({ agents: config.agents, sessions, grants, verifier, policy: policyEngine, audit, logger, clock, random, recordings, approvals });
+  hub = new RelayHub({
+    agents: config.agents,
+    sessions,
+    grants,
+    verifier,
+    policy: policyEngine,
+    audit,
+    logger,
+    clock,
+    random,
+    recordings,
+    approvals,
+  });
 
   // /oidc goes straight to the IdP (it parses its own bodies); everything else to fastify.
   const serverFactory: FastifyServerFactory = (handler) => {
@@ -241,7 +252,21 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     });
     return server;
   };
-  const app = buildApp({ discovery, verifier, sessions, audit, policy: policyEngine, hub, db, admins: config.admins, recordings, approvals, machines, logger, serverFactory });
+  const app = buildApp({
+    discovery,
+    verifier,
+    sessions,
+    audit,
+    policy: policyEngine,
+    hub,
+    db,
+    admins: config.admins,
+    recordings,
+    approvals,
+    machines,
+    logger,
+    serverFactory,
+  });
   await app.ready();
   server.on('upgrade', (req, socket: Socket, head) => {
     if (!hub.handleUpgrade(req, socket, head)) socket.destroy();

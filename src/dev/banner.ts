@@ -49,7 +49,9 @@ export function bannerText(b: BannerInput): string {
     '',
     `  Control plane  ${b.serverUrl}`,
     `  PostgreSQL     127.0.0.1:${b.pgPort}  ${dim('database demo, target demo-db — reach it through jit connect')}`,
-    ...(b.sshPort ? [`  SSH            127.0.0.1:${b.sshPort}  ${dim('target demo-host — jit ssh demo-host -- uptime (reboot is blocked)')}`] : []),
+    ...(b.sshPort
+      ? [`  SSH            127.0.0.1:${b.sshPort}  ${dim('target demo-host — jit ssh demo-host -- uptime (reboot is blocked)')}`]
+      : []),
     ...userLines,
     ...(b.agentConnected ? [] : ['', yellow('  ! the agent has not connected yet; jit connect fails until it does (see the log above)')]),
     '',

@@ -42,7 +42,11 @@ describe('jit dev configuration', () => {
   });
 
   it('points the agent at the embedded PostgreSQL without TLS', () => {
-    const cfg = devAgentConfig({ controlPlane: 'http://127.0.0.1:8443', pgPort: 5555, adminUrl: 'postgresql://jit_admin:x@127.0.0.1:5555/demo' });
+    const cfg = devAgentConfig({
+      controlPlane: 'http://127.0.0.1:8443',
+      pgPort: 5555,
+      adminUrl: 'postgresql://jit_admin:x@127.0.0.1:5555/demo',
+    });
     expect(cfg.targets['demo-db']).toMatchObject({ type: 'postgres', host: '127.0.0.1', port: 5555, database: 'demo', sslmode: 'disable' });
     expect(agentTokenHash('abc')).toBe('sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
   });

@@ -12,7 +12,19 @@
  *    it last, ourselves.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
@@ -304,12 +316,17 @@ export async function startDevPostgres(o: StartPostgresOptions): Promise<DevPost
     child = spawn(
       bin.postgres,
       [
-        '-D', pgDir,
-        '-p', String(o.port),
-        '-c', 'listen_addresses=127.0.0.1',
+        '-D',
+        pgDir,
+        '-p',
+        String(o.port),
+        '-c',
+        'listen_addresses=127.0.0.1',
         // TCP on loopback only: no socket file in /tmp for other users to find.
-        '-c', 'unix_socket_directories=',
-        '-c', 'max_connections=100',
+        '-c',
+        'unix_socket_directories=',
+        '-c',
+        'max_connections=100',
       ],
       {
         ...(ids ?? {}),

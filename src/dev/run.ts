@@ -33,8 +33,16 @@ export interface DevOptions {
 
 /** The other parts of jit, loaded on demand (and replaceable in tests). */
 export interface DevParts {
-  startServer(opts: { config: ServerConfig; configDir: string; logger: Logger }): Promise<{ url: string; port: number; close(): Promise<void> }>;
-  startAgent(opts: { config: AgentConfig; token: string; logger: Logger }): Promise<{ close(): Promise<void>; whenConnected(): Promise<void> }>;
+  startServer(opts: {
+    config: ServerConfig;
+    configDir: string;
+    logger: Logger;
+  }): Promise<{ url: string; port: number; close(): Promise<void> }>;
+  startAgent(opts: {
+    config: AgentConfig;
+    token: string;
+    logger: Logger;
+  }): Promise<{ close(): Promise<void>; whenConnected(): Promise<void> }>;
   hashPassword(pw: string): Promise<string>;
 }
 

@@ -9,7 +9,18 @@ import { z } from 'zod';
 import { Detector, type MaskRule } from '#shared/config/policy.js';
 import { maskCopyData, maskDataRow, maskForAudit, planCopyMasking, planMasking } from '#protocol/postgres/mask.js';
 
-const TYPES = { text: 25, varchar: 1043, bpchar: 1042, int4: 23, int8: 20, numeric: 1700, date: 1082, json: 114, jsonb: 3802, citext: 91234 };
+const TYPES = {
+  text: 25,
+  varchar: 1043,
+  bpchar: 1042,
+  int4: 23,
+  int8: 20,
+  numeric: 1700,
+  date: 1082,
+  json: 114,
+  jsonb: 3802,
+  citext: 91234,
+};
 
 const Row = z
   .object({
@@ -64,7 +75,11 @@ function run(r: Row): string | null {
   if (r.audit) return maskForAudit(r.value, rules, { hashKey: KEY });
   const column = r.column?.toLowerCase().split('.').pop() ?? 'notes';
   if (r.copy) {
-    const cols = [{ schema: 'public', table: 'customers', column: 'id' }, { schema: 'public', table: 'customers', column: column === 'notes' ? 'email' : column }, { schema: 'public', table: 'customers', column: 'notes' }];
+    const cols = [
+      { schema: 'public', table: 'customers', column: 'id' },
+      { schema: 'public', table: 'customers', column: column === 'notes' ? 'email' : column },
+      { schema: 'public', table: 'customers', column: 'notes' },
+    ];
     const plan = planCopyMasking(cols, rules, r.copy, { hashKey: KEY });
     const body = Buffer.from(r.value);
     const m = Buffer.concat([Buffer.from([0x64, 0, 0, 0, 0]), body]);

@@ -39,10 +39,7 @@ beforeAll(async () => {
   stack = await startStack(pgInfo, 'e2e_appr', {
     approvals: [{ name: 'prod-change', targets: [TARGET], approvers: { users: ['bob'], timeout: '10m' }, maxDuration: '1h' }],
   });
-  [aliceHome, bobHome] = await Promise.all([
-    cliLogin(stack.url, 'alice', password('alice')),
-    cliLogin(stack.url, 'bob', password('bob')),
-  ]);
+  [aliceHome, bobHome] = await Promise.all([cliLogin(stack.url, 'alice', password('alice')), cliLogin(stack.url, 'bob', password('bob'))]);
 }, 120_000);
 
 afterAll(async () => {
@@ -95,7 +92,9 @@ describe('jit connect on a target that needs approval', () => {
     expect(d.code, d.stderr).toBe(0);
     const { code } = await proc.exited(20_000);
     expect(code).toBe(5);
-    expect(proc.stderr()).toContain(`✘ Access to ${TARGET} needs approval, and bob denied it: not during the freeze  [JIT_APPROVAL_DENIED]`);
+    expect(proc.stderr()).toContain(
+      `✘ Access to ${TARGET} needs approval, and bob denied it: not during the freeze  [JIT_APPROVAL_DENIED]`,
+    );
     expect(proc.stderr()).toContain(`hint: jit connect ${TARGET} --reason "…" files a new request`);
     expect(proc.stdout()).toBe('');
   });

@@ -56,7 +56,10 @@ describe('durability', () => {
     await startServerProcess();
     const r = await jit(['audit', '--session', res.body.session.id, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(events.map((e) => e.type)).toContain('session.started');
     expect(events[0]).toMatchObject({ actor: 'alice', target: 'app-db', data: { reason: 'kill test' } });
     const v = await jit(['audit', 'verify']);

@@ -40,7 +40,11 @@ async function sh(shell: string, args: string[], env: NodeJS.ProcessEnv = shellE
 /** What bash completes for the words (the last one is being completed). */
 async function bash(line: string[], env?: NodeJS.ProcessEnv): Promise<string[]> {
   const words = line.map((w) => `'${w}'`).join(' ');
-  const out = await sh('bash', ['-c', `source <(jit completion bash); COMP_WORDS=(${words}); COMP_CWORD=${line.length - 1}; _jit; printf '%s\\n' "\${COMPREPLY[@]}"`], env);
+  const out = await sh(
+    'bash',
+    ['-c', `source <(jit completion bash); COMP_WORDS=(${words}); COMP_CWORD=${line.length - 1}; _jit; printf '%s\\n' "\${COMPREPLY[@]}"`],
+    env,
+  );
   return out.split('\n').filter(Boolean).sort();
 }
 

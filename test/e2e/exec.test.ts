@@ -83,7 +83,10 @@ beforeAll(async () => {
       name: 'local',
       controlPlane: cp.url,
       targets: Object.fromEntries(
-        [TARGET, GATED].map((t) => [t, { type: 'postgres', host: pgInfo.host, port: pgInfo.port, database, adminUrlEnv: 'E2E_ADMIN_URL', sslmode: 'disable' }]),
+        [TARGET, GATED].map((t) => [
+          t,
+          { type: 'postgres', host: pgInfo.host, port: pgInfo.port, database, adminUrlEnv: 'E2E_ADMIN_URL', sslmode: 'disable' },
+        ]),
       ),
       reaperInterval: '2s',
     }),
@@ -124,12 +127,14 @@ describe('jit exec with a CI identity', () => {
     expect(await eventually(async () => !(await roleExists(role)), 10_000)).toBe(true);
   });
 
-  it('gives the child the connection in PG* and DATABASE_URL, and none of jit\'s own secrets', async () => {
+  it("gives the child the connection in PG* and DATABASE_URL, and none of jit's own secrets", async () => {
     const script =
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
       'printf "%s|%s|%s|%s|%s|%s|%s\\n" "$PGHOST" "$PGPORT" "$PGUSER" "$PGDATABASE" "$PGSSLMODE" "${JIT_ID_TOKEN:-none}" "$JIT_SESSION_ID"; ' +
       'test -n "$PGPASSWORD" && psql "$DATABASE_URL" -X -At -c "select count(*) from items"';
-    const r = await runJit(['exec', TARGET, '--', 'sh', '-c', script], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD), PGHOSTADDR: '10.9.9.9' }) });
+    const r = await runJit(['exec', TARGET, '--', 'sh', '-c', script], {
+      env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD), PGHOSTADDR: '10.9.9.9' }),
+    });
     expect(r.code, r.stderr).toBe(0);
     const [vars, count] = r.stdout.trim().split('\n');
     const [host, port, user, db, sslmode, token, sid] = vars!.split('|');
@@ -141,14 +146,26 @@ describe('jit exec with a CI identity', () => {
 
   it('--env-prefix prefixes the names and leaves PGHOST alone', async () => {
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
-    const r = await runJit(['exec', TARGET, '--env-prefix', 'SRC_', '--', 'sh', '-c', 'echo "${PGHOST:-unset} $SRC_PGHOST"; psql "$SRC_DATABASE_URL" -X -At -c "select 1"'], {
-      env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }),
-    });
+    const r = await runJit(
+      [
+        'exec',
+        TARGET,
+        '--env-prefix',
+        'SRC_',
+        '--',
+        'sh',
+        '-c',
+        'echo "${PGHOST:-unset} $SRC_PGHOST"; psql "$SRC_DATABASE_URL" -X -At -c "select 1"',
+      ],
+      {
+        env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }),
+      },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('unset 127.0.0.1\n1\n');
   });
 
-  it('exits with the child\'s exit code (7 → 7), and 127 for a command that does not exist', async () => {
+  it("exits with the child's exit code (7 → 7), and 127 for a command that does not exist", async () => {
     const seven = await runJit(['exec', TARGET, '--', 'sh', '-c', 'exit 7'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }) });
     expect(seven.code, seven.stderr).toBe(7);
     const missing = await runJit(['exec', TARGET, '--', 'no-such-command-jit'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }) });
@@ -157,10 +174,14 @@ describe('jit exec with a CI identity', () => {
   });
 
   it('--quiet (or JIT_QUIET=1) leaves stderr to the child', async () => {
-    const r = await runJit(['exec', '--quiet', TARGET, '--', 'sh', '-c', 'echo child-err >&2'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }) });
+    const r = await runJit(['exec', '--quiet', TARGET, '--', 'sh', '-c', 'echo child-err >&2'], {
+      env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }),
+    });
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('child-err\n');
-    const env = await runJit(['exec', TARGET, '--', 'sh', '-c', 'echo child-err >&2'], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD), JIT_QUIET: '1' }) });
+    const env = await runJit(['exec', TARGET, '--', 'sh', '-c', 'echo child-err >&2'], {
+      env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD), JIT_QUIET: '1' }),
+    });
     expect(env.stderr).toBe('child-err\n');
   });
 
@@ -187,7 +208,8 @@ describe('jit exec with a CI identity', () => {
 
   it('forwards SIGTERM to the child, exits 143 and ends the session', async () => {
     // psql first, so the role exists (it is made on the session's first connection).
-    const script = 'trap "echo child-got-TERM >&2; trap - TERM; kill -TERM $$" TERM; psql -X -At -c "select current_user"; while :; do sleep 0.1; done';
+    const script =
+      'trap "echo child-got-TERM >&2; trap - TERM; kill -TERM $$" TERM; psql -X -At -c "select current_user"; while :; do sleep 0.1; done';
     const proc = spawnJit(['exec', TARGET, '--', 'sh', '-c', script], { env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }) });
     const [, role] = await proc.waitForLine('stdout', /^(jit_[a-z0-9]{20})$/, 30_000);
     expect(await roleExists(role!)).toBe(true);
@@ -211,13 +233,19 @@ describe('jit exec with a CI identity', () => {
     const { code } = await proc.exited(20_000);
     expect(code, proc.stderr()).toBe(8);
     expect(Date.now() - started).toBeLessThan(15_000);
-    expect(proc.stderr()).toMatch(/ended while the command ran: it was disconnected {2}\[JIT_SESSION_ENDED\]\n {2}hint: jit exec again opens a new session/);
+    expect(proc.stderr()).toMatch(
+      /ended while the command ran: it was disconnected {2}\[JIT_SESSION_ENDED\]\n {2}hint: jit exec again opens a new session/,
+    );
   });
 
   const refusals: [string, () => Promise<string>, RegExp][] = [
     ['the wrong audience', () => ci.mint({ ...GOOD, aud: 'https://other.example' }), /audience does not match/],
     ['the wrong repository', () => ci.mint({ ...GOOD, repository: 'evil/app' }), /repository claim does not match/],
-    ['an expired token', () => ci.mint({ ...GOOD, iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 3600 }), /expired/],
+    [
+      'an expired token',
+      () => ci.mint({ ...GOOD, iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 3600 }),
+      /expired/,
+    ],
   ];
   for (const [what, make, reason] of refusals) {
     it(`refuses ${what} with exit 3 and one line saying why, before running anything`, async () => {
@@ -233,12 +261,15 @@ describe('jit exec with a CI identity', () => {
     const home = makeHome();
     const file = path.join(home, 'id-token');
     writeFileSync(file, `${await ci.mint(GOOD)}\n`);
-    const r = await runJit(['--id-token-file', file, 'exec', TARGET, '--', 'psql', '-X', '-At', '-c', 'select 1'], { home, env: ciEnv({}) });
+    const r = await runJit(['--id-token-file', file, 'exec', TARGET, '--', 'psql', '-X', '-At', '-c', 'select 1'], {
+      home,
+      env: ciEnv({}),
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('1\n');
   });
 
-  it('asks GitHub Actions for an ID token with the server\'s audience and exchanges it', async () => {
+  it("asks GitHub Actions for an ID token with the server's audience and exchanges it", async () => {
     const r = await runJit(['exec', TARGET, '--', 'psql', '-X', '-At', '-c', 'select 1'], {
       env: ciEnv({ ACTIONS_ID_TOKEN_REQUEST_URL: ci.actions.url, ACTIONS_ID_TOKEN_REQUEST_TOKEN: ci.actions.requestToken }),
     });
@@ -246,7 +277,7 @@ describe('jit exec with a CI identity', () => {
     expect(ci.actions.audiences.at(-1)).toBe(cp.url);
   });
 
-  it('uses a service account\'s client credentials', async () => {
+  it("uses a service account's client credentials", async () => {
     const r = await runJit(['exec', TARGET, '--', 'psql', '-X', '-At', '-c', 'select current_user'], {
       env: ciEnv({ JIT_CLIENT_ID: 'nightly', JIT_CLIENT_SECRET: SA_SECRET }),
     });

@@ -59,10 +59,7 @@ async function auditTypes(sessionId: string): Promise<string[]> {
 
 beforeAll(async () => {
   stack = await startStack(pgInfo, 'e2e_spine');
-  [aliceHome, bobHome] = await Promise.all([
-    cliLogin(stack.url, 'alice', password('alice')),
-    cliLogin(stack.url, 'bob', password('bob')),
-  ]);
+  [aliceHome, bobHome] = await Promise.all([cliLogin(stack.url, 'alice', password('alice')), cliLogin(stack.url, 'bob', password('bob'))]);
 }, 120_000);
 
 afterAll(async () => {
@@ -235,21 +232,27 @@ describe('tokens the CLI holds', () => {
   it.each([
     ['expired', async () => sign({ aud: stack.url, exp: Math.floor(Date.now() / 1000) - 3600 })],
     ['wrong audience', async () => sign({ aud: 'https://elsewhere.example', exp: Math.floor(Date.now() / 1000) + 300 })],
-    ['forged (another key)', async () => {
-      const { generateKeyPair } = await import('jose');
-      const { privateKey } = await generateKeyPair('RS256');
-      return new SignJWT({ preferred_username: 'alice' })
-        .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: (await idpKey()).kid ?? 'x' })
-        .setIssuer(`${stack.url}/oidc`)
-        .setAudience(stack.url)
-        .setSubject('alice')
-        .setExpirationTime('5m')
-        .sign(privateKey);
-    }],
-    ['alg none', async () => {
-      const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
-      return `${b64({ alg: 'none', typ: 'at+jwt' })}.${b64({ sub: 'alice', aud: stack.url, iss: `${stack.url}/oidc`, exp: Math.floor(Date.now() / 1000) + 300 })}.`;
-    }],
+    [
+      'forged (another key)',
+      async () => {
+        const { generateKeyPair } = await import('jose');
+        const { privateKey } = await generateKeyPair('RS256');
+        return new SignJWT({ preferred_username: 'alice' })
+          .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: (await idpKey()).kid ?? 'x' })
+          .setIssuer(`${stack.url}/oidc`)
+          .setAudience(stack.url)
+          .setSubject('alice')
+          .setExpirationTime('5m')
+          .sign(privateKey);
+      },
+    ],
+    [
+      'alg none',
+      async () => {
+        const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+        return `${b64({ alg: 'none', typ: 'at+jwt' })}.${b64({ sub: 'alice', aud: stack.url, iss: `${stack.url}/oidc`, exp: Math.floor(Date.now() / 1000) + 300 })}.`;
+      },
+    ],
   ])('%s token → refused with the login-needed exit code', async (_name, make) => {
     const r = await withStoredAccessToken(await make());
     expect(r.code, r.stderr).toBe(3);

@@ -133,7 +133,11 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
   it('holds a require-approval command until bob approves it, then runs exactly it', async () => {
     const command = 'echo approve-me && echo ran; exit 5';
     const child = spawnJit(['ssh', '--server', cp.url, 'web-1', '--', command], { home });
-    await child.waitForLine('stderr', /^jit: waiting for approval of: echo approve-me && echo ran; exit 5 \(rule restarts-need-bob; approvers: bob\)$/, 20_000);
+    await child.waitForLine(
+      'stderr',
+      /^jit: waiting for approval of: echo approve-me && echo ran; exit 5 \(rule restarts-need-bob; approvers: bob\)$/,
+      20_000,
+    );
     const id = await heldCommand(command);
     expect(child.stdout()).toBe('');
     expect((await runJit(['approve', id, '--server', cp.url], { home: bobHome })).code).toBe(0);
@@ -168,7 +172,14 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     // script(1) gives jit a real PTY; its stdin feeds the keystrokes.
     const cmd = `${process.execPath} ${JIT_BIN} ssh --server ${cp.url} web-1`;
     const child = spawn('script', ['-qefc', cmd, '/dev/null'], {
-      env: { PATH: process.env['PATH'], HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), JIT_KEYRING: 'file', TERM: 'xterm', LANG: 'C.UTF-8' },
+      env: {
+        PATH: process.env['PATH'],
+        HOME: home,
+        XDG_CONFIG_HOME: path.join(home, '.config'),
+        JIT_KEYRING: 'file',
+        TERM: 'xterm',
+        LANG: 'C.UTF-8',
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let shown = '';
@@ -199,11 +210,16 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
   it('carries OpenSSH through ProxyCommand: scp both ways, ssh commands judged by the same guardrails', async () => {
     const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), JIT_KEYRING: 'file', JIT_SERVER: cp.url };
     const opts = [
-      '-o', `ProxyCommand=${process.execPath} ${JIT_BIN} ssh --stdio --login %r %n`,
-      '-o', 'StrictHostKeyChecking=no',
-      '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'LogLevel=ERROR',
-      '-o', 'BatchMode=yes',
+      '-o',
+      `ProxyCommand=${process.execPath} ${JIT_BIN} ssh --stdio --login %r %n`,
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'BatchMode=yes',
     ];
     const local = path.join(home, 'payload.bin');
     const payload = randomBytes(300_000);

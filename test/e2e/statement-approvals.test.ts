@@ -80,7 +80,12 @@ beforeAll(async () => {
     guardrails: [
       { name: 'deletes-need-bob', match: { kinds: ['delete'] }, action: 'require-approval', approvers: { users: ['bob'], timeout: '10m' } },
       // Quick expiry for the "nobody decides" case.
-      { name: 'renames-need-bob-fast', match: { kinds: ['update'] }, action: 'require-approval', approvers: { users: ['bob'], timeout: '2s' } },
+      {
+        name: 'renames-need-bob-fast',
+        match: { kinds: ['update'] },
+        action: 'require-approval',
+        approvers: { users: ['bob'], timeout: '2s' },
+      },
     ],
   });
   await sql(dbUrl(), 'GRANT DELETE, UPDATE ON items TO e2e_stap_reader');
@@ -109,7 +114,11 @@ describe('a statement that needs approval', () => {
       const del = settle(c.query(stmt));
       const id = await heldRequest(stmt);
       // jit connect says what waits, with the request id.
-      await connect.waitForLine('stderr', new RegExp(`^waiting for approval of: DELETE FROM items WHERE id > 95 \\(request ${id}; approvers: bob\\)$`), 15_000);
+      await connect.waitForLine(
+        'stderr',
+        new RegExp(`^waiting for approval of: DELETE FROM items WHERE id > 95 \\(request ${id}; approvers: bob\\)$`),
+        15_000,
+      );
       // The approver sees the statement exactly as it will run.
       const show = await runJit(['requests', id], { home: bobHome });
       expect(show.stdout).toContain('statement (held in the session until decided)');
@@ -127,7 +136,11 @@ describe('a statement that needs approval', () => {
 
       // Audit: the executed statement names the approval it ran under.
       const executed = await audit('statement.executed');
-      expect(executed.find((e) => e.data.sql === stmt)?.data).toMatchObject({ approval: id, approvalScope: 'statement', rule: 'deletes-need-bob' });
+      expect(executed.find((e) => e.data.sql === stmt)?.data).toMatchObject({
+        approval: id,
+        approvalScope: 'statement',
+        rule: 'deletes-need-bob',
+      });
     } finally {
       await c.end();
       await other.end();
@@ -158,7 +171,10 @@ describe('a statement that needs approval', () => {
       expect((await c.query('select count(*)::int as n from items where id = 1')).rows[0].n).toBe(1);
       await connect.waitForLine('stderr', new RegExp(`^request ${id} denied by bob: not during the freeze$`), 15_000);
       const blocked = await audit('statement.blocked');
-      expect(blocked.find((e) => e.data.approval === id)?.data).toMatchObject({ rule: 'deletes-need-bob', reason: expect.stringContaining('bob denied it') });
+      expect(blocked.find((e) => e.data.approval === id)?.data).toMatchObject({
+        rule: 'deletes-need-bob',
+        reason: expect.stringContaining('bob denied it'),
+      });
     } finally {
       await c.end();
     }
@@ -220,7 +236,10 @@ describe('a statement that needs approval', () => {
       const r = await c.query('DELETE FROM items WHERE id = 11');
       expect(r.rowCount).toBe(1);
       const executed = await audit('statement.executed');
-      expect(executed.find((e) => e.data.sql === 'DELETE FROM items WHERE id = 11')?.data).toMatchObject({ approval: id, approvalScope: 'session-kind' });
+      expect(executed.find((e) => e.data.sql === 'DELETE FROM items WHERE id = 11')?.data).toMatchObject({
+        approval: id,
+        approvalScope: 'session-kind',
+      });
       expect((await pendingForBob()).length).toBe(0);
       // Another shape needs its own approval.
       const other = settle(c.query("DELETE FROM items WHERE name = 'item 12'"));
@@ -246,6 +265,6 @@ describe('a statement that needs approval', () => {
       return (parsed.request ?? parsed).state === 'cancelled';
     }, 15_000);
     expect(cancelled).toBe(true);
-    expect((await sql(dbUrl(), "select count(*)::int as n from items where id = 20"))[0]?.n).toBe(1);
+    expect((await sql(dbUrl(), 'select count(*)::int as n from items where id = 20'))[0]?.n).toBe(1);
   });
 });

@@ -69,9 +69,7 @@ export async function startControlPlane(opts: FixtureOptions): Promise<ServerFix
       dataDir: './data',
       identity: { builtin: { users } },
       admins: { groups: ['jit-admins'] },
-      agents: [
-        { name: opts.agentName ?? 'local', tokenHash: `sha256:${createHash('sha256').update(agentToken).digest('hex')}` },
-      ],
+      agents: [{ name: opts.agentName ?? 'local', tokenHash: `sha256:${createHash('sha256').update(agentToken).digest('hex')}` }],
       sessions: opts.sessions ?? { heartbeatTimeout: '5s', heartbeatInterval: '1s' },
       policy: 'policy.yaml',
     }),

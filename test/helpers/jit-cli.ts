@@ -170,7 +170,10 @@ export function spawnJit(args: string[], opts: Omit<JitRunOptions, 'input' | 'ti
           }
         };
         const timer = setTimeout(
-          () => done(() => reject(new Error(`no ${stream} line matched ${re} within ${timeoutMs} ms\nstdout:\n${out.stdout}\nstderr:\n${out.stderr}`))),
+          () =>
+            done(() =>
+              reject(new Error(`no ${stream} line matched ${re} within ${timeoutMs} ms\nstdout:\n${out.stdout}\nstderr:\n${out.stderr}`)),
+            ),
           timeoutMs,
         );
         const done = (fn: () => void) => {

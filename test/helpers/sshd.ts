@@ -29,7 +29,11 @@ export function makeEd25519(comment = ''): { privateText: string; publicLine: st
   const seed = Buffer.from(jwk.d!, 'base64url');
   const pub = Buffer.from(jwk.x!, 'base64url');
   const blob = ed25519PublicBlob(pub);
-  return { privateText: encodeOpenSshEd25519PrivateKey(seed, pub, randomBytes(4), comment), publicLine: publicKeyLine(blob, comment), blob };
+  return {
+    privateText: encodeOpenSshEd25519PrivateKey(seed, pub, randomBytes(4), comment),
+    publicLine: publicKeyLine(blob, comment),
+    blob,
+  };
 }
 
 /** Create the test account if missing (idempotent across parallel test files). */

@@ -67,7 +67,12 @@ async function boot(): Promise<void> {
     logger: silentLogger(),
   });
   // After a restart, fetch's pool may still hold a keep-alive socket to the old server: use it up.
-  await until(async () => (await fetch(`${cp.url}/healthz`).then((r) => r.ok).catch(() => false)) || undefined);
+  await until(
+    async () =>
+      (await fetch(`${cp.url}/healthz`)
+        .then((r) => r.ok)
+        .catch(() => false)) || undefined,
+  );
 }
 
 async function until<T>(fn: () => T | undefined | Promise<T | undefined>, ms = 15_000): Promise<T> {
@@ -127,7 +132,12 @@ beforeAll(async () => {
   };
   writeFileSync(cp.serverConfigPath, stringify(config));
   await boot();
-  [alice, bob, carol, mallory] = await Promise.all([loginAs(cp.url, 'alice'), loginAs(cp.url, 'bob'), loginAs(cp.url, 'carol'), loginAs(cp.url, 'mallory')]);
+  [alice, bob, carol, mallory] = await Promise.all([
+    loginAs(cp.url, 'alice'),
+    loginAs(cp.url, 'bob'),
+    loginAs(cp.url, 'carol'),
+    loginAs(cp.url, 'mallory'),
+  ]);
 });
 
 afterAll(async () => {
@@ -249,9 +259,14 @@ describe('deny, cancel, expire', () => {
     expect(d.body.request).toMatchObject({ state: 'denied', denial: { approver: 'bob', reason: 'not during the freeze' } });
     expect((await post(bob, `/v1/requests/${r.id}/approve`, {})).body.error.code).toBe('JIT_APPROVAL_DECIDED');
     const use = await post(alice, '/v1/sessions', { target: 'prod-db', request: r.id });
-    expect(use.body.error).toMatchObject({ code: 'JIT_APPROVAL_DENIED', message: expect.stringContaining('by bob: not during the freeze') });
+    expect(use.body.error).toMatchObject({
+      code: 'JIT_APPROVAL_DENIED',
+      message: expect.stringContaining('by bob: not during the freeze'),
+    });
     expect((await post(alice, `/v1/requests/${r.id}/cancel`)).body.error.code).toBe('JIT_APPROVAL_DENIED');
-    expect(await auditOf('request.denied', r.id)).toMatchObject([{ actor: 'bob', outcome: 'failure', data: { reason: 'not during the freeze' } }]);
+    expect(await auditOf('request.denied', r.id)).toMatchObject([
+      { actor: 'bob', outcome: 'failure', data: { reason: 'not during the freeze' } },
+    ]);
   });
 
   it('the requester may cancel while pending; nobody else may', async () => {
@@ -291,8 +306,12 @@ describe('durability and notifications', () => {
     await new Promise((res) => setTimeout(res, 1500));
     expect(deliveries).toHaveLength(0);
     await startReceiver();
-    const created = await until(() => deliveries.find((d) => d.path === '/jit' && d.body.request.id === r.id && d.body.event === 'request.created'));
-    const decided = await until(() => deliveries.find((d) => d.path === '/jit' && d.body.request.id === r.id && d.body.event === 'request.decided'));
+    const created = await until(() =>
+      deliveries.find((d) => d.path === '/jit' && d.body.request.id === r.id && d.body.event === 'request.created'),
+    );
+    const decided = await until(() =>
+      deliveries.find((d) => d.path === '/jit' && d.body.request.id === r.id && d.body.event === 'request.decided'),
+    );
     for (const d of [created, decided]) {
       const expected = `sha256=${createHmac('sha256', SECRET).update(d.raw).digest('hex')}`;
       expect(d.headers['x-jit-signature']).toBe(expected);
@@ -301,7 +320,13 @@ describe('durability and notifications', () => {
     }
     expect(created.body).toMatchObject({
       event: 'request.created',
-      request: { id: r.id, state: 'pending', target: 'prod-db', requester: { username: 'alice' }, reason: 'INC-1234: fix the stuck orders' },
+      request: {
+        id: r.id,
+        state: 'pending',
+        target: 'prod-db',
+        requester: { username: 'alice' },
+        reason: 'INC-1234: fix the stuck orders',
+      },
       approve: { command: `jit approve ${r.id}`, url: `${cp.url}/v1/requests/${r.id}` },
     });
     expect(decided.body.request).toMatchObject({ state: 'approved', approvals: [{ approver: 'bob' }] });
@@ -332,14 +357,29 @@ describe('webhook give-up', () => {
       env: {},
       publicUrl: 'http://127.0.0.1:1',
       config: {
-        webhooks: [{ url: `http://127.0.0.1:${deadPort}/x`, secret: SECRET, format: 'jit', events: ['request.created', 'request.decided'] }],
+        webhooks: [
+          { url: `http://127.0.0.1:${deadPort}/x`, secret: SECRET, format: 'jit', events: ['request.created', 'request.decided'] },
+        ],
         maxAttempts: 3,
         retryInitial: 0.1,
         retryMax: 0.2,
       },
     });
     try {
-      const request = { id: 'a'.repeat(20), kind: 'access', requester: { subject: 's', issuer: 'i', username: 'alice' }, target: 't', durationSeconds: 60, rule: 'r', approvers: { users: ['bob'], groups: [], required: 1 }, state: 'pending', approvals: [], createdAt: '', expiresAt: '', canReview: false } satisfies AccessRequest;
+      const request = {
+        id: 'a'.repeat(20),
+        kind: 'access',
+        requester: { subject: 's', issuer: 'i', username: 'alice' },
+        target: 't',
+        durationSeconds: 60,
+        rule: 'r',
+        approvers: { users: ['bob'], groups: [], required: 1 },
+        state: 'pending',
+        approvals: [],
+        createdAt: '',
+        expiresAt: '',
+        canReview: false,
+      } satisfies AccessRequest;
       await db.transaction().execute((trx) => hooks.enqueue(trx, 'request.created', request));
       hooks.start();
       const failed = await until(async () => (await audit.query({ type: 'webhook.failed' }))[0]);
@@ -363,26 +403,62 @@ describe('statement approvals (the agent side driven by hand)', () => {
     const inbox: any[] = [];
     ws.on('message', (d) => inbox.push(JSON.parse(String(d))));
     await new Promise((r) => ws.on('open', r));
-    ws.send(JSON.stringify({ type: 'hello', agent: 'local', version: 't', protocol: 1, capabilities: ['postgres.inspect'], targets: [{ name: 'open-db', type: 'postgres' }] }));
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        agent: 'local',
+        version: 't',
+        protocol: 1,
+        capabilities: ['postgres.inspect'],
+        targets: [{ name: 'open-db', type: 'postgres' }],
+      }),
+    );
     await until(() => inbox.find((m) => m.type === 'welcome'));
 
     const sql = 'delete from orders where id = $1';
     const params = ['42'];
-    const send = (m: object) => ws.send(JSON.stringify({ type: 'approval.request', session: session.id, sql, params, rule: 'deletes-need-approval', kind: 'delete', fingerprint: 'fp1', ...m }));
+    const send = (m: object) =>
+      ws.send(
+        JSON.stringify({
+          type: 'approval.request',
+          session: session.id,
+          sql,
+          params,
+          rule: 'deletes-need-approval',
+          kind: 'delete',
+          fingerprint: 'fp1',
+          ...m,
+        }),
+      );
     // A digest that does not match the statement is refused at once.
     send({ requestId: 'agent-req-bad', digest: 'f'.repeat(64) });
-    expect(await until(() => inbox.find((m) => m.requestId === 'agent-req-bad'))).toMatchObject({ decision: 'denied', reason: expect.stringContaining('digest') });
+    expect(await until(() => inbox.find((m) => m.requestId === 'agent-req-bad'))).toMatchObject({
+      decision: 'denied',
+      reason: expect.stringContaining('digest'),
+    });
 
     const digest = statementDigest(sql, params);
     send({ requestId: 'agent-req-1', digest });
     const pending = await until(async () =>
       ((await get(bob, '/v1/requests?to-review=1')).body.requests as any[]).find((x) => x.kind === 'statement' && x.session === session.id),
     );
-    expect(pending).toMatchObject({ requester: { username: 'alice' }, target: 'open-db', reason: 'cleanup', rule: 'deletes-need-approval', statement: { sql, params, digest, kind: 'delete' } });
+    expect(pending).toMatchObject({
+      requester: { username: 'alice' },
+      target: 'open-db',
+      reason: 'cleanup',
+      rule: 'deletes-need-approval',
+      statement: { sql, params, digest, kind: 'delete' },
+    });
     expect((await post(alice, `/v1/requests/${pending.id}/approve`, {})).status).toBe(403);
     await post(bob, `/v1/requests/${pending.id}/approve`, { scope: { type: 'session-kind', forSeconds: 600 } });
     const decision = await until(() => inbox.find((m) => m.type === 'approval.decision' && m.requestId === 'agent-req-1'));
-    expect(decision).toMatchObject({ decision: 'approved', digest, approver: 'bob', request: pending.id, scope: { type: 'session-kind', fingerprint: 'fp1' } });
+    expect(decision).toMatchObject({
+      decision: 'approved',
+      digest,
+      approver: 'bob',
+      request: pending.id,
+      scope: { type: 'session-kind', fingerprint: 'fp1' },
+    });
     expect(Date.parse(decision.scope.until)).toBeGreaterThan(Date.now() + 500_000);
 
     // --scope is for statements only.

@@ -113,7 +113,14 @@ const audit = (token: string, qs = '') => api(cp.url, token, 'GET', `/v1/audit${
 
 describe('who may read the audit log', () => {
   it('refuses non-admins everywhere under /v1/audit', async () => {
-    for (const p of ['/v1/audit', '/v1/audit/verify', '/v1/audit/report?since=0', '/v1/audit/forwarding', '/v1/audit/key', '/v1/audit/checkpoints']) {
+    for (const p of [
+      '/v1/audit',
+      '/v1/audit/verify',
+      '/v1/audit/report?since=0',
+      '/v1/audit/forwarding',
+      '/v1/audit/key',
+      '/v1/audit/checkpoints',
+    ]) {
       const r = await api(cp.url, alice.accessToken, 'GET', p);
       expect(r.status, p).toBe(403);
       expect(r.body.error.code).toBe('JIT_ADMIN_REQUIRED');
@@ -137,7 +144,11 @@ describe('queries', () => {
     expect(failures.body.events.map((e: any) => e.type)).toEqual(['session.denied']);
     expect((await audit(bob.accessToken, `?until=${t0}&type=session.*&since=${t0 - 1}`)).body.events).toEqual([]);
     const e = prefix.body.events[0];
-    expect(e).toMatchObject({ stream: 'cp', hash: expect.stringMatching(/^[0-9a-f]{64}$/), prevHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(e).toMatchObject({
+      stream: 'cp',
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      prevHash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect((await audit(bob.accessToken, '?type=DROP%20TABLE')).status).toBe(400);
   });
 
@@ -160,13 +171,22 @@ describe('forwarding', () => {
     const siemStatus = status.body.destinations.find((d: any) => d.name === 'siem');
     expect(siemStatus).toMatchObject({ type: 'http', cursor: 0, endpoint: `http://127.0.0.1:${siemPort}/ingest` });
     expect(siemStatus.backlog).toBeGreaterThan(5);
-    expect(await eventually(async () => (await api(cp.url, bob.accessToken, 'GET', '/v1/audit/forwarding')).body.destinations[0].failures > 0, 5000)).toBe(true);
+    expect(
+      await eventually(
+        async () => (await api(cp.url, bob.accessToken, 'GET', '/v1/audit/forwarding')).body.destinations[0].failures > 0,
+        5000,
+      ),
+    ).toBe(true);
 
     await startSiem();
     const head = async () => (await audit(bob.accessToken, '?limit=1')).body.lastId as number;
     let h = await head();
     expect(await eventually(async () => siemIds.length > 0 && Math.max(...siemIds) >= h, 15_000)).toBe(true);
-    expect((await api(cp.url, bob.accessToken, 'GET', '/v1/audit/forwarding')).body.destinations[0]).toMatchObject({ cursor: h, backlog: 0, failures: 0 });
+    expect((await api(cp.url, bob.accessToken, 'GET', '/v1/audit/forwarding')).body.destinations[0]).toMatchObject({
+      cursor: h,
+      backlog: 0,
+      failures: 0,
+    });
 
     // Restart: the cursor is durable, nothing is sent twice, new events keep flowing.
     await server!.close();
@@ -188,7 +208,9 @@ describe('forwarding', () => {
     expect(await eventually(async () => syslogFrames.some((f) => f.includes(id)), 10_000)).toBe(true);
     const frame = syslogFrames.find((f) => f.includes(id) && f.includes(' session.started '))!;
     // <PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] BOM MSG; facility 13 (log audit), severity 6.
-    expect(frame).toMatch(/^<110>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ jit - session\.started \[jit@32473 id="\d+" stream="cp" seq="\d+" hash="[0-9a-f]{64}"\] \uFEFF\{/);
+    expect(frame).toMatch(
+      /^<110>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ jit - session\.started \[jit@32473 id="\d+" stream="cp" seq="\d+" hash="[0-9a-f]{64}"\] \uFEFF\{/,
+    );
     const msg = JSON.parse(frame.slice(frame.indexOf('\uFEFF') + 1));
     expect(msg).toMatchObject({ type: 'session.started', actor: 'alice', session: id, data: { reason: 'syslog check' } });
     const denied = syslogFrames.find((f) => f.includes(' session.denied '));
@@ -202,7 +224,12 @@ describe('report data', () => {
     expect(r.status).toBe(200);
     const mine = r.body.sessions.filter((s: any) => s.user === 'alice');
     expect(mine.length).toBeGreaterThanOrEqual(4);
-    expect(mine.find((s: any) => s.reason === 'INC-1')).toMatchObject({ target: 'app-db', rule: 'engineers-app', startedAt: expect.any(String), credentials: [] });
+    expect(mine.find((s: any) => s.reason === 'INC-1')).toMatchObject({
+      target: 'app-db',
+      rule: 'engineers-app',
+      startedAt: expect.any(String),
+      credentials: [],
+    });
     expect(r.body.denied.some((d: any) => d.type === 'session.denied' && d.user === 'alice' && d.target === 'nope-db')).toBe(true);
     expect(r.body.totals.users).toBe(1);
     expect((await api(cp.url, bob.accessToken, 'GET', '/v1/audit/report?since=5&until=4')).status).toBe(400);

@@ -59,7 +59,13 @@ async function startPlane(): Promise<Plane> {
       const m = url.pathname.match(/^\/v1\/sessions\/([a-z0-9]+)(\/heartbeat)?$/);
       if (req.method === 'POST' && url.pathname === '/v1/sessions') {
         if (body.target !== 'prod-db') {
-          json(res, 403, { error: { code: 'JIT_ACCESS_DENIED', message: `Access to ${body.target} denied by rule no-prod\x1b[31m`, hint: 'ask the DBA team' } });
+          json(res, 403, {
+            error: {
+              code: 'JIT_ACCESS_DENIED',
+              message: `Access to ${body.target} denied by rule no-prod\x1b[31m`,
+              hint: 'ask the DBA team',
+            },
+          });
           return;
         }
         const id = counter++ === 0 ? SID : `${SID.slice(0, 19)}${counter}`;
@@ -107,8 +113,24 @@ async function startPlane(): Promise<Plane> {
       } else if (req.method === 'GET' && url.pathname === '/v1/audit') {
         json(res, 200, {
           events: [
-            { id: 1, time: '2026-05-01T10:00:00Z', type: 'session.started', actor: 'alice', target: 'prod-db', session: SID, outcome: 'success' },
-            { id: 2, time: '2026-05-01T10:01:00Z', type: 'session.ended', actor: 'alice', session: SID, outcome: 'info', data: { q: url.search } },
+            {
+              id: 1,
+              time: '2026-05-01T10:00:00Z',
+              type: 'session.started',
+              actor: 'alice',
+              target: 'prod-db',
+              session: SID,
+              outcome: 'success',
+            },
+            {
+              id: 2,
+              time: '2026-05-01T10:01:00Z',
+              type: 'session.ended',
+              actor: 'alice',
+              session: SID,
+              outcome: 'info',
+              data: { q: url.search },
+            },
           ],
         });
       } else {

@@ -134,8 +134,7 @@ describe('jit login / refresh / logout with the built-in IdP', () => {
     expect(decodeURIComponent(complete!)).toContain(code!);
     await completeDeviceLogin({ verificationUriComplete: complete!, username: 'alice', password: 'alice-password-1' });
     expect(await exit).toBe(0);
-    expect(h.stderr.text.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replaceAll(code!, 'CODE'))
-      .toMatchInlineSnapshot(`
+    expect(h.stderr.text.replace(/127\.0\.0\.1:\d+/g, '127.0.0.1:PORT').replaceAll(code!, 'CODE')).toMatchInlineSnapshot(`
         "To log in to http://127.0.0.1:PORT, open this URL in a browser:
           http://127.0.0.1:PORT/oidc/device?user_code=CODE
         and check that it shows the code CODE (or enter it at http://127.0.0.1:PORT/oidc/device).

@@ -16,7 +16,9 @@ let h: Harness;
 beforeAll(async () => {
   h = await startInspectHarness('cc');
   const url = new URL(h.superDbUrl);
-  await run('/usr/bin/pgbench', ['-i', '-q', '-s', '1', h.superDbUrl], { env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password) } });
+  await run('/usr/bin/pgbench', ['-i', '-q', '-s', '1', h.superDbUrl], {
+    env: { ...process.env, PGPASSWORD: decodeURIComponent(url.password) },
+  });
   await sql(h.superDbUrl, 'grant all on all tables in schema public to public');
 });
 afterAll(async () => {
@@ -24,7 +26,10 @@ afterAll(async () => {
 });
 
 async function pgbench(url: string, args: string[]): Promise<{ tps: number; failed: number; out: string }> {
-  const { stdout } = await run('/usr/bin/pgbench', [...args, '-n', url], { env: { ...process.env, PGCONNECT_TIMEOUT: '10' }, timeout: 60_000 });
+  const { stdout } = await run('/usr/bin/pgbench', [...args, '-n', url], {
+    env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+    timeout: 60_000,
+  });
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? 'NaN');
   const failed = Number(/number of failed transactions: (\d+)/.exec(stdout)?.[1] ?? '0');
   return { tps, failed, out: stdout };
@@ -39,7 +44,8 @@ describe('pgbench', () => {
       expect(r.tps).toBeGreaterThan(10);
       const executed = h.events.filter((e) => e.session === s.session.id && e.event === 'statement.executed');
       expect(executed.length).toBeGreaterThan(50);
-      if (mode !== 'simple') expect(executed.find((e) => String(e.data?.['sql']).startsWith('UPDATE pgbench_accounts'))?.data?.['params']).toHaveLength(2);
+      if (mode !== 'simple')
+        expect(executed.find((e) => String(e.data?.['sql']).startsWith('UPDATE pgbench_accounts'))?.data?.['params']).toHaveLength(2);
     });
   }
 
@@ -62,7 +68,9 @@ describe('pgbench', () => {
     }
     const best = (xs: number[]) => Math.max(...xs);
     const ratio = best(runs['inspected']!) / best(runs['blind']!);
-    console.log(`pgbench -S -M prepared -c4: blind ${runs['blind']!.map(Math.round)} tps, inspected ${runs['inspected']!.map(Math.round)} tps, ratio ${ratio.toFixed(2)}`);
+    console.log(
+      `pgbench -S -M prepared -c4: blind ${runs['blind']!.map(Math.round)} tps, inspected ${runs['inspected']!.map(Math.round)} tps, ratio ${ratio.toFixed(2)}`,
+    );
     expect(ratio).toBeGreaterThan(0.5);
   });
 });
@@ -80,18 +88,16 @@ describe('postgres.js', () => {
         { id: 2, email: 'b***@example.org', card_number: '****' },
       ]);
       // Several queries in flight on one connection: postgres.js pipelines them.
-      const results = await Promise.allSettled([
-        db`select 1 as a`,
-        db`select pg_terminate_backend(${12345})`,
-        db`select 3 as c`,
-      ]);
+      const results = await Promise.allSettled([db`select 1 as a`, db`select pg_terminate_backend(${12345})`, db`select 3 as c`]);
       expect(results[0]).toMatchObject({ status: 'fulfilled' });
       expect(results[1]).toMatchObject({ status: 'rejected', reason: { code: '42501' } });
       expect(results[2]).toMatchObject({ status: 'fulfilled' });
-      await db.begin(async (tx) => {
-        await tx`insert into orders (customer, amount) values (${77}, ${1})`;
-        await expect(tx`drop table orders`).rejects.toMatchObject({ code: '42501' });
-      }).catch(() => {});
+      await db
+        .begin(async (tx) => {
+          await tx`insert into orders (customer, amount) values (${77}, ${1})`;
+          await expect(tx`drop table orders`).rejects.toMatchObject({ code: '42501' });
+        })
+        .catch(() => {});
       const [count] = await db`select count(*)::int as n from orders where customer = 77`;
       expect(count?.['n']).toBe(0);
       const unsafe = await db.unsafe('select name from customers where id = $1', [3], { prepare: true });

@@ -32,7 +32,9 @@ const GUI_RULES = {
   guardrails: [
     {
       name: 'no-ddl',
-      match: { kinds: ['create', 'alter', 'drop', 'truncate', 'create-function', 'grant', 'revoke', 'create-role', 'alter-role', 'drop-role'] },
+      match: {
+        kinds: ['create', 'alter', 'drop', 'truncate', 'create-function', 'grant', 'revoke', 'create-role', 'alter-role', 'drop-role'],
+      },
       action: 'block',
       message: 'schema changes go through migrations',
     },
@@ -116,7 +118,12 @@ const DBEAVER: Probe[] = [
   { what: 'search path', text: 'SHOW search_path', rows: true },
   { what: 'server version', text: 'SELECT version()', rows: true },
   { what: 'DatabaseCache', text: 'SELECT db.oid,db.* FROM pg_catalog.pg_database db WHERE datname=$1', values: () => [h.db], rows: true },
-  { what: 'settings', text: 'SELECT * FROM pg_catalog.pg_settings where name=$1', values: () => ['standard_conforming_strings'], rows: true },
+  {
+    what: 'settings',
+    text: 'SELECT * FROM pg_catalog.pg_settings where name=$1',
+    values: () => ['standard_conforming_strings'],
+    rows: true,
+  },
   {
     what: 'dialect keywords',
     text: `SELECT string_agg(word, ',' ) from pg_catalog.pg_get_keywords() where word <> ALL ('{a,abs,absolute,action,ada,add,admin,after,all}'::text[])`,
@@ -693,9 +700,7 @@ async function runAll(c: pg.Client, probes: Probe[], mode: 'extended' | 'simple'
   for (const [i, p] of probes.entries()) {
     try {
       const r =
-        mode === 'extended'
-          ? await c.query({ name: `dbv${i}${round}`, text: p.text, values: p.values?.() ?? [] })
-          : await c.query(p.text);
+        mode === 'extended' ? await c.query({ name: `dbv${i}${round}`, text: p.text, values: p.values?.() ?? [] }) : await c.query(p.text);
       // A multi-statement simple query gives one result per statement: count the SELECT's rows.
       const results = Array.isArray(r) ? (r as pg.QueryResult[]) : [r];
       out.push({ what: p.what, rows: results.reduce((n, x) => n + (x.rows?.length ?? 0), 0) });

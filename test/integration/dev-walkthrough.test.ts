@@ -106,7 +106,9 @@ describe('the README walkthrough', () => {
     const heldFor = async (text: string): Promise<string> => {
       for (let i = 0; i < 60; i++) {
         const r = await runJit(['--profile', 'bob', 'requests', '--to-review', '--json'], { home });
-        const found = (JSON.parse(r.stdout).requests as { id: string; statement?: { sql: string } }[]).find((x) => x.statement?.sql === text);
+        const found = (JSON.parse(r.stdout).requests as { id: string; statement?: { sql: string } }[]).find(
+          (x) => x.statement?.sql === text,
+        );
         if (found) return found.id;
         await new Promise((res) => setTimeout(res, 250));
       }
@@ -115,11 +117,17 @@ describe('the README walkthrough', () => {
     // (Held until bob decides: a generous timeout for a loaded machine.)
     const bulk = psql(url!, 'DELETE FROM customers', 60_000);
     const denyId = await heldFor('DELETE FROM customers');
-    await connect.waitForLine('stderr', new RegExp(`^waiting for approval of: DELETE FROM customers \\(request ${denyId}; approvers: bob\\)$`), 15_000);
+    await connect.waitForLine(
+      'stderr',
+      new RegExp(`^waiting for approval of: DELETE FROM customers \\(request ${denyId}; approvers: bob\\)$`),
+      15_000,
+    );
     expect((await runJit(['--profile', 'bob', 'deny', denyId, '--reason', 'use a WHERE clause'], { home })).code).toBe(0);
     const refused = await bulk;
     expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toContain('jit: this statement needs approval (rule bulk-changes-need-approval) and bob denied it: use a WHERE clause');
+    expect(refused.stderr).toContain(
+      'jit: this statement needs approval (rule bulk-changes-need-approval) and bob denied it: use a WHERE clause',
+    );
     expect((await psql(url!, 'SELECT count(*) FROM customers')).stdout).toBe(q.stdout);
     // Approved, it runs (in a transaction the README rolls back).
     const tx = psqlScript(url!, ['begin', 'delete from orders', 'delete from customers', 'rollback']);

@@ -98,9 +98,9 @@ describe('jit dev', () => {
     const state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { pgSuperPassword: string; pgPort: number };
     expect(state.pgPort).toBe(banner.pgPort);
     const su = `postgresql://postgres:${encodeURIComponent(state.pgSuperPassword)}@127.0.0.1:${banner.pgPort}/demo?sslmode=disable`;
-    expect(await psql(su, 'SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), (SELECT count(*) > 0 FROM products)')).toBe(
-      '3000|10000|t',
-    );
+    expect(
+      await psql(su, 'SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), (SELECT count(*) > 0 FROM products)'),
+    ).toBe('3000|10000|t');
     // Card numbers pass the Luhn check (what masking detectors look for).
     const luhnFailures = await psql(
       su,
@@ -124,7 +124,12 @@ describe('jit dev', () => {
          JOIN pg_roles u ON u.oid = m.member WHERE u.rolname = 'jit_admin' ORDER BY 1`,
       ),
     ).toBe('demo_admin:true\ndemo_reader:true\ndemo_writer:true\npg_signal_backend:false');
-    expect(await psql(su, "SELECT has_table_privilege('demo_writer', 'orders', 'INSERT'), has_table_privilege('demo_reader', 'orders', 'INSERT')")).toBe('t|f');
+    expect(
+      await psql(
+        su,
+        "SELECT has_table_privilege('demo_writer', 'orders', 'INSERT'), has_table_privilege('demo_reader', 'orders', 'INSERT')",
+      ),
+    ).toBe('t|f');
     // Loopback only.
     expect(await psql(su, 'SHOW listen_addresses')).toBe('127.0.0.1');
 
@@ -152,9 +157,12 @@ describe('jit dev', () => {
     const state = JSON.parse(readFileSync(path.join(dir, 'state.json'), 'utf8')) as { pgSuperPassword: string };
     const su = `postgresql://postgres:${encodeURIComponent(state.pgSuperPassword)}@127.0.0.1:${banner.pgPort}/demo?sslmode=disable`;
     // Seeding did not run twice.
-    expect(await psql(su, 'SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), (SELECT min(name) FROM customers WHERE id = 1)')).toBe(
-      '3000|10000|Grace Adeyemi',
-    );
+    expect(
+      await psql(
+        su,
+        'SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), (SELECT min(name) FROM customers WHERE id = 1)',
+      ),
+    ).toBe('3000|10000|Grace Adeyemi');
     dev.kill('SIGTERM');
     expect(await dev.exited(30_000)).toEqual({ code: 0, signal: null });
     expect(await tcpOpen(banner.pgPort)).toBe(false);

@@ -91,7 +91,10 @@ afterAll(async () => {
 /** The CLI's side: discovery as `jit login` does it, with a device that sends its own UA. */
 async function cliConfig(): Promise<client.Configuration> {
   const devFetch: client.CustomFetch = (url, init) =>
-    fetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), 'user-agent': DEVICE_UA, 'x-forwarded-for': '6.6.6.6' } });
+    fetch(url, {
+      ...init,
+      headers: { ...(init.headers as Record<string, string>), 'user-agent': DEVICE_UA, 'x-forwarded-for': '6.6.6.6' },
+    });
   return client.discovery(new URL(issuer), 'jit-cli', undefined, client.None(), {
     execute: [client.allowInsecureRequests],
     [client.customFetch]: devFetch,
@@ -168,7 +171,14 @@ describe('built-in IdP: device login', () => {
     const { header, payload } = decode(at);
     expect(header.typ).toBe('at+jwt');
     expect(header.alg).toBe('RS256');
-    expect(payload).toMatchObject({ iss: issuer, aud: audience, sub: 'alice', preferred_username: 'alice', email: 'alice@example.com', groups: ['dba', 'dev'] });
+    expect(payload).toMatchObject({
+      iss: issuer,
+      aud: audience,
+      sub: 'alice',
+      preferred_username: 'alice',
+      email: 'alice@example.com',
+      groups: ['dba', 'dev'],
+    });
     expect(payload.exp! - payload.iat!).toBe(600);
     const principal = await verifier().verify(at);
     expect(principal).toEqual({
@@ -184,7 +194,13 @@ describe('built-in IdP: device login', () => {
 
   it('puts the profile claims and groups in the ID token', () => {
     const claims = first.tokens.claims()!;
-    expect(claims).toMatchObject({ sub: 'alice', preferred_username: 'alice', email: 'alice@example.com', name: 'Alice <Admin>', groups: ['dba', 'dev'] });
+    expect(claims).toMatchObject({
+      sub: 'alice',
+      preferred_username: 'alice',
+      email: 'alice@example.com',
+      name: 'Alice <Admin>',
+      groups: ['dba', 'dev'],
+    });
   });
 
   it('shows the client, the code and the requesting device on the confirm page (RFC 8628 §5)', () => {
@@ -216,7 +232,9 @@ describe('built-in IdP: device login', () => {
 
     await expect(client.refreshTokenGrant(config, old, { resource: audience })).rejects.toMatchObject({ error: 'invalid_grant' });
     // Reuse of a rotated token means it leaked: the whole grant is gone, the new token too.
-    await expect(client.refreshTokenGrant(config, refreshed.refresh_token!, { resource: audience })).rejects.toMatchObject({ error: 'invalid_grant' });
+    await expect(client.refreshTokenGrant(config, refreshed.refresh_token!, { resource: audience })).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
   });
 
   it('refresh without a resource parameter still yields an audience-bound JWT', async () => {
@@ -231,7 +249,9 @@ describe('built-in IdP: device login', () => {
     expect(p).toMatchObject({ subject: 'bob', username: 'bob', groups: [] });
     expect(p.email).toBeUndefined();
     await client.tokenRevocation(config, tokens.refresh_token!, { token_type_hint: 'refresh_token' });
-    await expect(client.refreshTokenGrant(config, tokens.refresh_token!, { resource: audience })).rejects.toMatchObject({ error: 'invalid_grant' });
+    await expect(client.refreshTokenGrant(config, tokens.refresh_token!, { resource: audience })).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
   });
 
   it('a wrong password fails in the browser, is audited, and gives the device no token', async () => {
@@ -247,9 +267,9 @@ describe('built-in IdP: device login', () => {
     expect(JSON.stringify(auditEvents)).not.toContain('wrong-password');
     // Unknown users fail the same way.
     const d2 = await client.initiateDeviceAuthorization(config, { scope: SCOPE, resource: audience });
-    await expect(completeDeviceLogin({ verificationUriComplete: d2.verification_uri_complete!, username: 'mallory', password: 'x' })).rejects.toThrow(
-      /login failed/,
-    );
+    await expect(
+      completeDeviceLogin({ verificationUriComplete: d2.verification_uri_complete!, username: 'mallory', password: 'x' }),
+    ).rejects.toThrow(/login failed/);
   });
 
   it('serves its own pages: code entry, expired interaction, unknown paths', async () => {
@@ -261,7 +281,11 @@ describe('built-in IdP: device login', () => {
     expect(html).not.toMatch(/https?:\/\/(?!127\.0\.0\.1)/); // no external assets (fonts, CSS)
     expect(entry.headers.get('content-type')).toMatch(/text\/html/);
 
-    const wrong = await fetch(`${issuer}/device`, { method: 'POST', body: 'user_code=BCDF-GHJK&xsrf=nope', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const wrong = await fetch(`${issuer}/device`, {
+      method: 'POST',
+      body: 'user_code=BCDF-GHJK&xsrf=nope',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(wrong.status).toBeGreaterThanOrEqual(400);
 
     const stale = await fetch(`${issuer}/interaction/abcdef123456`);
@@ -304,7 +328,10 @@ describe('token verifier refuses', () => {
   it('a token signed by another key that claims the same kid', async () => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const t = await new SignJWT(validClaims()).setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: realKid() }).sign(privateKey);
-    await expect(verifier().verify(t)).rejects.toMatchObject({ code: 'JIT_AUTH_INVALID_TOKEN', detail: expect.stringMatching(/signature/i) });
+    await expect(verifier().verify(t)).rejects.toMatchObject({
+      code: 'JIT_AUTH_INVALID_TOKEN',
+      detail: expect.stringMatching(/signature/i),
+    });
   });
 
   it('a token for another audience', async () => {
@@ -321,7 +348,10 @@ describe('token verifier refuses', () => {
     // Same server, but reached as "localhost": the document says 127.0.0.1, so no match.
     const v = verifier({ issuer: issuer.replace('127.0.0.1', 'localhost') });
     const t = await forge({ ...validClaims(), iss: issuer.replace('127.0.0.1', 'localhost') });
-    await expect(v.verify(t)).rejects.toMatchObject({ code: 'JIT_AUTH_INVALID_TOKEN', detail: expect.stringMatching(/discovery document names issuer/) });
+    await expect(v.verify(t)).rejects.toMatchObject({
+      code: 'JIT_AUTH_INVALID_TOKEN',
+      detail: expect.stringMatching(/discovery document names issuer/),
+    });
   });
 
   it('alg none', async () => {
@@ -338,9 +368,14 @@ describe('token verifier refuses', () => {
     const keys = JSON.parse(readFileSync(keysFile, 'utf8')) as { jwks: { keys: Record<string, unknown>[] } };
     const pub = createPublicKey(createPrivateKey({ key: keys.jwks.keys[0] as never, format: 'jwk' }));
     for (const secret of [pub.export({ type: 'spki', format: 'pem' }) as string, JSON.stringify(pub.export({ format: 'jwk' }))]) {
-      const t = await new SignJWT(validClaims()).setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: realKid() }).sign(new TextEncoder().encode(secret));
+      const t = await new SignJWT(validClaims())
+        .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt', kid: realKid() })
+        .sign(new TextEncoder().encode(secret));
       for (const v of [verifier(), verifier({ algorithms: ['HS256', 'RS256'] })]) {
-        await expect(v.verify(t)).rejects.toMatchObject({ code: 'JIT_AUTH_INVALID_TOKEN', detail: expect.stringMatching(/ALG_NOT_ALLOWED/) });
+        await expect(v.verify(t)).rejects.toMatchObject({
+          code: 'JIT_AUTH_INVALID_TOKEN',
+          detail: expect.stringMatching(/ALG_NOT_ALLOWED/),
+        });
       }
     }
   });
@@ -362,7 +397,10 @@ describe('token verifier refuses', () => {
 
   it('an oversized token before parsing it, even if correctly signed', async () => {
     const t = await forge({ ...validClaims(), pad: 'x'.repeat(MAX_TOKEN_BYTES) });
-    await expect(verifier().verify(t)).rejects.toMatchObject({ code: 'JIT_AUTH_INVALID_TOKEN', detail: expect.stringMatching(/larger than/) });
+    await expect(verifier().verify(t)).rejects.toMatchObject({
+      code: 'JIT_AUTH_INVALID_TOKEN',
+      detail: expect.stringMatching(/larger than/),
+    });
   });
 
   it('accepts a missing groups claim as no groups and falls back to sub for the username', async () => {

@@ -28,8 +28,7 @@ async function connect(extra: Partial<pg.ClientConfig> = {}): Promise<{ c: pg.Cl
   return { c, sid: s.session.id };
 }
 
-const tableExists = async (t: string) =>
-  (await sql(h.superDbUrl, 'select 1 from pg_class where relname = $1', [t])).length > 0;
+const tableExists = async (t: string) => (await sql(h.superDbUrl, 'select 1 from pg_class where relname = $1', [t])).length > 0;
 
 describe('guardrails', () => {
   it('blocks DROP and TRUNCATE by kind with the rule in the error; the session stays usable', async () => {
@@ -58,7 +57,9 @@ describe('guardrails', () => {
     try {
       const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p;
       await expect(c.query(`select pg_terminate_backend(${pid})`)).rejects.toMatchObject({ code: '42501', detail: 'rule: no-kill' });
-      await expect(c.query(`insert into orders (customer, amount) values (3, 1); select pg_terminate_backend(${pid})`)).rejects.toMatchObject({
+      await expect(
+        c.query(`insert into orders (customer, amount) values (3, 1); select pg_terminate_backend(${pid})`),
+      ).rejects.toMatchObject({
         code: '42501',
       });
       // The harmless first statement did not run either.
@@ -104,8 +105,12 @@ describe('guardrails', () => {
       await expect(c.query('select pg_terminate_backend($1::int)', [1])).rejects.toMatchObject({ code: '42501', detail: 'rule: no-kill' });
       expect((await c.query('select $1::int + 1 as x', [41])).rows[0].x).toBe(42);
       await expect(c.query({ name: 'del-all', text: 'delete from orders' })).rejects.toMatchObject({ code: '42501' });
-      expect((await c.query({ name: 'cnt', text: 'select count(*)::int as n from orders where customer = $1', values: [1] })).rows[0].n).toBe(2);
-      expect((await c.query({ name: 'cnt', text: 'select count(*)::int as n from orders where customer = $1', values: [2] })).rows[0].n).toBe(1);
+      expect(
+        (await c.query({ name: 'cnt', text: 'select count(*)::int as n from orders where customer = $1', values: [1] })).rows[0].n,
+      ).toBe(2);
+      expect(
+        (await c.query({ name: 'cnt', text: 'select count(*)::int as n from orders where customer = $1', values: [2] })).rows[0].n,
+      ).toBe(1);
     } finally {
       await c.end();
     }
@@ -143,7 +148,9 @@ describe('guardrails', () => {
       h.recorder.ready = true;
       await c.end();
     }
-    expect(h.events.some((e) => e.session === sid && e.event === 'statement.executed' && String(e.data?.['sql']).includes('values (7, 7)'))).toBe(false);
+    expect(
+      h.events.some((e) => e.session === sid && e.event === 'statement.executed' && String(e.data?.['sql']).includes('values (7, 7)')),
+    ).toBe(false);
   });
 });
 
@@ -221,7 +228,9 @@ describe('masking', () => {
     expect(csv.stdout.trim().split('\n')[0]).toBe('a***@example.com,Alice');
     const child = execFile('/usr/bin/psql', [h.url(s), '-Atc', '\\copy orders (customer, amount) from stdin'], { env });
     child.stdin!.end('42\t1.5\n42\t2.5\n');
-    await new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve(null) : reject(new Error(`psql exited ${code}`)))));
+    await new Promise((resolve, reject) =>
+      child.on('exit', (code) => (code === 0 ? resolve(null) : reject(new Error(`psql exited ${code}`)))),
+    );
     const rows = await sql(h.superDbUrl, 'select count(*)::int as n from orders where customer = 42');
     expect(rows[0]!['n']).toBe(2);
   });
@@ -245,7 +254,10 @@ describe('cancel', () => {
       const q = c.query('select pg_sleep(30)');
       await new Promise((r) => setTimeout(r, 300));
       const canceller = new pg.Client({ connectionString: h.url({ user: c.user!, secret: c.password as string }) });
-      (canceller as unknown as { cancel(c: pg.Client, q: unknown): void }).cancel(c, (c as unknown as { activeQuery: unknown }).activeQuery);
+      (canceller as unknown as { cancel(c: pg.Client, q: unknown): void }).cancel(
+        c,
+        (c as unknown as { activeQuery: unknown }).activeQuery,
+      );
       await expect(q).rejects.toMatchObject({ code: '57014' });
       expect(Date.now() - started).toBeLessThan(5_000);
       expect((await c.query('select 1 as one')).rows[0].one).toBe(1);

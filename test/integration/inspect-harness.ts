@@ -37,7 +37,12 @@ export interface Harness {
 
 export const DEFAULT_RULES = {
   guardrails: [
-    { name: 'no-drop', match: { kinds: ['drop', 'truncate'] }, action: 'block', message: 'dropping or truncating tables is not allowed here' },
+    {
+      name: 'no-drop',
+      match: { kinds: ['drop', 'truncate'] },
+      action: 'block',
+      message: 'dropping or truncating tables is not allowed here',
+    },
     { name: 'no-kill', match: { functions: ['pg_terminate_backend'] }, action: 'block' },
     { name: 'no-unbounded-delete', match: { kinds: ['delete'], withoutWhere: true }, action: 'block' },
     { name: 'approve-alter', match: { kinds: ['alter'] }, action: 'require-approval' },
@@ -93,7 +98,15 @@ export async function startInspectHarness(
     config: AgentPostgresTarget.parse({ type: 'postgres', host: '127.0.0.1', port: pgInfo.port, database: db, sslmode: 'disable' }),
   };
   const emit = (e: AgentEventInput) => events.push(e);
-  const roles = new PostgresRoles({ target: target.name, config: target.config, adminUrl, emit, logger, clock: systemClock, random: randomBytes });
+  const roles = new PostgresRoles({
+    target: target.name,
+    config: target.config,
+    adminUrl,
+    emit,
+    logger,
+    clock: systemClock,
+    random: randomBytes,
+  });
   const catalog = new Catalog({ adminUrl, target: target.name, logger, clock: systemClock });
   const sessions: SessionInfo[] = [];
   let current: SessionInfo | undefined;
@@ -135,7 +148,10 @@ export async function startInspectHarness(
     recorder,
     superDbUrl,
     newSession(rules: unknown = DEFAULT_RULES) {
-      const id = randomBytes(20).toString('hex').replace(/[^a-z0-9]/g, '').slice(0, 20);
+      const id = randomBytes(20)
+        .toString('hex')
+        .replace(/[^a-z0-9]/g, '')
+        .slice(0, 20);
       const secret = randomBytes(24).toString('base64url');
       const session: SessionInfo = {
         id,

@@ -42,7 +42,10 @@ class RawClient {
     sock.on('data', (b: Buffer) => {
       this.framer.push(b);
       while (this.framer.next()) {
-        this.inbox.push({ type: String.fromCharCode(this.framer.type), body: Buffer.from(this.framer.buf.subarray(this.framer.start + 5, this.framer.end)) });
+        this.inbox.push({
+          type: String.fromCharCode(this.framer.type),
+          body: Buffer.from(this.framer.buf.subarray(this.framer.start + 5, this.framer.end)),
+        });
       }
       this.wake?.();
     });
@@ -152,7 +155,12 @@ describe('extended protocol on the wire', () => {
 
   it('masks binary-format results of text columns, and rows of an Execute the client never described', async () => {
     const c = await RawClient.connect();
-    c.send(buildParse('m', 'select id::text, email, card_number from customers where id = $1'), bind('m', ['1'], 1), buildExecute(''), sync());
+    c.send(
+      buildParse('m', 'select id::text, email, card_number from customers where id = $1'),
+      bind('m', ['1'], 1),
+      buildExecute(''),
+      sync(),
+    );
     const r = await c.untilReady();
     expect(types(r)).toBe('12DCZ'); // our own Describe's answer is not forwarded
     expect(dataValues(r[2]!)).toEqual(['1', 'a***@example.com', '****']);

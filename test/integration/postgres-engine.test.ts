@@ -142,9 +142,11 @@ describe('postgres engine', () => {
     } finally {
       await c.end();
     }
-    await expect.poll(() => events.find((e) => e.event === 'connection.closed' && e.session === session.id)).toMatchObject({
-      data: { bytesIn: expect.any(Number), bytesOut: expect.any(Number) },
-    });
+    await expect
+      .poll(() => events.find((e) => e.event === 'connection.closed' && e.session === session.id))
+      .toMatchObject({
+        data: { bytesIn: expect.any(Number), bytesOut: expect.any(Number) },
+      });
     const closed = events.find((e) => e.event === 'connection.closed' && e.session === session.id)!;
     expect(closed.data!['bytesIn']).toBeGreaterThan(100);
     expect(closed.data!['bytesOut']).toBeGreaterThan(100);
@@ -184,15 +186,16 @@ describe('postgres engine', () => {
   it('with sslmode=require fails closed when the target will not encrypt', async () => {
     const { session, secret } = newSession();
     const strict = { name: target.name, config: { ...target.config, sslmode: 'require' as const } };
-    const srv = net.createServer((sock) =>
-      void handlePostgresClient(sock, session, strict, {
-        roles,
-        registry,
-        emit: (e) => events.push(e),
-        logger,
-        clock: systemClock,
-        random: randomBytes,
-      }),
+    const srv = net.createServer(
+      (sock) =>
+        void handlePostgresClient(sock, session, strict, {
+          roles,
+          registry,
+          emit: (e) => events.push(e),
+          logger,
+          clock: systemClock,
+          random: randomBytes,
+        }),
     );
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
     try {
@@ -229,7 +232,11 @@ describe('postgres engine', () => {
     current = session;
     const { stdout } = await run(
       '/usr/bin/psql',
-      [`host=127.0.0.1 port=${port} user=jit_${session.id} dbname=${DB} sslmode=prefer`, '-Atc', 'select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()'],
+      [
+        `host=127.0.0.1 port=${port} user=jit_${session.id} dbname=${DB} sslmode=prefer`,
+        '-Atc',
+        'select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()',
+      ],
       { env: { ...process.env, PGPASSWORD: secret, PGCONNECT_TIMEOUT: '10' } },
     );
     // The session role is logged in; the upstream leg is encrypted only if the server has TLS (it has not here).
@@ -246,7 +253,10 @@ describe('postgres engine', () => {
       const q = c.query('select pg_sleep(30)');
       await new Promise((r) => setTimeout(r, 300));
       const canceller = client(session, secret);
-      (canceller as unknown as { cancel(c: pg.Client, q: unknown): void }).cancel(c, (c as unknown as { activeQuery: unknown }).activeQuery);
+      (canceller as unknown as { cancel(c: pg.Client, q: unknown): void }).cancel(
+        c,
+        (c as unknown as { activeQuery: unknown }).activeQuery,
+      );
       await expect(q).rejects.toMatchObject({ code: '57014' });
       expect(Date.now() - started).toBeLessThan(5_000);
       expect((await c.query('select 1 as one')).rows[0].one).toBe(1);
@@ -266,7 +276,10 @@ describe('postgres engine', () => {
       const b = newSession();
       current = b.session;
       const canceller = client(b.session, b.secret);
-      (canceller as unknown as { cancel(c: pg.Client, q: unknown): void }).cancel(c, (c as unknown as { activeQuery: unknown }).activeQuery);
+      (canceller as unknown as { cancel(c: pg.Client, q: unknown): void }).cancel(
+        c,
+        (c as unknown as { activeQuery: unknown }).activeQuery,
+      );
       await expect(q).resolves.toMatchObject({ rowCount: 1 });
     } finally {
       await c.end();

@@ -46,15 +46,37 @@ describe('listening', () => {
   it('serves HTTPS with its certificate, with the built-in issuer under the https URL', async () => {
     const f = await startControlPlane({ policy: POLICY, writeOnly: true });
     fixtures.push(f);
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-      '-keyout', path.join(f.dir, 'key.pem'), '-out', path.join(f.dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        path.join(f.dir, 'key.pem'),
+        '-out',
+        path.join(f.dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     rewriteConfig(f, (c) => {
       c['tls'] = { cert: 'cert.pem', key: 'key.pem' };
     });
-    f.server = await startServer({ config: loadYamlConfigFile(f.serverConfigPath, ServerConfig), configDir: f.dir, logger: silentLogger() });
+    f.server = await startServer({
+      config: loadYamlConfigFile(f.serverConfigPath, ServerConfig),
+      configDir: f.dir,
+      logger: silentLogger(),
+    });
     expect(f.server.url).toBe(`https://127.0.0.1:${f.port}`);
     const ca = readFileSync(path.join(f.dir, 'cert.pem'), 'utf8');
     const health = await httpsGet(`${f.server.url}/healthz`, ca);
@@ -71,7 +93,11 @@ describe('listening', () => {
     rewriteConfig(f, (c) => {
       c['listen'] = `0.0.0.0:${f.port}`;
     });
-    const err = await startServer({ config: loadYamlConfigFile(f.serverConfigPath, ServerConfig), configDir: f.dir, logger: silentLogger() }).catch((e) => e);
+    const err = await startServer({
+      config: loadYamlConfigFile(f.serverConfigPath, ServerConfig),
+      configDir: f.dir,
+      logger: silentLogger(),
+    }).catch((e) => e);
     expect(err).toBeInstanceOf(JitError);
     expect((err as JitError).code).toBe('JIT_CONFIG_INVALID');
     expect((err as JitError).message).toMatch(/plain HTTP is allowed only on loopback/);
@@ -83,7 +109,9 @@ describe('listening', () => {
     rewriteConfig(f, (c) => {
       c['sessions'] = { heartbeatTimeout: 'soon' };
     });
-    expect(() => loadYamlConfigFile(f.serverConfigPath, ServerConfig)).toThrow(/server\.yaml:\d+: sessions\.heartbeatTimeout: not a duration/);
+    expect(() => loadYamlConfigFile(f.serverConfigPath, ServerConfig)).toThrow(
+      /server\.yaml:\d+: sessions\.heartbeatTimeout: not a duration/,
+    );
   });
 });
 
@@ -97,7 +125,11 @@ describe('an external OIDC issuer', () => {
     rewriteConfig(f, (c) => {
       c['identity'] = { oidc: { issuer: `${idp.url}/oidc`, clientId: 'jit-cli', audience: idp.url } };
     });
-    f.server = await startServer({ config: loadYamlConfigFile(f.serverConfigPath, ServerConfig), configDir: f.dir, logger: silentLogger() });
+    f.server = await startServer({
+      config: loadYamlConfigFile(f.serverConfigPath, ServerConfig),
+      configDir: f.dir,
+      logger: silentLogger(),
+    });
     const disco = (await api(f.url, undefined, 'GET', '/.well-known/jit')).body;
     expect(disco).toMatchObject({ issuer: `${idp.url}/oidc`, clientId: 'jit-cli', audience: idp.url, apiBase: f.url });
 

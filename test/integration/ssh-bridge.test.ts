@@ -39,7 +39,12 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
   beforeAll(async () => {
     sshd = await startSshd();
     const config = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'X' });
-    const target: SshTargetRef = { name: 'web-1', config, hostKeys: knownHostKeys('web-1', config), ca: SshCa.fromText(sshd.caPrivateText, 'ca') };
+    const target: SshTargetRef = {
+      name: 'web-1',
+      config,
+      hostKeys: knownHostKeys('web-1', config),
+      ca: SshCa.fromText(sshd.caPrivateText, 'ca'),
+    };
     const emit = (e: AgentEventInput) => void events.push(e);
     const deps = {
       credentials: new SshCredentials({ emit, clock: systemClock, random: randomBytes }),
@@ -83,11 +88,16 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
   });
 
   const opts = () => [
-    '-o', `ProxyCommand=${process.execPath} ${path.join(dir, 'proxy.cjs')}`,
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', `LogLevel=${process.env['SSH_LOGLEVEL'] ?? 'ERROR'}`,
-    '-o', 'BatchMode=yes',
+    '-o',
+    `ProxyCommand=${process.execPath} ${path.join(dir, 'proxy.cjs')}`,
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    `LogLevel=${process.env['SSH_LOGLEVEL'] ?? 'ERROR'}`,
+    '-o',
+    'BatchMode=yes',
   ];
 
   it('copies files both ways with scp (SFTP subsystem), several times in a row', async () => {
@@ -96,7 +106,15 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
       const local = path.join(dir, `up-${i}.bin`);
       writeFileSync(local, payload);
       const name = `jit-bridge-${randomBytes(4).toString('hex')}.bin`;
-      await run('scp', [...opts(), local, `${sshd.login}@web-1:${name}`], { timeout: 20_000 }).catch((e) => { throw new Error(`scp up: ${String(e.stderr).split('\n').filter((l: string) => !/debug[23]/.test(l)).slice(-40).join('\n')}`); });
+      await run('scp', [...opts(), local, `${sshd.login}@web-1:${name}`], { timeout: 20_000 }).catch((e) => {
+        throw new Error(
+          `scp up: ${String(e.stderr)
+            .split('\n')
+            .filter((l: string) => !/debug[23]/.test(l))
+            .slice(-40)
+            .join('\n')}`,
+        );
+      });
       expect(readFileSync(`/home/${sshd.login}/${name}`).equals(payload)).toBe(true);
       const back = path.join(dir, `down-${i}.bin`);
       await run('scp', [...opts(), `${sshd.login}@web-1:${name}`, back], { timeout: 20_000 });

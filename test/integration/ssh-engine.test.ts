@@ -15,14 +15,7 @@ import { StreamRegistry } from '#agent/streams.js';
 import { AgentSshTarget } from '#shared/config/agent.js';
 import { Guardrail } from '#shared/config/policy.js';
 import type { AgentRecordingChunk, SessionInfo } from '#shared/contract/agent.js';
-import {
-  encodeFrame,
-  FrameDecoder,
-  FrameType,
-  resizePayload,
-  SshExit,
-  type SshRequest,
-} from '#shared/contract/ssh-stream.js';
+import { encodeFrame, FrameDecoder, FrameType, resizePayload, SshExit, type SshRequest } from '#shared/contract/ssh-stream.js';
 import { isJitError } from '#shared/errors/jit-error.js';
 import { createLogger } from '#shared/log.js';
 import { systemClock } from '#shared/runtime/ctx.js';
@@ -38,10 +31,15 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
   const registry = new StreamRegistry();
   const emit = (e: AgentEventInput) => void events.push(e);
   const credentials = new SshCredentials({ emit, clock: systemClock, random: randomBytes });
-  const recordings = new AgentRecordings({ send: (m) => {
+  const recordings = new AgentRecordings({
+    send: (m) => {
       chunks.push(m);
       return true;
-    }, clock: systemClock, logger, flushMs: 20 });
+    },
+    clock: systemClock,
+    logger,
+    flushMs: 20,
+  });
   const deps = { credentials, recordings, registry, emit, logger, clock: systemClock, random: randomBytes };
 
   const guardrails = [
@@ -62,7 +60,13 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
 
   beforeAll(async () => {
     sshd = await startSshd();
-    const config = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'UNUSED' });
+    const config = AgentSshTarget.parse({
+      type: 'ssh',
+      host: sshd.host,
+      port: sshd.port,
+      hostKeys: [sshd.hostKeyLine],
+      caKeyEnv: 'UNUSED',
+    });
     target = { name: 'web-1', config, hostKeys: knownHostKeys('web-1', config), ca: SshCa.fromText(sshd.caPrivateText, 'test CA') };
   });
   afterAll(async () => {
@@ -71,7 +75,11 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
   });
 
   /** Run the engine on one side of a real TCP pair; drive the other like `jit ssh` would. */
-  async function run(session: SessionInfo, req: Partial<SshRequest>, drive?: (send: (t: FrameType, p?: Buffer | string) => void, out: () => string) => Promise<void>) {
+  async function run(
+    session: SessionInfo,
+    req: Partial<SshRequest>,
+    drive?: (send: (t: FrameType, p?: Buffer | string) => void, out: () => string) => Promise<void>,
+  ) {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
@@ -133,7 +141,10 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     expect(sshd.log().slice(before)).not.toMatch(/Accepted/);
     expect(credentials.has(s.id)).toBe(false);
     expect(events.filter((e) => e.session === s.id)).toEqual([
-      expect.objectContaining({ event: 'command.blocked', data: expect.objectContaining({ rule: 'no-reboot', command: "uptime; bash -c 'sudo /sbin/reboot'" }) }),
+      expect.objectContaining({
+        event: 'command.blocked',
+        data: expect.objectContaining({ rule: 'no-reboot', command: "uptime; bash -c 'sudo /sbin/reboot'" }),
+      }),
     ]);
     const r2 = await run(sessionOf(), { command: 'sudo systemctl restart nginx' });
     expect(r2.stderr).toMatch(/^jit: rule restart requires approval/);
@@ -161,15 +172,31 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     const [header, ...lines] = cast.trim().split('\n');
     expect(JSON.parse(header!)).toMatchObject({ version: 2, width: 100, height: 30, title: `${sshd.login}@web-1`, env: { TERM: 'xterm' } });
     const evs = lines.map((l) => JSON.parse(l) as [number, string, string]);
-    expect(evs.filter((e) => e[1] === 'o').map((e) => e[2]).join('')).toBe(r.stdout);
-    expect(evs.filter((e) => e[1] === 'i').map((e) => e[2]).join('')).toContain('echo $((6*7))');
+    expect(
+      evs
+        .filter((e) => e[1] === 'o')
+        .map((e) => e[2])
+        .join(''),
+    ).toBe(r.stdout);
+    expect(
+      evs
+        .filter((e) => e[1] === 'i')
+        .map((e) => e[2])
+        .join(''),
+    ).toContain('echo $((6*7))');
     expect(evs.some((e) => e[1] === 'r' && e[2] === '120x40')).toBe(true);
     expect(chunks.filter((c) => c.session === s.id).at(-1)?.final).toBe(true);
     expect(events.filter((e) => e.session === s.id).map((e) => e.event)).toEqual(['credential.created', 'shell.started', 'shell.ended']);
   });
 
   it('refuses a host whose key is not configured (no trust on first use)', async () => {
-    const other = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [makeEd25519().publicLine], caKeyEnv: 'X' });
+    const other = AgentSshTarget.parse({
+      type: 'ssh',
+      host: sshd.host,
+      port: sshd.port,
+      hostKeys: [makeEd25519().publicLine],
+      caKeyEnv: 'X',
+    });
     const s = sessionOf();
     const r = await run(s, { command: 'true' }, undefined);
     expect(r.exit).toEqual({ status: 0 });

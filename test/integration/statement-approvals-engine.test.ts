@@ -61,7 +61,11 @@ async function nextRequest(after = sent.length): Promise<AgentApprovalRequest> {
 }
 
 const ordersLeft = async (id: number) => (await sql(h.superDbUrl, 'select count(*)::int as n from orders where id = $1', [id]))[0]?.n;
-const settle = <T>(p: Promise<T>) => p.then((ok) => ({ ok }), (err) => ({ err }));
+const settle = <T>(p: Promise<T>) =>
+  p.then(
+    (ok) => ({ ok }),
+    (err) => ({ err }),
+  );
 
 describe('the agent holds a statement until the control plane decides', () => {
   it('an approval whose digest is another statement’s is refused: approving X never runs Y', async () => {
@@ -69,13 +73,26 @@ describe('the agent holds a statement until the control plane decides', () => {
     try {
       const held = settle(c.query('delete from orders where id = 1'));
       const req = await nextRequest();
-      expect(req).toMatchObject({ sql: 'delete from orders where id = 1', rule: 'deletes', digest: statementDigest('delete from orders where id = 1', undefined) });
+      expect(req).toMatchObject({
+        sql: 'delete from orders where id = 1',
+        rule: 'deletes',
+        digest: statementDigest('delete from orders where id = 1', undefined),
+      });
       expect(req.approvers).toMatchObject({ users: ['bob'] });
       expect(req.timeoutSeconds).toBe(60);
       const mark = sent.length;
       // A forged decision for the request id, carrying the digest of a different statement.
-      approvals.onDecision({ type: 'approval.decision', requestId: req.requestId, decision: 'approved', digest: statementDigest('delete from orders', undefined), request: 'r1', approver: 'bob' });
-      expect(await held).toMatchObject({ err: { code: '42501', message: expect.stringContaining('the approval does not match the held statement') } });
+      approvals.onDecision({
+        type: 'approval.decision',
+        requestId: req.requestId,
+        decision: 'approved',
+        digest: statementDigest('delete from orders', undefined),
+        request: 'r1',
+        approver: 'bob',
+      });
+      expect(await held).toMatchObject({
+        err: { code: '42501', message: expect.stringContaining('the approval does not match the held statement') },
+      });
       expect(sent.slice(mark)).toContainEqual({ type: 'approval.cancel', requestId: req.requestId });
       expect(await ordersLeft(1)).toBe(1);
       // A decision for a request id the agent never chose releases nothing.
@@ -91,16 +108,32 @@ describe('the agent holds a statement until the control plane decides', () => {
     try {
       const held = settle(c.query('delete from orders where id = $1', [2]));
       const req = await nextRequest();
-      expect(req).toMatchObject({ sql: 'delete from orders where id = $1', params: ['2'], digest: statementDigest('delete from orders where id = $1', ['2']) });
+      expect(req).toMatchObject({
+        sql: 'delete from orders where id = $1',
+        params: ['2'],
+        digest: statementDigest('delete from orders where id = $1', ['2']),
+      });
       // Sync came right behind the Execute: the client's pipeline waits with it.
-      approvals.onDecision({ type: 'approval.decision', requestId: req.requestId, decision: 'approved', digest: statementDigest('delete from orders where id = $1', ['3']) });
+      approvals.onDecision({
+        type: 'approval.decision',
+        requestId: req.requestId,
+        decision: 'approved',
+        digest: statementDigest('delete from orders where id = $1', ['3']),
+      });
       expect(await held).toMatchObject({ err: { code: '42501' } });
       expect(await ordersLeft(2)).toBe(1);
 
       const again = settle(c.query('delete from orders where id = $1', [2]));
       const req2 = await nextRequest(sent.indexOf(req) + 1);
       expect(req2.requestId).not.toBe(req.requestId);
-      approvals.onDecision({ type: 'approval.decision', requestId: req2.requestId, decision: 'approved', digest: req2.digest, request: 'req-two', approver: 'bob' });
+      approvals.onDecision({
+        type: 'approval.decision',
+        requestId: req2.requestId,
+        decision: 'approved',
+        digest: req2.digest,
+        request: 'req-two',
+        approver: 'bob',
+      });
       expect(await again).toMatchObject({ ok: { rowCount: 1 } });
       expect(await ordersLeft(2)).toBe(0);
       const executed = h.events.find((e) => e.event === 'statement.executed' && e.data?.['approval'] === 'req-two');
@@ -140,7 +173,14 @@ describe('the agent holds a statement until the control plane decides', () => {
       // Another session (another role, another client) is not covered.
       const elsewhere = settle(other.query('delete from orders where id = 103'));
       const req2 = await nextRequest(mark);
-      approvals.onDecision({ type: 'approval.decision', requestId: req2.requestId, decision: 'denied', digest: req2.digest, approver: 'bob', reason: 'no' });
+      approvals.onDecision({
+        type: 'approval.decision',
+        requestId: req2.requestId,
+        decision: 'denied',
+        digest: req2.digest,
+        approver: 'bob',
+        reason: 'no',
+      });
       expect(await elsewhere).toMatchObject({ err: { message: expect.stringContaining('bob denied it: no') } });
       expect(await ordersLeft(103)).toBe(1);
     } finally {
@@ -156,9 +196,13 @@ describe('the agent holds a statement until the control plane decides', () => {
       const req = await nextRequest();
       channel.up = false;
       approvals.onDisconnected();
-      expect(await held).toMatchObject({ err: { code: '42501', message: expect.stringContaining('lost its connection to the control plane') } });
+      expect(await held).toMatchObject({
+        err: { code: '42501', message: expect.stringContaining('lost its connection to the control plane') },
+      });
       // Still down: refused at once, nothing is sent.
-      expect(await settle(c.query('delete from orders where id = 104'))).toMatchObject({ err: { message: expect.stringContaining('no connection to the control plane') } });
+      expect(await settle(c.query('delete from orders where id = 104'))).toMatchObject({
+        err: { message: expect.stringContaining('no connection to the control plane') },
+      });
       channel.up = true;
       const mark = sent.length;
       approvals.onConnected();
@@ -199,7 +243,8 @@ describe('the agent holds a statement until the control plane decides', () => {
     const req = await nextRequest();
     const mark = sent.length;
     await c.end();
-    for (let i = 0; i < 100 && !sent.slice(mark).some((m) => m.type === 'approval.cancel'); i++) await new Promise((r) => setTimeout(r, 25));
+    for (let i = 0; i < 100 && !sent.slice(mark).some((m) => m.type === 'approval.cancel'); i++)
+      await new Promise((r) => setTimeout(r, 25));
     expect(sent.slice(mark)).toContainEqual({ type: 'approval.cancel', requestId: req.requestId });
     expect(approvals.held).toBe(0);
   });

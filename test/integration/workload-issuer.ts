@@ -33,7 +33,14 @@ export async function startTestIssuer(defaults: { audience: string; sub?: string
     actionsClaims: {},
     async mint(claims, opts = {}) {
       const now = Math.floor(Date.now() / 1000);
-      const body = { iss: url, aud: defaults.audience, sub: defaults.sub ?? 'repo:acme/app:ref:refs/heads/main', iat: now, exp: now + 300, ...claims };
+      const body = {
+        iss: url,
+        aud: defaults.audience,
+        sub: defaults.sub ?? 'repo:acme/app:ref:refs/heads/main',
+        iat: now,
+        exp: now + 300,
+        ...claims,
+      };
       const key = opts.key === 'other' ? other.privateKey : own.privateKey;
       return new SignJWT(body).setProtectedHeader({ alg: opts.alg ?? 'RS256', kid: 'test-1', typ: opts.typ ?? 'JWT' }).sign(key);
     },

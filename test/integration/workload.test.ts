@@ -28,7 +28,9 @@ async function token(body: Record<string, string>, opts: { json?: boolean; basic
   const headers: Record<string, string> = {
     'content-type': opts.json ? 'application/json' : 'application/x-www-form-urlencoded',
   };
-  if (opts.basic) headers['authorization'] = `Basic ${Buffer.from(`${encodeURIComponent(opts.basic[0])}:${encodeURIComponent(opts.basic[1])}`).toString('base64')}`;
+  if (opts.basic)
+    headers['authorization'] =
+      `Basic ${Buffer.from(`${encodeURIComponent(opts.basic[0])}:${encodeURIComponent(opts.basic[1])}`).toString('base64')}`;
   const res = await fetch(`${cp.url}/v1/token`, {
     method: 'POST',
     headers,
@@ -93,7 +95,13 @@ describe('token exchange (RFC 8693)', () => {
     expect(r.body['expires_in']).toBeLessThanOrEqual(900);
     const [, payload] = (r.body['access_token'] as string).split('.');
     const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString());
-    expect(claims).toMatchObject({ iss: cp.url, aud: cp.url, sub: 'workload:ci-deploy', preferred_username: 'workload:ci-deploy', groups: ['ci'] });
+    expect(claims).toMatchObject({
+      iss: cp.url,
+      aud: cp.url,
+      sub: 'workload:ci-deploy',
+      preferred_username: 'workload:ci-deploy',
+      groups: ['ci'],
+    });
 
     const who = await api(cp.url, r.body['access_token'], 'GET', '/v1/whoami');
     expect(who.status).toBe(200);
@@ -109,7 +117,11 @@ describe('token exchange (RFC 8693)', () => {
 
   it('takes a JSON body and the jwt token type too; a trailing * matches a prefix', async () => {
     const r = await token(
-      { grant_type: EXCHANGE, subject_token: await ci.mint({ aud: 'other-aud', repository: 'acme/tools', ref: 'refs/heads/feature-x' }), subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' },
+      {
+        grant_type: EXCHANGE,
+        subject_token: await ci.mint({ aud: 'other-aud', repository: 'acme/tools', ref: 'refs/heads/feature-x' }),
+        subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+      },
       { json: true },
     );
     expect(r.status, JSON.stringify(r.body)).toBe(200);
@@ -125,10 +137,18 @@ describe('token exchange (RFC 8693)', () => {
     ['the wrong audience', () => ci.mint({ ...good, aud: 'https://someone-else.example' }), /audience does not match/],
     ['the wrong repository', () => ci.mint({ ...good, repository: 'evil/app' }), /repository claim does not match/],
     ['another branch', () => ci.mint({ ...good, ref: 'refs/heads/dev' }), /ref claim does not match/],
-    ['a repository that only starts like the pinned one', () => ci.mint({ ...good, repository: 'acme/app-fork' }), /repository claim does not match/],
+    [
+      'a repository that only starts like the pinned one',
+      () => ci.mint({ ...good, repository: 'acme/app-fork' }),
+      /repository claim does not match/,
+    ],
     ['a missing claim', () => ci.mint({ ref: 'refs/heads/main' }), /repository claim does not match/],
     ['the wrong subject', () => ci.mint({ ...good, sub: 'repo:evil/app:ref:refs/heads/main' }), /sub claim does not match/],
-    ['an expired token', () => ci.mint({ ...good, iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 3600 }), /expired/],
+    [
+      'an expired token',
+      () => ci.mint({ ...good, iat: Math.floor(Date.now() / 1000) - 7200, exp: Math.floor(Date.now() / 1000) - 3600 }),
+      /expired/,
+    ],
     ['a token not valid yet', () => ci.mint({ ...good, nbf: Math.floor(Date.now() / 1000) + 3600 }), /not valid yet/],
     ['a token signed by another key', () => ci.mint(good, { key: 'other' }), /signature/],
     ['an untrusted issuer', () => ci.mint({ ...good, iss: 'https://issuer.example' }), /issuer is not trusted/],
@@ -164,7 +184,9 @@ describe('token exchange (RFC 8693)', () => {
 
   it('refuses malformed requests and unknown grants', async () => {
     expect((await exchange('not-a-jwt')).body['error']).toBe('invalid_request');
-    expect((await exchange(await ci.mint(good), 'urn:ietf:params:oauth:token-type:access_token')).body['error']).toBe('unsupported_token_type');
+    expect((await exchange(await ci.mint(good), 'urn:ietf:params:oauth:token-type:access_token')).body['error']).toBe(
+      'unsupported_token_type',
+    );
     expect((await token({ grant_type: 'password', username: 'a', password: 'b' })).body['error']).toBe('unsupported_grant_type');
     expect((await token({ grant_type: EXCHANGE })).body['error']).toBe('invalid_request');
   });
@@ -177,9 +199,16 @@ describe('token exchange (RFC 8693)', () => {
       data: Record<string, unknown>;
     }[];
     const exchanged = events.find((e) => e.type === 'workload.exchanged' && e.actor === 'workload:ci-deploy');
-    expect(exchanged?.data).toMatchObject({ method: 'token-exchange', workload: 'ci-deploy', issuer: ci.url, subject: 'repo:acme/app:ref:refs/heads/main' });
+    expect(exchanged?.data).toMatchObject({
+      method: 'token-exchange',
+      workload: 'ci-deploy',
+      issuer: ci.url,
+      subject: 'repo:acme/app:ref:refs/heads/main',
+    });
     const refused = events.filter((e) => e.type === 'workload.refused');
-    expect(refused.map((e) => e.data['reason'])).toEqual(expect.arrayContaining(['its audience does not match', 'its repository claim does not match']));
+    expect(refused.map((e) => e.data['reason'])).toEqual(
+      expect.arrayContaining(['its audience does not match', 'its repository claim does not match']),
+    );
     expect(JSON.stringify(events)).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);
   });
 });
@@ -196,7 +225,10 @@ describe('client credentials (service accounts)', () => {
   });
 
   it('refuses a wrong secret and an unknown client alike (401 invalid_client)', async () => {
-    for (const basic of [['nightly', 'wrong-secret'], ['nobody', SA_SECRET]] as [string, string][]) {
+    for (const basic of [
+      ['nightly', 'wrong-secret'],
+      ['nobody', SA_SECRET],
+    ] as [string, string][]) {
       const r = await token({ grant_type: 'client_credentials' }, { basic });
       expect(r.status).toBe(401);
       expect(r.headers.get('www-authenticate')).toMatch(/^Basic/);

@@ -191,10 +191,13 @@ export class StatementApprovals {
         this.cancel(requestId);
         settle({ approved: false, reason: 'the client cancelled it', cancelled: true });
       };
-      const timer = clock.setTimeout(() => {
-        this.cancel(requestId);
-        settle({ approved: false, reason: 'nobody decided in time' });
-      }, holdSeconds * 1000 + (this.deps.graceMs ?? 5_000));
+      const timer = clock.setTimeout(
+        () => {
+          this.cancel(requestId);
+          settle({ approved: false, reason: 'nobody decided in time' });
+        },
+        holdSeconds * 1000 + (this.deps.graceMs ?? 5_000),
+      );
       req.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(requestId, {
         session: req.session.id,

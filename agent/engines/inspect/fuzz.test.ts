@@ -10,14 +10,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSqlParser } from '#protocol/postgres/classify.js';
 import { typedMessage } from '#protocol/postgres/codec.js';
-import {
-  buildDescribe,
-  buildExecute,
-  buildParse,
-  buildQuery,
-  MessageFramer,
-  parseFrontend,
-} from '#protocol/postgres/messages.js';
+import { buildDescribe, buildExecute, buildParse, buildQuery, MessageFramer, parseFrontend } from '#protocol/postgres/messages.js';
 import { InspectionRules, type SessionInfo } from '#shared/contract/agent.js';
 import { createLogger } from '#shared/log.js';
 import { systemClock } from '#shared/runtime/ctx.js';
@@ -120,7 +113,7 @@ const SQL = [
   'commit',
   '',
   'selec broken',
-  "copy t to stdout",
+  'copy t to stdout',
 ];
 
 function validMessage(): Buffer {
@@ -130,7 +123,10 @@ function validMessage(): Buffer {
     case 1:
       return buildParse(pick(['', 's1', 's2']), pick(SQL));
     case 2: {
-      const body = Buffer.concat([Buffer.from(`${pick(['', 'p1'])}\0${pick(['', 's1', 'nope'])}\0`), Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 0x31, 0, 1, 0, rnd(2)])]);
+      const body = Buffer.concat([
+        Buffer.from(`${pick(['', 'p1'])}\0${pick(['', 's1', 'nope'])}\0`),
+        Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 0x31, 0, 1, 0, rnd(2)]),
+      ]);
       return typedMessage('B', body);
     }
     case 3:
@@ -227,7 +223,12 @@ describe('inspecting relay fuzz', () => {
       for (let i = 0; i < count; i++) sent.push(rnd(3) === 0 ? malformed() : validMessage());
       const t0 = Date.now();
       const { forwarded, answered } = await session1(sent);
-      if (process.env['FUZZ_DEBUG'] && Date.now() - t0 > 200) console.log(round, Date.now() - t0, sent.map((b) => b.toString('hex').slice(0, 40)));
+      if (process.env['FUZZ_DEBUG'] && Date.now() - t0 > 200)
+        console.log(
+          round,
+          Date.now() - t0,
+          sent.map((b) => b.toString('hex').slice(0, 40)),
+        );
       // A truncated message followed by others can frame as a different, valid message: what is
       // forwarded must then still be bytes the client sent, contiguous, and parse.
       const stream = Buffer.concat(sent);

@@ -65,7 +65,13 @@ export async function runBridge(
       login().catch((err) => {
         const e = isJitError(err) ? err : new JitError('JIT_TARGET_UNREACHABLE');
         deps.logger.warn({ session: session.id, code: e.code, detail: e.detail }, 'ssh login to the target failed');
-        deps.emit({ event: 'ssh.login-failed', session: session.id, target: session.target, outcome: 'failure', data: { login: rules.login, code: e.code } });
+        deps.emit({
+          event: 'ssh.login-failed',
+          session: session.id,
+          target: session.target,
+          outcome: 'failure',
+          data: { login: rules.login, code: e.code },
+        });
         conn.end();
       });
       conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login));
@@ -75,7 +81,13 @@ export async function runBridge(
           .then((c) =>
             c.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
               if (err) return reject();
-              deps.emit({ event: 'port.forwarded', session: session.id, target: session.target, outcome: 'info', data: { host: info.destIP, port: info.destPort } });
+              deps.emit({
+                event: 'port.forwarded',
+                session: session.id,
+                target: session.target,
+                outcome: 'info',
+                data: { host: info.destIP, port: info.destPort },
+              });
               const ch = accept();
               ch.pipe(up).pipe(ch);
             }),
@@ -135,7 +147,12 @@ function serveSession(
     _reject: (() => void) | undefined,
     what: { command?: string; subsystem?: string },
   ) => {
-    const verdict = what.command !== undefined ? judgeCommand(what.command, rules.guardrails) : what.subsystem ? judgeCommand(what.subsystem, rules.guardrails) : judgeShell(rules.guardrails);
+    const verdict =
+      what.command !== undefined
+        ? judgeCommand(what.command, rules.guardrails)
+        : what.subsystem
+          ? judgeCommand(what.subsystem, rules.guardrails)
+          : judgeShell(rules.guardrails);
     if (verdict.action !== 'allow') return refuse(accept, auditRefusal(deps, session, verdict, what));
     // Accept at once: OpenSSH sends a subsystem's first bytes without waiting for the answer, and
     // ssh2 drops data for a channel not yet accepted. The bytes wait in the channel meanwhile.
@@ -201,7 +218,12 @@ function serveSession(
           session: session.id,
           target: session.target,
           outcome: status === 0 ? 'success' : 'info',
-          data: { ...what, ...(status !== undefined ? { exitStatus: status } : {}), ...(signal ? { signal } : {}), durationMs: deps.clock.now() - started },
+          data: {
+            ...what,
+            ...(status !== undefined ? { exitStatus: status } : {}),
+            ...(signal ? { signal } : {}),
+            durationMs: deps.clock.now() - started,
+          },
         });
         rec?.release();
         // All output has been handed to ch once the upstream's readable side has ended.

@@ -17,14 +17,7 @@ import type ssh2 from 'ssh2';
 import { judgeCommand, judgeShell, refusalLine, type CommandVerdict } from '#protocol/ssh/guard.js';
 import type { AgentSshTarget } from '#shared/config/agent.js';
 import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
-import {
-  encodeFrame,
-  FrameDecoder,
-  FrameType,
-  SSH_BLOCKED_STATUS,
-  SshExit,
-  SshRequest,
-} from '#shared/contract/ssh-stream.js';
+import { encodeFrame, FrameDecoder, FrameType, SSH_BLOCKED_STATUS, SshExit, SshRequest } from '#shared/contract/ssh-stream.js';
 import { isJitError, JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
@@ -253,7 +246,15 @@ async function runTerminal(
       ...(command !== undefined ? { command } : {}),
       pty: req.pty,
       ...(req.pty ? { term: req.term } : {}),
-      ...(approval ? { approval: { rule: verdict.rule, ...(approval.request ? { request: approval.request } : {}), ...(approval.by ? { by: approval.by } : {}) } } : {}),
+      ...(approval
+        ? {
+            approval: {
+              rule: verdict.rule,
+              ...(approval.request ? { request: approval.request } : {}),
+              ...(approval.by ? { by: approval.by } : {}),
+            },
+          }
+        : {}),
     },
   });
   const recording = deps.recordings.attach(session.id, () => ({
@@ -268,7 +269,14 @@ async function runTerminal(
   const ptyOpts = req.pty ? { term: req.term, cols: req.cols, rows: req.rows, width: 0, height: 0 } : undefined;
   const channel = await new Promise<ssh2.ClientChannel | JitError>((resolve) => {
     const cb = (err: Error | undefined, ch: ssh2.ClientChannel) =>
-      resolve(err ? new JitError('JIT_TARGET_UNREACHABLE', { message: `sshd refused the ${command !== undefined ? 'command' : 'shell'}`, detail: err.message }) : ch);
+      resolve(
+        err
+          ? new JitError('JIT_TARGET_UNREACHABLE', {
+              message: `sshd refused the ${command !== undefined ? 'command' : 'shell'}`,
+              detail: err.message,
+            })
+          : ch,
+      );
     if (command !== undefined) client.exec(command, { ...(ptyOpts ? { pty: ptyOpts } : {}), env: req.env }, cb);
     else client.shell(ptyOpts ?? false, { env: req.env }, cb);
   });

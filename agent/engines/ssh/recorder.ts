@@ -112,7 +112,10 @@ export class SessionRecorder {
       this.dropped++;
     }
     if (this.dropped > 0 && this.queue.length > 0) {
-      this.deps.logger.warn({ session: this.sessionId, dropped: this.dropped }, 'recording chunks dropped while the control plane was unreachable');
+      this.deps.logger.warn(
+        { session: this.sessionId, dropped: this.dropped },
+        'recording chunks dropped while the control plane was unreachable',
+      );
       this.dropped = 0;
     }
   }

@@ -59,7 +59,10 @@ describe('ApiClient', () => {
     const api = new ApiClient({ ctx: { fetch: f.fetch, clock: systemClock }, server: 'https://x', auth: auth() });
     await expect(api.targets()).rejects.toMatchObject({ code: 'JIT_APPROVAL_DENIED', message: 'bob denied it', hint: 'ask again' });
     await expect(api.targets()).rejects.toMatchObject({ code: 'JIT_SERVER_UNREACHABLE' });
-    await expect(api.targets()).rejects.toMatchObject({ code: 'JIT_INTERNAL', message: 'The jit server answered HTTP 500 to GET /v1/targets' });
+    await expect(api.targets()).rejects.toMatchObject({
+      code: 'JIT_INTERNAL',
+      message: 'The jit server answered HTTP 500 to GET /v1/targets',
+    });
   });
 
   it('network failure → JIT_SERVER_UNREACHABLE; a malformed answer → JIT_PROTOCOL_ERROR', async () => {
@@ -70,8 +73,14 @@ describe('ApiClient', () => {
       json(200, { targets: [{ name: 1 }] }),
     ]);
     const api = new ApiClient({ ctx: { fetch: f.fetch, clock: systemClock }, server: 'https://x', auth: auth() });
-    await expect(api.targets()).rejects.toMatchObject({ code: 'JIT_SERVER_UNREACHABLE', message: 'The jit server at https://x cannot be reached' });
-    await expect(api.targets()).rejects.toMatchObject({ code: 'JIT_PROTOCOL_ERROR', message: 'The jit server sent an unexpected answer to GET /v1/targets' });
+    await expect(api.targets()).rejects.toMatchObject({
+      code: 'JIT_SERVER_UNREACHABLE',
+      message: 'The jit server at https://x cannot be reached',
+    });
+    await expect(api.targets()).rejects.toMatchObject({
+      code: 'JIT_PROTOCOL_ERROR',
+      message: 'The jit server sent an unexpected answer to GET /v1/targets',
+    });
   });
 
   it('an oversized answer is refused', async () => {

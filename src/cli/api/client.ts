@@ -192,11 +192,7 @@ export class ApiClient {
 
   /** GET /v1/sessions/:id/events — a session's timeline (owner or admin). */
   async sessionEvents(id: string): Promise<{ session: Session; events: AuditEvent[] }> {
-    return this.request(
-      'GET',
-      `/sessions/${encodeURIComponent(id)}/events`,
-      z.object({ session: Session, events: z.array(AuditEvent) }),
-    );
+    return this.request('GET', `/sessions/${encodeURIComponent(id)}/events`, z.object({ session: Session, events: z.array(AuditEvent) }));
   }
 
   /** GET /v1/audit?session=&type=&user=&limit= */
@@ -211,13 +207,7 @@ export class ApiClient {
   }
 
   /** One authenticated call: JSON in, zod-validated JSON out. */
-  async request<S extends z.ZodType>(
-    method: string,
-    path: string,
-    schema: S,
-    body?: unknown,
-    timeoutMs?: number,
-  ): Promise<z.infer<S>> {
+  async request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown, timeoutMs?: number): Promise<z.infer<S>> {
     let token = await this.deps.auth.getAccessToken();
     let res = await this.send(method, path, token, body, timeoutMs);
     if (res.status === 401) {
@@ -238,7 +228,9 @@ export class ApiClient {
       if (err.code === 'JIT_INTERNAL' && json === undefined) {
         throw new ApiError(
           res.status,
-          new JitError('JIT_INTERNAL', { message: `The jit server answered HTTP ${res.status} to ${method} ${API_PREFIX}${path.split('?')[0]}` }),
+          new JitError('JIT_INTERNAL', {
+            message: `The jit server answered HTTP ${res.status} to ${method} ${API_PREFIX}${path.split('?')[0]}`,
+          }),
         );
       }
       throw new ApiError(res.status, err, json);

@@ -25,8 +25,9 @@ const base: AccessRequest = {
 
 describe('requests output', () => {
   it('jit requests', () => {
-    expect(formatRequests([base, { ...base, id: 'zzzzzzzzzz0000000000', state: 'denied', canReview: false, reason: undefined }], false))
-      .toMatchInlineSnapshot(`
+    expect(
+      formatRequests([base, { ...base, id: 'zzzzzzzzzz0000000000', state: 'denied', canReview: false, reason: undefined }], false),
+    ).toMatchInlineSnapshot(`
         "ID                    KIND    USER   TARGET   STATE                     APPROVALS  CREATED               REASON
         abcdefghij0123456789  access  alice  prod-db  pending (you may review)        1/2  2026-05-01 10:00:00Z  INC-42
         zzzzzzzzzz0000000000  access  alice  prod-db  denied                          1/2  2026-05-01 10:00:00Z
@@ -68,7 +69,11 @@ describe('requests output', () => {
 
   it('approvers and the errors a requester sees', () => {
     expect(approversText(base.approvers)).toBe('bob, group dba (2 needed)');
-    const denied = notApprovedError({ ...base, state: 'denied', denial: { approver: 'bob', reason: 'freeze', time: '2026-05-01T10:02:00Z' } });
+    const denied = notApprovedError({
+      ...base,
+      state: 'denied',
+      denial: { approver: 'bob', reason: 'freeze', time: '2026-05-01T10:02:00Z' },
+    });
     expect([denied.code, denied.exitCode, denied.message, denied.hint]).toEqual([
       'JIT_APPROVAL_DENIED',
       5,
@@ -76,7 +81,10 @@ describe('requests output', () => {
       'jit connect prod-db --reason "…" files a new request',
     ]);
     const expired = notApprovedError({ ...base, state: 'expired', approvals: [] });
-    expect([expired.exitCode, expired.message]).toEqual([6, 'Request abcdefghij0123456789 for prod-db expired: nobody approved it within 30m 00s']);
+    expect([expired.exitCode, expired.message]).toEqual([
+      6,
+      'Request abcdefghij0123456789 for prod-db expired: nobody approved it within 30m 00s',
+    ]);
     expect(notApprovedError({ ...base, state: 'cancelled' }).exitCode).toBe(5);
   });
 

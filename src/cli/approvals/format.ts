@@ -39,17 +39,27 @@ export function formatRequest(r: AccessRequest, now: number): string {
     ['state', r.state],
     ['created', shortTime(r.createdAt)],
   ];
-  if (r.state === 'pending') rows.push(['expires', `${shortTime(r.expiresAt)} (in ${formatDuration((Date.parse(r.expiresAt) - now) / 1000)})`]);
+  if (r.state === 'pending')
+    rows.push(['expires', `${shortTime(r.expiresAt)} (in ${formatDuration((Date.parse(r.expiresAt) - now) / 1000)})`]);
   for (const a of r.approvals) rows.push(['approved by', `${a.approver} at ${shortTime(a.time)}${a.comment ? `: ${a.comment}` : ''}`]);
   if (r.denial) rows.push(['denied by', `${r.denial.approver} at ${shortTime(r.denial.time)}: ${r.denial.reason}`]);
   if (r.usableUntil && r.state === 'approved') rows.push(['usable until', shortTime(r.usableUntil)]);
-  if (r.scope) rows.push(['scope', r.scope.type === 'session-kind' ? `this kind of statement in this session until ${r.scope.until ? shortTime(r.scope.until) : '?'}` : 'this statement, once']);
+  if (r.scope)
+    rows.push([
+      'scope',
+      r.scope.type === 'session-kind'
+        ? `this kind of statement in this session until ${r.scope.until ? shortTime(r.scope.until) : '?'}`
+        : 'this statement, once',
+    ]);
   const width = Math.max(...rows.map(([k]) => k.length));
   let out = rows.map(([k, v]) => `${k.padEnd(width)}  ${clean(v)}`).join('\n') + '\n';
   if (r.statement) {
     // The statement exactly as it will run; control characters are made visible, not obeyed.
     out += `\nstatement (${r.statement.kind ?? 'sql'}, digest ${r.statement.digest.slice(0, 16)}…):\n`;
-    out += `${r.statement.sql.split('\n').map((l) => `  ${clean(l)}`).join('\n')}\n`;
+    out += `${r.statement.sql
+      .split('\n')
+      .map((l) => `  ${clean(l)}`)
+      .join('\n')}\n`;
     if (r.statement.params?.length) {
       out += `parameters:\n${r.statement.params.map((p, i) => `  $${i + 1} = ${p === null ? 'NULL' : clean(JSON.stringify(p))}`).join('\n')}\n`;
     }

@@ -113,27 +113,27 @@ export function createApprovalPresenter(ctx: Ctx, mode: OutputMode, opts: { wait
   };
 
   async function mount(r: AccessRequest): Promise<void> {
-      const [{ mountView }, react, { RequestView }] = await Promise.all([
-        import('../ui/mount.js'),
-        import('react'),
-        import('../ui/request-view.js'),
-      ]);
-      element = () => {
-        const cur = latest ?? r;
-        return react.createElement(RequestView, {
-          requestId: cur.id,
-          target: cur.target,
-          approvers: approversText(cur.approvers),
-          required: cur.approvers.required,
-          approvals: cur.approvals,
-          elapsedSeconds: (ctx.clock.now() - started) / 1000,
-          secondsLeft: (Date.parse(cur.expiresAt) - ctx.clock.now()) / 1000,
-          approved: cur.state === 'approved',
-          warning,
-          color: mode.statusColor,
-        });
-      };
-      view = await mountView(ctx, element());
-      ticker = ctx.clock.setInterval(render, 1000);
+    const [{ mountView }, react, { RequestView }] = await Promise.all([
+      import('../ui/mount.js'),
+      import('react'),
+      import('../ui/request-view.js'),
+    ]);
+    element = () => {
+      const cur = latest ?? r;
+      return react.createElement(RequestView, {
+        requestId: cur.id,
+        target: cur.target,
+        approvers: approversText(cur.approvers),
+        required: cur.approvers.required,
+        approvals: cur.approvals,
+        elapsedSeconds: (ctx.clock.now() - started) / 1000,
+        secondsLeft: (Date.parse(cur.expiresAt) - ctx.clock.now()) / 1000,
+        approved: cur.state === 'approved',
+        warning,
+        color: mode.statusColor,
+      });
+    };
+    view = await mountView(ctx, element());
+    ticker = ctx.clock.setInterval(render, 1000);
   }
 }

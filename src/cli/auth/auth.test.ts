@@ -16,8 +16,7 @@ function tokens(accessToken: string, expiresAt: number, refreshToken = 'rt-0'): 
 
 function setup() {
   const configDir = path.join(mkdtempSync(path.join(os.tmpdir(), 'jit-auth-')), 'jit');
-  const store = () =>
-    createTokenStore({ env: { JIT_KEYRING: 'file' }, configDir, profile: 'default', server: SERVER, warn: () => {} });
+  const store = () => createTokenStore({ env: { JIT_KEYRING: 'file' }, configDir, profile: 'default', server: SERVER, warn: () => {} });
   const auth = (refresh: Refresher) => new Auth({ ctx, store: store(), configDir, profile: 'default', server: SERVER, refresh });
   return { configDir, store, auth };
 }
@@ -27,10 +26,12 @@ describe('Auth.getAccessToken', () => {
     const t = setup();
     await t.store().set(tokens('at-cached', ctx.clock.now() + 120_000));
     let calls = 0;
-    const token = await t.auth(async (x) => {
-      calls++;
-      return x;
-    }).getAccessToken();
+    const token = await t
+      .auth(async (x) => {
+        calls++;
+        return x;
+      })
+      .getAccessToken();
     expect([token, calls]).toEqual(['at-cached', 0]);
   });
 

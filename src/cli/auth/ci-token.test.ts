@@ -17,7 +17,11 @@ describe('ciCredentialFrom: which CI identity wins', () => {
       JIT_CLIENT_ID: 'c',
       JIT_CLIENT_SECRET: 's',
     };
-    expect(ciCredentialFrom(all, { idTokenFile: '/flag' })).toMatchObject({ kind: 'id-token-file', from: '--id-token-file', file: '/flag' });
+    expect(ciCredentialFrom(all, { idTokenFile: '/flag' })).toMatchObject({
+      kind: 'id-token-file',
+      from: '--id-token-file',
+      file: '/flag',
+    });
     expect(ciCredentialFrom(all)).toMatchObject({ kind: 'jit-token', token: 'jit' });
     const { JIT_TOKEN: _a, ...noJit } = all;
     expect(ciCredentialFrom(noJit)).toMatchObject({ kind: 'id-token', token: 'id' });

@@ -65,7 +65,13 @@ export function ciCredentialFrom(
   const ghToken = v('ACTIONS_ID_TOKEN_REQUEST_TOKEN');
   if (ghUrl && ghToken) {
     const audience = v('JIT_ID_TOKEN_AUDIENCE');
-    return { kind: 'github-actions', from: 'ACTIONS_ID_TOKEN_REQUEST_URL', requestUrl: ghUrl, requestToken: ghToken, ...(audience ? { audience } : {}) };
+    return {
+      kind: 'github-actions',
+      from: 'ACTIONS_ID_TOKEN_REQUEST_URL',
+      requestUrl: ghUrl,
+      requestToken: ghToken,
+      ...(audience ? { audience } : {}),
+    };
   }
   return undefined;
 }
@@ -157,7 +163,7 @@ export class CiAuth {
       } catch (err) {
         throw new JitError('JIT_CONFIG_INVALID', {
           message: `${c.from}: ${c.file} cannot be read`,
-          hint: 'point it at a file holding the CI platform\'s ID token',
+          hint: "point it at a file holding the CI platform's ID token",
           cause: err,
         });
       }
@@ -176,7 +182,11 @@ export class CiAuth {
       throw new JitError('JIT_CONFIG_INVALID', { message: 'ACTIONS_ID_TOKEN_REQUEST_URL is not a URL' });
     }
     url.searchParams.set('audience', audience);
-    const res = await this.fetch(url.toString(), { headers: { authorization: `Bearer ${c.requestToken}`, accept: 'application/json' } }, 'GitHub Actions');
+    const res = await this.fetch(
+      url.toString(),
+      { headers: { authorization: `Bearer ${c.requestToken}`, accept: 'application/json' } },
+      'GitHub Actions',
+    );
     const body = z.object({ value: z.string().min(1).max(MAX_TOKEN_CHARS) }).safeParse(await res.json().catch(() => undefined));
     if (!res.ok || !body.success) {
       throw new JitError('JIT_AUTH_MACHINE_REFUSED', {
@@ -192,7 +202,10 @@ export class CiAuth {
     const res = await this.fetch(`${this.deps.server}/.well-known/jit`, { headers: { accept: 'application/json' } }, 'the jit server');
     const d = Discovery.safeParse(await res.json().catch(() => undefined));
     if (!res.ok || !d.success) {
-      throw new JitError('JIT_PROTOCOL_ERROR', { message: `${this.deps.server} did not describe itself (/.well-known/jit)`, hint: 'check --server / JIT_SERVER' });
+      throw new JitError('JIT_PROTOCOL_ERROR', {
+        message: `${this.deps.server} did not describe itself (/.well-known/jit)`,
+        hint: 'check --server / JIT_SERVER',
+      });
     }
     return d.data.audience;
   }
@@ -200,7 +213,11 @@ export class CiAuth {
   private async tokenRequest(form: URLSearchParams, headers: Record<string, string>): Promise<z.infer<typeof TokenAnswer>> {
     const res = await this.fetch(
       `${this.deps.server}/v1/token`,
-      { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...headers }, body: form.toString() },
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...headers },
+        body: form.toString(),
+      },
       'the jit server',
     );
     const json = await res.json().catch(() => undefined);

@@ -69,12 +69,7 @@ export interface OidcClient {
 }
 
 /** Discover the IdP's metadata; plain http is allowed only for loopback issuers. */
-export async function openOidc(
-  ctx: Pick<Ctx, 'fetch'>,
-  issuer: string,
-  clientId: string,
-  timeoutSeconds = 15,
-): Promise<OidcClient> {
+export async function openOidc(ctx: Pick<Ctx, 'fetch'>, issuer: string, clientId: string, timeoutSeconds = 15): Promise<OidcClient> {
   assertIssuerAllowed(issuer);
   const lib = await import('openid-client');
   const url = new URL(issuer);
@@ -151,11 +146,7 @@ export async function refreshTokens(ctx: Pick<Ctx, 'fetch' | 'clock'>, tokens: S
 }
 
 /** Revoke a refresh token at the IdP; best effort (false when it could not be done). */
-export async function revokeRefreshToken(
-  ctx: Pick<Ctx, 'fetch'>,
-  tokens: StoredTokens,
-  timeoutSeconds = 5,
-): Promise<boolean> {
+export async function revokeRefreshToken(ctx: Pick<Ctx, 'fetch'>, tokens: StoredTokens, timeoutSeconds = 5): Promise<boolean> {
   if (!tokens.refreshToken) return false;
   try {
     const oidc = await openOidc(ctx, tokens.issuer, tokens.clientId, timeoutSeconds);

@@ -71,7 +71,9 @@ describe('token store, file backend', () => {
     await t.make().delete();
     await t.make().set(TOKENS);
     expect(t.warnings).toHaveLength(1);
-    expect(t.warnings[0]).toMatch(/^! No OS keychain is available here; jit keeps its tokens in .*tokens \(files readable only by you\)\.$/);
+    expect(t.warnings[0]).toMatch(
+      /^! No OS keychain is available here; jit keeps its tokens in .*tokens \(files readable only by you\)\.$/,
+    );
     expect(statSync(t.paths.file).mode & 0o777).toBe(0o600);
   });
 

@@ -174,9 +174,7 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
   const warnOnce = () => {
     const marker = path.join(paths.dir, WARNED_MARKER);
     if (existsSync(marker)) return;
-    deps.warn(
-      `! No OS keychain is available here; jit keeps its tokens in ${paths.dir} (files readable only by you).`,
-    );
+    deps.warn(`! No OS keychain is available here; jit keeps its tokens in ${paths.dir} (files readable only by you).`);
     try {
       ensurePrivateDir(paths.dir);
       writeFileSync(marker, '', { mode: 0o600 });

@@ -21,7 +21,10 @@ export interface ApproveOptions {
 /** Approve a request (POST /v1/requests/:id/approve); returns it as it stands afterwards. */
 export function runApprove(deps: { api: ApiClient }, id: string, opts: ApproveOptions): Promise<AccessRequest> {
   if (opts.forSeconds !== undefined && opts.scope !== 'session-kind') {
-    throw new JitError('JIT_USAGE', { message: '--for goes with --scope session-kind', hint: 'jit approve <id> --scope session-kind --for 10m' });
+    throw new JitError('JIT_USAGE', {
+      message: '--for goes with --scope session-kind',
+      hint: 'jit approve <id> --scope session-kind --for 10m',
+    });
   }
   const scope: ApprovalScope | undefined = opts.scope
     ? { type: opts.scope, ...(opts.forSeconds !== undefined ? { forSeconds: opts.forSeconds } : {}) }

@@ -36,7 +36,10 @@ export async function runExport(
   // Start AT a checkpoint's event, so the file verifies on its own from there.
   let after = 0;
   if (sinceId !== undefined) {
-    const anchor = checkpoints.filter((c) => c.lastId <= sinceId!).sort((a, b) => a.lastId - b.lastId).at(-1);
+    const anchor = checkpoints
+      .filter((c) => c.lastId <= sinceId!)
+      .sort((a, b) => a.lastId - b.lastId)
+      .at(-1);
     after = anchor ? anchor.lastId - 1 : 0;
   }
   const startAfter = after;
@@ -71,7 +74,12 @@ export function registerAuditExport(audit: Command, env: CommandEnv): void {
       const mode = outputMode(ctx, env.globals());
       const lines: string[] = [];
       const write = opts.out ? (l: string) => lines.push(l) : (l: string) => ctx.io.stdout.write(`${l}\n`);
-      const r = await runExport(cliServices(ctx, env.globals()), parseSince(inherited(cmd, 'since') ?? opts.since, ctx.clock.now()), ctx.clock.now(), write);
+      const r = await runExport(
+        cliServices(ctx, env.globals()),
+        parseSince(inherited(cmd, 'since') ?? opts.since, ctx.clock.now()),
+        ctx.clock.now(),
+        write,
+      );
       if (opts.out) {
         try {
           writeFileSync(opts.out, `${lines.join('\n')}\n`, { mode: 0o600 });
@@ -79,7 +87,9 @@ export function registerAuditExport(audit: Command, env: CommandEnv): void {
           throw new JitError('JIT_USAGE', { message: `cannot write ${clean(opts.out)}`, cause });
         }
       }
-      mode.status(`exported ${r.events} events${r.firstId !== null ? ` (${r.firstId}–${r.lastId})` : ''} and ${r.checkpoints} checkpoint(s)`);
+      mode.status(
+        `exported ${r.events} events${r.firstId !== null ? ` (${r.firstId}–${r.lastId})` : ''} and ${r.checkpoints} checkpoint(s)`,
+      );
     });
 
   audit

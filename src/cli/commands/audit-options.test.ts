@@ -55,7 +55,14 @@ describe('the HTML report', () => {
           endReason: 'exit',
           reason: '</td><script>alert(1)</script>',
           requestId: 'req00000000000000001',
-          credentials: [{ role: 'jit_abcdefghij0123456789', createdAt: '2026-05-01T09:00:01.000Z', destroyedAt: '2026-05-01T09:30:01.000Z', outcome: 'success' }],
+          credentials: [
+            {
+              role: 'jit_abcdefghij0123456789',
+              createdAt: '2026-05-01T09:00:01.000Z',
+              destroyedAt: '2026-05-01T09:30:01.000Z',
+              outcome: 'success',
+            },
+          ],
           connections: 2,
           statements: { executed: 3, failed: 0, blocked: 1, masked: 0, approvals: 1 },
         },

@@ -78,8 +78,13 @@ export function timelineSvg(target: string, sessions: readonly ReportSession[], 
   for (let i = 0; i <= n; i++) {
     const t = since + (span * i) / n;
     const tx = x(t).toFixed(1);
-    const label = new Date(t).toISOString().slice(span > 3 * 86_400_000 ? 5 : 5, span > 3 * 86_400_000 ? 10 : 16).replace('T', ' ');
-    ticks.push(`<line class="grid" x1="${tx}" y1="${top - 6}" x2="${tx}" y2="${H - 6}"/><text x="${tx}" y="14" text-anchor="middle">${esc(label)}</text>`);
+    const label = new Date(t)
+      .toISOString()
+      .slice(span > 3 * 86_400_000 ? 5 : 5, span > 3 * 86_400_000 ? 10 : 16)
+      .replace('T', ' ');
+    ticks.push(
+      `<line class="grid" x1="${tx}" y1="${top - 6}" x2="${tx}" y2="${H - 6}"/><text x="${tx}" y="14" text-anchor="middle">${esc(label)}</text>`,
+    );
   }
   const bars = rows.map((s, i) => {
     const start = s.startedAt ? Date.parse(s.startedAt) : since;
@@ -95,7 +100,10 @@ export function timelineSvg(target: string, sessions: readonly ReportSession[], 
       `<rect class="${state}${blocked}" x="${x0.toFixed(1)}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" rx="3"><title>${esc(tip)}</title></rect></g>`
     );
   });
-  const more = sessions.length > rows.length ? `<text x="${left}" y="${H - 2}">… ${sessions.length - rows.length} more sessions in the table below</text>` : '';
+  const more =
+    sessions.length > rows.length
+      ? `<text x="${left}" y="${H - 2}">… ${sessions.length - rows.length} more sessions in the table below</text>`
+      : '';
   return (
     `<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="Timeline of sessions on ${esc(target)}">` +
     `<g class="axis">${ticks.join('')}</g>${bars.join('')}${more}</svg>`
@@ -106,7 +114,12 @@ function credentialCell(s: ReportSession): string {
   if (s.credentials.length === 0) return '<span class="muted">none recorded</span>';
   return s.credentials
     .map((c) => {
-      const state = c.outcome === 'failure' ? '<span class="bad">failed</span>' : c.destroyedAt ? `destroyed ${esc(when(c.destroyedAt))}` : '<span class="warn">not destroyed in window</span>';
+      const state =
+        c.outcome === 'failure'
+          ? '<span class="bad">failed</span>'
+          : c.destroyedAt
+            ? `destroyed ${esc(when(c.destroyedAt))}`
+            : '<span class="warn">not destroyed in window</span>';
       return `<code>${esc(c.role ?? '?')}</code><br>created ${esc(when(c.createdAt))}<br>${state}`;
     })
     .join('<hr>');
@@ -114,7 +127,9 @@ function credentialCell(s: ReportSession): string {
 
 function sessionRow(s: ReportSession): string {
   const st = s.statements;
-  const end = s.endedAt ? `${esc(when(s.endedAt))}<br><span class="${NORMAL_END.has(s.endReason) ? 'muted' : 'warn'}">${esc(s.endReason ?? '')}</span>` : '<span class="ok">open</span>';
+  const end = s.endedAt
+    ? `${esc(when(s.endedAt))}<br><span class="${NORMAL_END.has(s.endReason) ? 'muted' : 'warn'}">${esc(s.endReason ?? '')}</span>`
+    : '<span class="ok">open</span>';
   return (
     `<tr data-session="${esc(s.id)}"><td>${esc(s.user)}</td><td><code>${esc(s.id)}</code></td><td>${esc(when(s.startedAt))}</td><td>${end}</td>` +
     `<td class="num">${s.durationSeconds !== undefined ? esc(formatDuration(s.durationSeconds)) : '—'}</td>` +
@@ -158,13 +173,18 @@ export function renderReportHtml(r: AuditReport, opts: { server?: string } = {})
     `<p class="meta">Window <b>${esc(when(r.since))}</b> to <b>${esc(when(r.until))}</b> · generated ${esc(when(r.generatedAt))}${opts.server ? ` · control plane ${esc(opts.server)}` : ''}</p></header>`,
     `<ul class="totals">${card(t.sessions, 'sessions')}${card(t.users, 'users')}${card(t.targets, 'targets')}${card(t.statements, 'statements')}${card(t.blocked, 'blocked', t.blocked ? 'bad' : '')}${card(t.masked, 'results masked')}${card(t.approvals, 'approvals')}${card(t.denied, 'refused', t.denied ? 'warn' : '')}</ul>`,
   );
-  if (r.truncated) parts.push('<p class="warn">This report was cut short: the window holds more sessions or refusals than one report lists. Use a shorter window.</p>');
+  if (r.truncated)
+    parts.push(
+      '<p class="warn">This report was cut short: the window holds more sessions or refusals than one report lists. Use a shorter window.</p>',
+    );
   if (targets.length) parts.push(`<nav>Targets: ${targets.map((n) => `<a href="#${esc(anchorId(n))}">${esc(n)}</a>`).join('')}</nav>`);
 
   parts.push('<h2>Who accessed what</h2>');
   if (byUser.size === 0) parts.push('<p class="muted">No sessions in this window.</p>');
   else {
-    parts.push('<table class="users"><thead><tr><th>User</th><th>Targets</th><th class="num">Sessions</th><th class="num">Time connected</th><th class="num">Blocked statements</th></tr></thead><tbody>');
+    parts.push(
+      '<table class="users"><thead><tr><th>User</th><th>Targets</th><th class="num">Sessions</th><th class="num">Time connected</th><th class="num">Blocked statements</th></tr></thead><tbody>',
+    );
     for (const [user, u] of [...byUser.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
       parts.push(
         `<tr><td>${esc(user)}</td><td>${[...u.targets].sort().map(esc).join(', ')}</td><td class="num">${u.sessions}</td><td class="num">${esc(formatDuration(u.seconds))}</td><td class="num${u.blocked ? ' bad' : ''}">${u.blocked}</td></tr>`,
@@ -176,7 +196,9 @@ export function renderReportHtml(r: AuditReport, opts: { server?: string } = {})
   for (const name of targets) {
     const list = byTarget.get(name)!;
     parts.push(`<section id="${esc(anchorId(name))}" class="target"><h2>Target ${esc(name)}</h2>`);
-    parts.push(`<p class="muted">${list.length} session(s). Bars: blue ended normally, amber ended otherwise (heartbeat lost, ended by an admin…), green still open; a red outline marks sessions with blocked statements.</p>`);
+    parts.push(
+      `<p class="muted">${list.length} session(s). Bars: blue ended normally, amber ended otherwise (heartbeat lost, ended by an admin…), green still open; a red outline marks sessions with blocked statements.</p>`,
+    );
     parts.push(timelineSvg(name, list, since, until));
     parts.push(
       '<table class="sessions"><thead><tr><th>User</th><th>Session</th><th>Started</th><th>Ended</th><th class="num">Duration</th><th>Approval / rule / reason</th><th>Credential</th><th class="num">Connections</th><th class="num">Statements</th><th class="num">Failed</th><th class="num">Blocked</th><th class="num">Masked</th><th class="num">Approved stmts</th></tr></thead><tbody>',
@@ -188,14 +210,18 @@ export function renderReportHtml(r: AuditReport, opts: { server?: string } = {})
   parts.push('<h2>Refused access</h2>');
   if (r.denied.length === 0) parts.push('<p class="muted">No refusals in this window.</p>');
   else {
-    parts.push('<table class="denied"><thead><tr><th>Time</th><th>Event</th><th>User</th><th>Target</th><th>Reason</th></tr></thead><tbody>');
+    parts.push(
+      '<table class="denied"><thead><tr><th>Time</th><th>Event</th><th>User</th><th>Target</th><th>Reason</th></tr></thead><tbody>',
+    );
     for (const d of r.denied) {
-      parts.push(`<tr><td>${esc(when(d.time))}</td><td><code>${esc(d.type)}</code></td><td>${esc(d.user ?? '—')}</td><td>${esc(d.target ?? '—')}</td><td>${esc(d.reason ?? '')}</td></tr>`);
+      parts.push(
+        `<tr><td>${esc(when(d.time))}</td><td><code>${esc(d.type)}</code></td><td>${esc(d.user ?? '—')}</td><td>${esc(d.target ?? '—')}</td><td>${esc(d.reason ?? '')}</td></tr>`,
+      );
     }
     parts.push('</tbody></table>');
   }
   parts.push(
-    '<footer>Built from the control plane\'s hash-chained audit log. Check that the log is intact with <code>jit audit verify</code>; ',
+    "<footer>Built from the control plane's hash-chained audit log. Check that the log is intact with <code>jit audit verify</code>; ",
     'counts cover events inside the window only.</footer></body></html>\n',
   );
   return parts.join('\n');

@@ -47,7 +47,8 @@ export function registerAuditReport(audit: Command, env: CommandEnv): void {
       const services = cliServices(ctx, env.globals());
       const report = await runReport(services, { since, until });
       const format = opts.format ?? (mode.json ? 'json' : 'html');
-      const text = format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderReportHtml(report, { server: services.settings.server });
+      const text =
+        format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderReportHtml(report, { server: services.settings.server });
       if (opts.out) {
         try {
           writeFileSync(opts.out, text, { mode: 0o600 });

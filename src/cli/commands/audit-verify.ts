@@ -52,7 +52,10 @@ export function parseExport(text: string): { events: ChainedEvent[]; checkpoints
     try {
       parsed = ExportLine.parse(JSON.parse(line));
     } catch {
-      throw new JitError('JIT_USAGE', { message: `line ${n} of the file is not an audit event or checkpoint`, hint: 'export with jit audit export' });
+      throw new JitError('JIT_USAGE', {
+        message: `line ${n} of the file is not an audit event or checkpoint`,
+        hint: 'export with jit audit export',
+      });
     }
     if ('checkpoint' in parsed) checkpoints.push(parsed.checkpoint as Checkpoint);
     else if ('jitAuditExport' in parsed) continue;
@@ -78,7 +81,12 @@ export function parseExport(text: string): { events: ChainedEvent[]; checkpoints
 }
 
 /** Verify an exported file offline with the given public key(s). */
-export async function verifyFile(file: string, keyFile: string, since: { sinceId?: number; sinceTime?: number }, now: number): Promise<AuditVerifyResult> {
+export async function verifyFile(
+  file: string,
+  keyFile: string,
+  since: { sinceId?: number; sinceTime?: number },
+  now: number,
+): Promise<AuditVerifyResult> {
   const read = (f: string, what: string) => {
     try {
       return readFileSync(f, 'utf8');
@@ -111,11 +119,17 @@ export function formatVerify(r: AuditVerifyResult): string {
   const lines: string[] = [];
   for (const s of r.streams) {
     const range = s.firstId === null ? 'no events' : `events ${s.firstId}–${s.lastId}`;
-    const from = s.anchor.kind === 'genesis' ? 'from the start' : s.anchor.kind === 'pruned' ? `from the prune point (#${s.anchor.seq})` : `from the checkpoint at event ${s.anchor.id}`;
+    const from =
+      s.anchor.kind === 'genesis'
+        ? 'from the start'
+        : s.anchor.kind === 'pruned'
+          ? `from the prune point (#${s.anchor.seq})`
+          : `from the checkpoint at event ${s.anchor.id}`;
     lines.push(
       `${s.ok ? '✔' : '✘'} stream ${s.stream}: ${s.checked} events checked ${from} (${range}); ${s.checkpoints.verified} signed checkpoint(s) matched${s.checkpoints.badSignatures ? `, ${s.checkpoints.badSignatures} with a bad signature` : ''}`,
     );
-    if (s.ok && s.unsignedTail > 0) lines.push(`  ${s.unsignedTail} newest event(s) are chained but not yet covered by a signed checkpoint`);
+    if (s.ok && s.unsignedTail > 0)
+      lines.push(`  ${s.unsignedTail} newest event(s) are chained but not yet covered by a signed checkpoint`);
     if (s.problem) lines.push(`  first problem: ${s.problem.message}`);
   }
   if (r.streams.length === 0) lines.push('✔ the audit log is empty');
@@ -135,7 +149,11 @@ export function registerAuditVerify(audit: Command, env: CommandEnv): void {
       const since = parseSince(inherited(cmd, 'since') ?? opts.since, ctx.clock.now());
       let result: AuditVerifyResult;
       if (opts.file) {
-        if (!opts.key) throw new JitError('JIT_USAGE', { message: '--file needs --key: the public key you trust', hint: 'jit audit key --out pub.json, kept apart from the export' });
+        if (!opts.key)
+          throw new JitError('JIT_USAGE', {
+            message: '--file needs --key: the public key you trust',
+            hint: 'jit audit key --out pub.json, kept apart from the export',
+          });
         result = await verifyFile(opts.file, opts.key, since, ctx.clock.now());
       } else {
         if (opts.key) throw new JitError('JIT_USAGE', { message: '--key goes with --file' });

@@ -87,7 +87,10 @@ export async function runAudit(deps: { api: ApiClient }, f: AuditFilters): Promi
 
 /** One event as one line (for --follow, where a table cannot be aligned ahead of time). */
 export function auditLine(e: AuditEvent): string {
-  const cell = (v: string | undefined, w: number) => clean(v ?? '-').slice(0, w).padEnd(w);
+  const cell = (v: string | undefined, w: number) =>
+    clean(v ?? '-')
+      .slice(0, w)
+      .padEnd(w);
   return `${String(e.id).padStart(7)}  ${shortTime(e.time)}  ${cell(e.type, 22)} ${cell(e.actor, 16)} ${cell(e.target, 16)} ${cell(e.session, 20)} ${e.outcome}`.trimEnd();
 }
 
@@ -211,7 +214,8 @@ export function registerAudit(program: Command, env: CommandEnv): void {
         const api = new ApiClient({
           ctx: {
             clock: ctx.clock,
-            fetch: (input, init) => ctx.fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, abort.signal]) : abort.signal }),
+            fetch: (input, init) =>
+              ctx.fetch(input, { ...init, signal: init?.signal ? AbortSignal.any([init.signal, abort.signal]) : abort.signal }),
           },
           server: services.settings.server,
           auth: services.auth,

@@ -33,14 +33,23 @@ describe('held statements in jit connect', () => {
     `);
     // Still pending: nothing new.
     expect(heldStatementUpdates(seen, [base])).toMatchObject({ lines: [], waiting: [{ id: base.id }] });
-    const denied: AccessRequest = { ...base, state: 'denied', denial: { approver: 'bob', reason: 'not\u001b[2J now', time: '2026-01-01T10:01:00Z' } };
-    expect(heldStatementUpdates(seen, [denied])).toEqual({ lines: ['request req00000000000000001 denied by bob: not [2J now'], waiting: [] });
+    const denied: AccessRequest = {
+      ...base,
+      state: 'denied',
+      denial: { approver: 'bob', reason: 'not\u001b[2J now', time: '2026-01-01T10:01:00Z' },
+    };
+    expect(heldStatementUpdates(seen, [denied])).toEqual({
+      lines: ['request req00000000000000001 denied by bob: not [2J now'],
+      waiting: [],
+    });
     // Told once.
     expect(heldStatementUpdates(seen, [denied]).lines).toEqual([]);
     const second = { ...base, id: 'req00000000000000002', createdAt: '2026-01-01T10:02:00Z' };
     const approved = { ...second, state: 'approved' as const, approvals: [{ approver: 'bob', time: '2026-01-01T10:03:00Z' }] };
     heldStatementUpdates(seen, [second, denied]);
-    expect(heldStatementUpdates(seen, [approved, denied]).lines).toEqual(['request req00000000000000002 approved by bob; the statement runs']);
+    expect(heldStatementUpdates(seen, [approved, denied]).lines).toEqual([
+      'request req00000000000000002 approved by bob; the statement runs',
+    ]);
   });
 
   it('a request decided before anyone saw it pending prints nothing', () => {

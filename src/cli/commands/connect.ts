@@ -1,6 +1,6 @@
-import { type Command, } from 'commander';
+import { type Command } from 'commander';
 import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
-import { formatDuration, } from '#shared/duration.js';
+import { formatDuration } from '#shared/duration.js';
 import { JitError, isJitError } from '#shared/errors/jit-error.js';
 import type { Ctx } from '#shared/runtime/ctx.js';
 import { type ApiClient, approvalRequirementOf, checkRequestId } from '../api/client.js';
@@ -213,7 +213,9 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
         finish({
           by: 'server',
           session: { ...session, ...latest, state: 'ended' },
-          reason, message: reason ? describeEndReason(reason) : err.message });
+          reason,
+          message: reason ? describeEndReason(reason) : err.message,
+        });
         return;
       }
       // Keep serving: the server ends the session itself if heartbeats stay away too long.
@@ -245,9 +247,7 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
 
   try {
     try {
-      await observer.onReady({ session, url: connectionUrl(session, localSecret, port, opts.database), port }, () =>
-        listener.stats(),
-      );
+      await observer.onReady({ session, url: connectionUrl(session, localSecret, port, opts.database), port }, () => listener.stats());
     } catch (err) {
       // Nobody will use a session whose URL could not be shown: end it now rather than at heartbeat timeout.
       done = true;
@@ -275,7 +275,10 @@ export function statementGist(sql: string, max = 72): string {
  * What changed among a session's statement requests since the last poll, as status lines
  * (`seen` remembers each request's last state), and the ones still waiting.
  */
-export function heldStatementUpdates(seen: Map<string, string>, requests: readonly AccessRequest[]): { lines: string[]; waiting: AccessRequest[] } {
+export function heldStatementUpdates(
+  seen: Map<string, string>,
+  requests: readonly AccessRequest[],
+): { lines: string[]; waiting: AccessRequest[] } {
   const lines: string[] = [];
   const waiting: AccessRequest[] = [];
   for (const r of [...requests].sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt))) {
@@ -286,7 +289,8 @@ export function heldStatementUpdates(seen: Map<string, string>, requests: readon
     } else if (before === 'pending') {
       const by = r.approvals.map((a) => a.approver).join(', ');
       if (r.state === 'approved' || r.state === 'used') lines.push(`request ${r.id} approved by ${clean(by)}; the statement runs`);
-      else if (r.state === 'denied') lines.push(`request ${r.id} denied by ${clean(r.denial?.approver ?? '?')}: ${clean(r.denial?.reason ?? '')}`);
+      else if (r.state === 'denied')
+        lines.push(`request ${r.id} denied by ${clean(r.denial?.approver ?? '?')}: ${clean(r.denial?.reason ?? '')}`);
       else if (r.state === 'expired') lines.push(`request ${r.id} expired: nobody decided in time`);
       else lines.push(`request ${r.id} ${r.state}`);
     }

@@ -23,7 +23,9 @@ function offset(ms: number): string {
 }
 
 function oneLine(text: unknown, max = 160): string {
-  const s = clean(String(text ?? '')).replace(/\s+/g, ' ').trim();
+  const s = clean(String(text ?? ''))
+    .replace(/\s+/g, ' ')
+    .trim();
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
@@ -34,7 +36,12 @@ function describe(e: AuditEvent): string {
     case 'statement.executed':
       return `${oneLine(d['sql'])}${Array.isArray(d['params']) && d['params'].length ? `  params=${oneLine(JSON.stringify(d['params']), 80)}` : ''}`;
     case 'statement.completed':
-      return [d['tag'] ?? d['command'], d['rows'] !== undefined ? `${d['rows']} rows` : '', d['sqlstate'] ? `error ${d['sqlstate']}` : '', d['durationMs'] !== undefined ? `${d['durationMs']} ms` : '']
+      return [
+        d['tag'] ?? d['command'],
+        d['rows'] !== undefined ? `${d['rows']} rows` : '',
+        d['sqlstate'] ? `error ${d['sqlstate']}` : '',
+        d['durationMs'] !== undefined ? `${d['durationMs']} ms` : '',
+      ]
         .filter(Boolean)
         .join(', ');
     case 'statement.blocked':
@@ -47,7 +54,9 @@ function describe(e: AuditEvent): string {
       return `${d['reason'] ?? ''}`;
     case 'credential.created':
     case 'credential.destroyed':
-      return d['kind'] === 'ssh-certificate' ? `ssh certificate ${d['keyId'] ?? ''} serial ${d['serial'] ?? ''}`.trim() : `${d['role'] ?? ''}`;
+      return d['kind'] === 'ssh-certificate'
+        ? `ssh certificate ${d['keyId'] ?? ''} serial ${d['serial'] ?? ''}`.trim()
+        : `${d['role'] ?? ''}`;
     case 'command.started':
     case 'command.executed':
       return `${oneLine(d['command'])}${d['exitStatus'] !== undefined ? `  → exit ${d['exitStatus']}` : ''}`;
@@ -80,7 +89,7 @@ export function registerReplay(program: Command, env: CommandEnv): void {
     )
     .argument('<session>', 'session id')
     .option('--speed <n>', 'playback speed of a terminal recording (default 1)', parseSpeed, 1)
-    .option('--events', "show the timeline of events even when the session has a terminal recording")
+    .option('--events', 'show the timeline of events even when the session has a terminal recording')
     .action(async (id: string, flags: { speed: number; events?: boolean }) => {
       const { ctx } = env;
       const mode = outputMode(ctx, env.globals());
@@ -94,7 +103,9 @@ export function registerReplay(program: Command, env: CommandEnv): void {
           result.session.id,
         );
         if (text !== undefined) {
-          mode.status(`session ${result.session.id}  ${clean(result.session.user)} → ${clean(result.session.target)}  ${result.session.createdAt} (recording; --events for the timeline)`);
+          mode.status(
+            `session ${result.session.id}  ${clean(result.session.user)} → ${clean(result.session.target)}  ${result.session.createdAt} (recording; --events for the timeline)`,
+          );
           await playCast(parseCast(text), { out: ctx.io.stdout, clock: ctx.clock, speed: flags.speed });
           return;
         }

@@ -29,7 +29,8 @@ export function registerServer(program: Command, env: CommandEnv): void {
       const file = path.resolve(ctx.cwd, flags.config);
       const config = loadYamlConfigFile(file, ServerConfig);
       if (flags.listen) config.listen = flags.listen;
-      if (flags.tlsCert || flags.tlsKey) config.tls = { cert: path.resolve(ctx.cwd, flags.tlsCert ?? ''), key: path.resolve(ctx.cwd, flags.tlsKey ?? '') };
+      if (flags.tlsCert || flags.tlsKey)
+        config.tls = { cert: path.resolve(ctx.cwd, flags.tlsCert ?? ''), key: path.resolve(ctx.cwd, flags.tlsKey ?? '') };
       const logger = createLogger({ level: flags.logLevel ?? 'info', name: 'jit-server' });
       // Dynamic import: the control plane's dependencies are loaded only by this command.
       const { startServer } = await import('#dev/launch.js');

@@ -9,7 +9,9 @@ async function readStdin(stream: NodeJS.ReadableStream): Promise<string> {
     chunks.push(Buffer.from(c as Buffer));
     if (chunks.reduce((n, b) => n + b.length, 0) > 4096) throw new JitError('JIT_USAGE', { message: 'input too long' });
   }
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
 /** Administrator helpers for writing configuration: password hashes and agent tokens. */
@@ -22,7 +24,7 @@ export function registerTools(program: Command, env: CommandEnv): void {
       if (ctx.io.stdin.isTTY) {
         throw new JitError('JIT_USAGE', {
           message: 'jit hash-password reads the password from stdin',
-          hint: "printf '%s' \"$PASSWORD\" | jit hash-password",
+          hint: 'printf \'%s\' "$PASSWORD" | jit hash-password',
         });
       }
       const pw = await readStdin(ctx.io.stdin);

@@ -27,7 +27,13 @@ function flatten(spec: CompletionSpec): Flat[] {
 
 const words = (list: string[]) => list.filter((w) => WORD.test(w)).join(' ');
 const allOptions = (spec: CompletionSpec) => [...spec.globals, ...flatten(spec).flatMap((f) => f.options)];
-const valued = (spec: CompletionSpec) => [...new Set(allOptions(spec).filter((o) => o.takesValue).flatMap((o) => o.flags))];
+const valued = (spec: CompletionSpec) => [
+  ...new Set(
+    allOptions(spec)
+      .filter((o) => o.takesValue)
+      .flatMap((o) => o.flags),
+  ),
+];
 /** Flags whose value is a file name wherever they appear (`-c` is a file for server, a comment for approve). */
 const fileValued = (spec: CompletionSpec) => {
   const all = allOptions(spec);
@@ -215,7 +221,8 @@ function fish(spec: CompletionSpec): string {
     if (!WORD.test(c.name)) continue;
     lines.push(`complete -c jit -n '__jit_need_cmd' -a ${c.name} -d ${fishQuote(c.description.slice(0, 80))}`);
     for (const s of c.subcommands) {
-      if (WORD.test(s.name)) lines.push(`complete -c jit -n '__jit_need_sub ${c.name}' -a ${s.name} -d ${fishQuote(s.description.slice(0, 80))}`);
+      if (WORD.test(s.name))
+        lines.push(`complete -c jit -n '__jit_need_sub ${c.name}' -a ${s.name} -d ${fishQuote(s.description.slice(0, 80))}`);
     }
     for (const o of c.options) lines.push(fishOption(`__jit_at ${c.name}`, o));
     for (const s of c.subcommands) for (const o of s.options) lines.push(fishOption(`__jit_at ${c.name} ${s.name}`, o));

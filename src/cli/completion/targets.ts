@@ -44,7 +44,10 @@ function writeCache(dir: string, file: string, server: string, now: number, targ
 }
 
 /** Names of the targets the caller may use; [] when that cannot be known within the budget. */
-export async function completeTargets(ctx: Pick<Ctx, 'env' | 'homedir' | 'clock' | 'fetch'>, services: () => CliServices): Promise<string[]> {
+export async function completeTargets(
+  ctx: Pick<Ctx, 'env' | 'homedir' | 'clock' | 'fetch'>,
+  services: () => CliServices,
+): Promise<string[]> {
   try {
     const s = services();
     const dir = cacheDirFor(ctx.env, ctx.homedir);

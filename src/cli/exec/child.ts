@@ -42,7 +42,10 @@ export function startChild(command: string[], env: Env, opts: { spawnFn?: typeof
       // 'error' without a process: it never started (a running child's kill errors are ignored below).
       if (child.pid !== undefined) return;
       exited = true;
-      resolve({ code: err.code === 'ENOENT' ? 127 : 126, spawnError: err.code === 'ENOENT' ? 'command not found' : (err.code ?? err.message) });
+      resolve({
+        code: err.code === 'ENOENT' ? 127 : 126,
+        spawnError: err.code === 'ENOENT' ? 'command not found' : (err.code ?? err.message),
+      });
     });
     child.once('exit', (code, signal) => {
       exited = true;

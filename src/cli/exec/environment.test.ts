@@ -30,14 +30,24 @@ describe('the child environment', () => {
     expect(env['SRC_DATABASE_URL']).toBe(url);
   });
 
-  it('keeps jit\'s CI secrets from the child', () => {
-    expect(withoutCiSecrets({ JIT_TOKEN: 'a', JIT_ID_TOKEN: 'b', JIT_CLIENT_SECRET: 'c', JIT_CLIENT_ID: 'd', HOME: '/h' })).toEqual({ JIT_CLIENT_ID: 'd', HOME: '/h' });
+  it("keeps jit's CI secrets from the child", () => {
+    expect(withoutCiSecrets({ JIT_TOKEN: 'a', JIT_ID_TOKEN: 'b', JIT_CLIENT_SECRET: 'c', JIT_CLIENT_ID: 'd', HOME: '/h' })).toEqual({
+      JIT_CLIENT_ID: 'd',
+      HOME: '/h',
+    });
   });
 
   it('builds an ssh command line whose ProxyCommand survives spaces and quotes in paths (parsed by a real sh)', () => {
-    const env = sshEnvironment({}, 'web-1', { node: '/opt/my node/node', script: "/it's/jit.js", server: 'https://jit.example', profile: 'default' }, undefined);
+    const env = sshEnvironment(
+      {},
+      'web-1',
+      { node: '/opt/my node/node', script: "/it's/jit.js", server: 'https://jit.example', profile: 'default' },
+      undefined,
+    );
     const words = (line: string) =>
-      execFileSync('sh', ['-c', `set -- ${line}; for a; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' }).split('\0').slice(0, -1);
+      execFileSync('sh', ['-c', `set -- ${line}; for a; do printf '%s\\0' "$a"; done`], { encoding: 'utf8' })
+        .split('\0')
+        .slice(0, -1);
     const argv = words(env['JIT_SSH_COMMAND']!);
     expect(argv.slice(0, 2)).toEqual(['ssh', '-o']);
     expect(argv[2]).toMatch(/^ProxyCommand=/);

@@ -68,7 +68,9 @@ export function sshEnvironment(
   jit: { node: string; script: string; server: string; profile: string },
   login: string | undefined,
 ): Env {
-  const proxy = [jit.node, jit.script, 'ssh', '--stdio', '--login', login ?? '%r', target].map((w) => (w === '%r' ? w : shellQuote(w))).join(' ');
+  const proxy = [jit.node, jit.script, 'ssh', '--stdio', '--login', login ?? '%r', target]
+    .map((w) => (w === '%r' ? w : shellQuote(w)))
+    .join(' ');
   const words = [
     'ssh',
     '-o',

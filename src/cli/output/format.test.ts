@@ -47,7 +47,16 @@ describe('plain output', () => {
 
   it('jit audit', () => {
     const events: AuditEvent[] = [
-      { id: 1, time: '2026-05-01T10:00:01.5Z', type: 'session.started', actor: 'alice', target: 'prod-db', session: session.id, outcome: 'success', data: {} },
+      {
+        id: 1,
+        time: '2026-05-01T10:00:01.5Z',
+        type: 'session.started',
+        actor: 'alice',
+        target: 'prod-db',
+        session: session.id,
+        outcome: 'success',
+        data: {},
+      },
       { id: 2, time: '2026-05-01T10:00:02Z', type: 'statement.blocked', actor: 'alice', outcome: 'failure', data: {} },
     ];
     expect(formatAudit(events, false)).toMatchInlineSnapshot(`

@@ -35,5 +35,13 @@ export function renderTable<T>(columns: Column<T>[], rows: readonly T[], opts: T
       })
       .join('  ')
       .trimEnd();
-  return [line(columns.map((c) => c.header), true), ...cells.map((r) => line(r, false))].join('\n') + '\n';
+  return (
+    [
+      line(
+        columns.map((c) => c.header),
+        true,
+      ),
+      ...cells.map((r) => line(r, false)),
+    ].join('\n') + '\n'
+  );
 }

@@ -108,9 +108,7 @@ export class LocalRelayListener {
     this.events.onOpen?.(id);
     const start = () => {
       if (socket.destroyed || !this.target) return;
-      void relayConnection(socket, this.target, { onRefused: this.events.onRefused }).then((outcome) =>
-        this.events.onClose?.(id, outcome),
-      );
+      void relayConnection(socket, this.target, { onRefused: this.events.onRefused }).then((outcome) => this.events.onClose?.(id, outcome));
       // pauseOnConnect left it paused; pipe() resumes it once the stream is up.
     };
     if (this.target) start();

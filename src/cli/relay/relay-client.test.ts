@@ -144,9 +144,13 @@ describe('relay through a 101 jit-stream/1 upgrade', () => {
       });
     });
     const received = readAll(local.b);
-    const outcome = await relayConnection(local.a, { server, sessionId: SID, grant: 'g' }, {
-      onRefused: (sock, err) => sock.write(postgresFatal(err.message)),
-    });
+    const outcome = await relayConnection(
+      local.a,
+      { server, sessionId: SID, grant: 'g' },
+      {
+        onRefused: (sock, err) => sock.write(postgresFatal(err.message)),
+      },
+    );
     expect(outcome.upgraded).toBe(false);
     expect(outcome.error?.code).toBe('JIT_ACCESS_DENIED');
     expect(outcome.error?.message).toBe('Session belongs to bob');

@@ -46,8 +46,6 @@ export interface RelayHooks {
   onRefused?(local: Socket, error: JitError): void;
 }
 
-
-
 /**
  * Splice `local` to a new relay stream. Resolves when both sockets are closed; never rejects.
  * The caller keeps `local` paused until now: bytes the client sent early wait in its buffer.
@@ -165,9 +163,11 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
       begin(undefined);
       return;
     }
-    target.accessToken().then(begin, (err: unknown) =>
-      refuse(isJitError(err) ? err : new JitError('JIT_AUTH_REQUIRED', { detail: (err as Error)?.message })),
-    );
+    target
+      .accessToken()
+      .then(begin, (err: unknown) =>
+        refuse(isJitError(err) ? err : new JitError('JIT_AUTH_REQUIRED', { detail: (err as Error)?.message })),
+      );
   });
 }
 

@@ -13,9 +13,7 @@ import { JitError } from '#shared/errors/jit-error.js';
 export const DEFAULT_SERVER = 'http://127.0.0.1:8443';
 export const DEFAULT_PROFILE = 'default';
 
-const ProfileName = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a profile name is 1-64 letters, digits, ".", "_" or "-"');
+const ProfileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a profile name is 1-64 letters, digits, ".", "_" or "-"');
 
 /** `$XDG_CONFIG_HOME/jit/config.yaml`: one entry per profile. */
 export const CliConfigFile = z

@@ -17,7 +17,6 @@ export interface RelayStreamTarget {
   tls?: https.RequestOptions;
 }
 
-
 /** Open the stream; resolves with the upgraded socket (bytes after the 101 already unshifted). */
 export function openRelayStream(t: RelayStreamTarget): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -33,7 +32,9 @@ export function openRelayStream(t: RelayStreamTarget): Promise<Socket> {
       fail(new JitError('JIT_TARGET_UNREACHABLE', { message: 'The relay did not open the stream in time' })),
     );
     req.on('error', (err) =>
-      fail(new JitError('JIT_SERVER_UNREACHABLE', { message: `The relay at ${t.server} cannot be reached`, detail: err.message, cause: err })),
+      fail(
+        new JitError('JIT_SERVER_UNREACHABLE', { message: `The relay at ${t.server} cannot be reached`, detail: err.message, cause: err }),
+      ),
     );
     req.on('response', (res) => {
       void relayRefusal(res).then(fail);

@@ -40,7 +40,8 @@ export async function openSshSession(deps: { api: ApiClient; clock: Clock }, opt
     ...(opts.durationSeconds !== undefined ? { durationSeconds: opts.durationSeconds } : {}),
   });
   const { session } = created;
-  if (!/^[a-z0-9]{20}$/.test(session.id)) throw new JitError('JIT_PROTOCOL_ERROR', { message: 'The jit server sent a malformed session id' });
+  if (!/^[a-z0-9]{20}$/.test(session.id))
+    throw new JitError('JIT_PROTOCOL_ERROR', { message: 'The jit server sent a malformed session id' });
   if (session.targetType !== 'ssh') {
     await deps.api.endSession(session.id, 'exit').catch(() => undefined);
     throw new JitError('JIT_USAGE', {

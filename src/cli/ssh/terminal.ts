@@ -167,6 +167,20 @@ export function runTerminal(socket: Duplex, req: TerminalRequest, deps: Terminal
 /** Exit code of jit for a remote exit: the status, or 128 + the signal's number like a shell. */
 export function exitCodeOf(exit: SshExit): number {
   if (exit.status !== undefined) return exit.status;
-  const numbers: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, ILL: 4, ABRT: 6, FPE: 8, KILL: 9, SEGV: 11, PIPE: 13, ALRM: 14, TERM: 15, USR1: 10, USR2: 12 };
+  const numbers: Record<string, number> = {
+    HUP: 1,
+    INT: 2,
+    QUIT: 3,
+    ILL: 4,
+    ABRT: 6,
+    FPE: 8,
+    KILL: 9,
+    SEGV: 11,
+    PIPE: 13,
+    ALRM: 14,
+    TERM: 15,
+    USR1: 10,
+    USR2: 12,
+  };
   return 128 + (numbers[(exit.signal ?? '').replace(/^SIG/, '')] ?? 127);
 }

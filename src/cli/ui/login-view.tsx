@@ -24,7 +24,10 @@ export function LoginView(props: LoginViewProps) {
         Logging in to <Text bold={c}>{clean(props.server)}</Text>
       </Text>
       <Text>
-        {'  '}Open <Text color={c ? 'cyan' : undefined} underline={c}>{clean(props.url)}</Text>
+        {'  '}Open{' '}
+        <Text color={c ? 'cyan' : undefined} underline={c}>
+          {clean(props.url)}
+        </Text>
       </Text>
       <Text>
         {'  '}and check that it shows the code <Text bold={c}>{clean(props.userCode)}</Text>

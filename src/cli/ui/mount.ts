@@ -34,7 +34,9 @@ export async function mountView(ctx: Pick<Ctx, 'io'>, element: ReactElement): Pr
 
 /** Load the views module (and with it ink/react) only when needed. */
 export function loadViews() {
-  return Promise.all([import('react'), import('./login-view.js'), import('./connect-view.js')]).then(
-    ([react, login, connect]) => ({ createElement: react.createElement, LoginView: login.LoginView, ConnectView: connect.ConnectView }),
-  );
+  return Promise.all([import('react'), import('./login-view.js'), import('./connect-view.js')]).then(([react, login, connect]) => ({
+    createElement: react.createElement,
+    LoginView: login.LoginView,
+    ConnectView: connect.ConnectView,
+  }));
 }

@@ -25,7 +25,13 @@ export function RequestView(p: RequestViewProps) {
   return (
     <Box flexDirection="column">
       <Text>
-        {p.approved ? <Text color={c ? 'green' : undefined}>✓</Text> : <Text color={c ? 'yellow' : undefined}><Spinner type="dots" /></Text>}{' '}
+        {p.approved ? (
+          <Text color={c ? 'green' : undefined}>✓</Text>
+        ) : (
+          <Text color={c ? 'yellow' : undefined}>
+            <Spinner type="dots" />
+          </Text>
+        )}{' '}
         {p.approved ? 'Approved: ' : 'Waiting for approval: '}
         <Text bold={c}>{clean(p.target)}</Text> <Text dimColor={c}>(request {p.requestId})</Text>
       </Text>

@@ -368,7 +368,10 @@ export class ApprovalService {
     return this.locked(id, async () => {
       const row = await this.expireIfDue(await this.visible(who, id, admin));
       if (row.subject !== who.subject || row.issuer !== who.issuer) {
-        throw new JitError('JIT_ACCESS_DENIED', { message: `Only ${row.username} can cancel request ${row.id}`, hint: 'jit deny <id> --reason "…" refuses it' });
+        throw new JitError('JIT_ACCESS_DENIED', {
+          message: `Only ${row.username} can cancel request ${row.id}`,
+          hint: 'jit deny <id> --reason "…" refuses it',
+        });
       }
       if (row.state !== 'pending') throw decidedError(row);
       return this.cancelRow(row, who.username, 'cancelled by the requester', who);
@@ -445,7 +448,13 @@ export class ApprovalService {
    */
   async fileStatement(agent: string, msg: AgentApprovalRequest, session: SessionsTable | undefined): Promise<void> {
     const refuse = (reason: string) =>
-      this.deps.onStatementDecided?.(agent, { type: 'approval.decision', requestId: msg.requestId, decision: 'denied', digest: msg.digest, reason });
+      this.deps.onStatementDecided?.(agent, {
+        type: 'approval.decision',
+        requestId: msg.requestId,
+        decision: 'denied',
+        digest: msg.digest,
+        reason,
+      });
     if (!session || session.agent !== agent || session.state !== 'active') return refuse('no such active session on this agent');
     if (statementDigest(msg.sql, msg.params) !== msg.digest) return refuse('the digest does not match the statement');
     const rule: Guardrail | undefined = sessionGuardrails(session.inspection).find(
@@ -498,7 +507,15 @@ export class ApprovalService {
       target: session.target,
       session: session.id,
       outcome: 'info',
-      data: { request: row.id, kind: 'statement', rule: rule.name, sql: msg.sql.slice(0, 4096), digest: msg.digest, approvers: spec, expiresAt: iso(row.expires_at) },
+      data: {
+        request: row.id,
+        kind: 'statement',
+        rule: rule.name,
+        sql: msg.sql.slice(0, 4096),
+        digest: msg.digest,
+        approvers: spec,
+        expiresAt: iso(row.expires_at),
+      },
     });
     await this.insert(row);
   }
@@ -605,14 +622,23 @@ export class ApprovalService {
     return this.commit(row, { ...row, state: 'cancelled', decided_at: now }, 'request.decided', viewer);
   }
 
-  private async commit(row: RequestsTable, next: RequestsTable, event: 'request.decided' | undefined, viewer?: Principal): Promise<AccessRequest> {
+  private async commit(
+    row: RequestsTable,
+    next: RequestsTable,
+    event: 'request.decided' | undefined,
+    viewer?: Principal,
+  ): Promise<AccessRequest> {
     const done = await this.commitRow(row, next, event);
     if (!done) throw decidedError((await this.getRow(row.id)) ?? row);
     return this.toRequest(done, viewer);
   }
 
   /** Write the new state only if nobody changed it meanwhile, with its notification, in one transaction. */
-  private async commitRow(row: RequestsTable, next: RequestsTable, event: 'request.decided' | undefined): Promise<RequestsTable | undefined> {
+  private async commitRow(
+    row: RequestsTable,
+    next: RequestsTable,
+    event: 'request.decided' | undefined,
+  ): Promise<RequestsTable | undefined> {
     const { id: _id, ...changes } = next;
     const updated = await this.deps.db.transaction().execute(async (trx) => {
       const res = await trx
@@ -656,7 +682,13 @@ export class ApprovalService {
       ...(row.state === 'cancelled' ? { reason: 'the request was cancelled' } : {}),
       ...(row.state === 'expired' ? { reason: 'nobody decided in time' } : {}),
       ...(scope
-        ? { scope: { type: scope.type, ...(scope.until ? { until: new Date(scope.until).toISOString() } : {}), ...(scope.type === 'session-kind' && stmt.fingerprint ? { fingerprint: stmt.fingerprint } : {}) } }
+        ? {
+            scope: {
+              type: scope.type,
+              ...(scope.until ? { until: new Date(scope.until).toISOString() } : {}),
+              ...(scope.type === 'session-kind' && stmt.fingerprint ? { fingerprint: stmt.fingerprint } : {}),
+            },
+          }
         : {}),
     };
     this.deps.onStatementDecided?.(stmt.agent, decision);
@@ -700,7 +732,10 @@ export class ApprovalService {
  * The scope a statement approval ends up with: the narrowest any approver gave. `statement`
  * (or no scope at all) wins over `session-kind`; for `session-kind`, the shortest time.
  */
-function effectiveScope(approvals: StoredApproval[], now: number): { type: 'statement' | 'session-kind'; forSeconds?: number; until?: number } {
+function effectiveScope(
+  approvals: StoredApproval[],
+  now: number,
+): { type: 'statement' | 'session-kind'; forSeconds?: number; until?: number } {
   if (approvals.some((a) => !a.scope || a.scope.type === 'statement')) return { type: 'statement' };
   const seconds = Math.min(...approvals.map((a) => a.scope?.forSeconds ?? DEFAULT_KIND_SCOPE_SECONDS));
   return { type: 'session-kind', forSeconds: seconds, until: now + seconds * 1000 };

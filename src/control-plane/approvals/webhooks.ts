@@ -63,7 +63,8 @@ export function signBody(secret: string, body: string): string {
 /** The Slack incoming-webhook form of a notification: `{ text, blocks }`. */
 export function slackMessage(p: WebhookPayload): { text: string; blocks: unknown[] } {
   const r = p.request;
-  const what = r.kind === 'statement' ? `a ${r.statement?.kind ?? ''} statement on ${r.target}`.replace('a  ', 'a ') : `access to ${r.target}`;
+  const what =
+    r.kind === 'statement' ? `a ${r.statement?.kind ?? ''} statement on ${r.target}`.replace('a  ', 'a ') : `access to ${r.target}`;
   let text: string;
   if (p.event === 'request.created') {
     text = `${r.requester.username} requests ${what}${r.reason ? `: ${r.reason}` : ''} (request ${r.id})`;
@@ -215,7 +216,11 @@ export class Webhooks implements RequestNotifier {
     const hook = this.hooks.find((h) => h.url === row.url);
     if (!hook) {
       // The webhook was removed from the configuration: nobody to deliver to.
-      await db.updateTable('webhook_outbox').set({ state: 'dropped', last_error: 'webhook no longer configured' }).where('id', '=', row.id).execute();
+      await db
+        .updateTable('webhook_outbox')
+        .set({ state: 'dropped', last_error: 'webhook no longer configured' })
+        .where('id', '=', row.id)
+        .execute();
       return;
     }
     const attempt = row.attempts + 1;
@@ -245,12 +250,16 @@ export class Webhooks implements RequestNotifier {
       await res.body?.cancel().catch(() => {});
       if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`;
     } catch (err) {
-      error = ac.signal.aborted ? 'timed out' : ((err as Error)?.cause as Error)?.message ?? (err as Error)?.message ?? 'failed';
+      error = ac.signal.aborted ? 'timed out' : (((err as Error)?.cause as Error)?.message ?? (err as Error)?.message ?? 'failed');
     } finally {
       clock.clearTimeout(timer);
     }
     if (!error) {
-      await db.updateTable('webhook_outbox').set({ state: 'delivered', attempts: attempt, delivered_at: clock.now(), last_error: null }).where('id', '=', row.id).execute();
+      await db
+        .updateTable('webhook_outbox')
+        .set({ state: 'delivered', attempts: attempt, delivered_at: clock.now(), last_error: null })
+        .where('id', '=', row.id)
+        .execute();
       return;
     }
     const host = new URL(hook.url).host;
@@ -261,13 +270,17 @@ export class Webhooks implements RequestNotifier {
         outcome: 'failure',
         data: { host, event: row.event, request: row.request_id, attempts: attempt, error: error.slice(0, 200) },
       });
-      await db.updateTable('webhook_outbox').set({ state: 'failed', attempts: attempt, last_error: error.slice(0, 500) }).where('id', '=', row.id).execute();
+      await db
+        .updateTable('webhook_outbox')
+        .set({ state: 'failed', attempts: attempt, last_error: error.slice(0, 500) })
+        .where('id', '=', row.id)
+        .execute();
       this.deps.logger.warn({ host, event: row.event, attempts: attempt }, 'webhook delivery given up');
       return;
     }
     // Exponential backoff, capped, with ±50% jitter so many rows do not retry in lockstep.
     const base = Math.min(config.retryMax, config.retryInitial * 2 ** (attempt - 1));
-    const jitter = 0.5 + (this.deps.random(2).readUInt16BE(0) / 65535);
+    const jitter = 0.5 + this.deps.random(2).readUInt16BE(0) / 65535;
     const delayMs = Math.max(100, Math.round(Math.min(config.retryMax, base * jitter) * 1000));
     await db
       .updateTable('webhook_outbox')

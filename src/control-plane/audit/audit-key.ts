@@ -48,7 +48,11 @@ export class AuditSigner {
     try {
       parsed = KeyFile.parse(JSON.parse(readFileSync(keyFile, 'utf8')));
     } catch (cause) {
-      throw new JitError('JIT_CONFIG_INVALID', { message: `${keyFile} is not an Ed25519 audit key`, hint: 'restore it from a backup', cause });
+      throw new JitError('JIT_CONFIG_INVALID', {
+        message: `${keyFile} is not an Ed25519 audit key`,
+        hint: 'restore it from a backup',
+        cause,
+      });
     }
     const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', x: parsed.x, d: parsed.d }, format: 'jwk' });
     return new AuditSigner(privateKey, { kty: 'OKP', crv: 'Ed25519', x: parsed.x, kid: parsed.kid }, parsed.previous);

@@ -159,8 +159,8 @@ export class AuditLog {
       this.queue.push({ row, resolve, reject });
       // Wait a moment before committing, so events arriving in the same burst (an agent reports
       // every statement) share one transaction instead of paying a commit each.
-      this.flushing ??= new Promise<void>((r) => this.clock.setTimeout(r, this.queue.length >= MAX_BATCH ? 0 : COMMIT_WINDOW_MS)).then(
-        () => this.flush(),
+      this.flushing ??= new Promise<void>((r) => this.clock.setTimeout(r, this.queue.length >= MAX_BATCH ? 0 : COMMIT_WINDOW_MS)).then(() =>
+        this.flush(),
       );
     });
   }
@@ -213,10 +213,7 @@ export class AuditLog {
       // only writer, so after the first commit its own counter is the truth.
       let id = this.lastId;
       if (id === 0) {
-        const max = await trx
-          .selectFrom('audit_events')
-          .select(sql<number | null>`max(id)`.as('m'))
-          .executeTakeFirst();
+        const max = await trx.selectFrom('audit_events').select(sql<number | null>`max(id)`.as('m')).executeTakeFirst();
         id = Number(max?.m ?? 0);
       }
       const out: FullRow[] = [];
@@ -228,7 +225,10 @@ export class AuditLog {
         h = { id, seq: chained.seq, hash };
       }
       for (let i = 0; i < out.length; i += INSERT_CHUNK) {
-        await trx.insertInto('audit_events').values(out.slice(i, i + INSERT_CHUNK)).execute();
+        await trx
+          .insertInto('audit_events')
+          .values(out.slice(i, i + INSERT_CHUNK))
+          .execute();
       }
       let cp: Checkpoint | undefined;
       if (this.opts.signer && h.seq - this.lastCheckpointSeq >= this.checkpointEvery) {
@@ -343,7 +343,10 @@ export class AuditLog {
    * what remains still verifies: the new checkpoint carries the last pruned event's hash, which
    * the first remaining event links to. Audited as `audit.pruned`.
    */
-  async prune(before: number, opts: { notAfterId?: number | undefined } = {}): Promise<{ throughId: number; throughSeq: number; deleted: number } | undefined> {
+  async prune(
+    before: number,
+    opts: { notAfterId?: number | undefined } = {},
+  ): Promise<{ throughId: number; throughSeq: number; deleted: number } | undefined> {
     if (!this.opts.signer) return undefined;
     await this.drain();
     const result = await this.exclusive(() =>
@@ -370,17 +373,9 @@ export class AuditLog {
         // The head itself stays: the stream is never left without its newest event.
         if (!cp || h.id === null || Number(cp.last_id) >= h.id) return undefined;
         const pruned = { id: Number(cp.last_id), seq: Number(cp.last_seq), hash: cp.last_hash };
-        const del = await trx
-          .deleteFrom('audit_events')
-          .where('stream', '=', this.stream)
-          .where('id', '<=', pruned.id)
-          .executeTakeFirst();
+        const del = await trx.deleteFrom('audit_events').where('stream', '=', this.stream).where('id', '<=', pruned.id).executeTakeFirst();
         await trx.deleteFrom('audit_checkpoints').where('stream', '=', this.stream).where('last_id', '<=', pruned.id).execute();
-        await trx
-          .deleteFrom('audit_checkpoints')
-          .where('stream', '=', this.stream)
-          .where('pruned_through_id', 'is not', null)
-          .execute();
+        await trx.deleteFrom('audit_checkpoints').where('stream', '=', this.stream).where('pruned_through_id', 'is not', null).execute();
         const c = await this.writeCheckpoint(trx, h, pruned);
         this.lastCheckpointSeq = c.lastSeq;
         return { throughId: pruned.id, throughSeq: pruned.seq, deleted: Number(del.numDeletedRows) };
@@ -390,7 +385,13 @@ export class AuditLog {
       await this.append({
         type: 'audit.pruned',
         outcome: 'info',
-        data: { stream: this.stream, throughId: result.throughId, throughSeq: result.throughSeq, deleted: result.deleted, before: new Date(before).toISOString() },
+        data: {
+          stream: this.stream,
+          throughId: result.throughId,
+          throughSeq: result.throughSeq,
+          deleted: result.deleted,
+          before: new Date(before).toISOString(),
+        },
       });
     }
     return result;
@@ -402,9 +403,7 @@ export class AuditLog {
     if (q.session) query = query.where('session', '=', q.session);
     if (q.type) {
       const prefix = /[.*]$/.test(q.type) ? q.type.replace(/\*$/, '') : undefined;
-      query = prefix
-        ? query.where(sql<boolean>`substr(type, 1, ${prefix.length}) = ${prefix}`)
-        : query.where('type', '=', q.type);
+      query = prefix ? query.where(sql<boolean>`substr(type, 1, ${prefix.length}) = ${prefix}`) : query.where('type', '=', q.type);
     }
     if (q.actor) query = query.where('actor', '=', q.actor);
     if (q.target) query = query.where('target', '=', q.target);

@@ -44,7 +44,12 @@ describe('the audit chain', () => {
     const { db, verify, raw } = await makeLog();
     const r = await verify();
     expect(r.ok).toBe(true);
-    expect(r.streams[0]).toMatchObject({ stream: 'cp', checked: 25, unsignedTail: 0, checkpoints: { total: 3, verified: 3, badSignatures: 0 } });
+    expect(r.streams[0]).toMatchObject({
+      stream: 'cp',
+      checked: 25,
+      unsignedTail: 0,
+      checkpoints: { total: 3, verified: 3, badSignatures: 0 },
+    });
     raw.close();
     await db.destroy();
   });
@@ -133,7 +138,11 @@ describe('the audit chain', () => {
     dirs.push(dir);
     let db = await openSqliteStore(dir);
     const raw = new Database(path.join(dir, 'jit.db'));
-    raw.prepare(`INSERT INTO audit_events (time, type, outcome, data) VALUES (1, 'server.started', 'info', '{}'), (2, 'login.succeeded', 'success', '{}')`).run();
+    raw
+      .prepare(
+        `INSERT INTO audit_events (time, type, outcome, data) VALUES (1, 'server.started', 'info', '{}'), (2, 'login.succeeded', 'success', '{}')`,
+      )
+      .run();
     const signer = AuditSigner.load(path.join(dir, 'audit-key.json'));
     const log = new AuditLog(db, systemClock, { signer });
     await log.append({ type: 'session.started', data: {} });

@@ -49,7 +49,14 @@ export async function buildReport(db: Db, w: { since: number; until: number; now
     .execute();
   const lifecycle = await inWindow
     .selectAll()
-    .where('type', 'in', ['session.started', 'session.ended', 'credential.created', 'credential.destroyed', 'credential.failed', 'request.used'])
+    .where('type', 'in', [
+      'session.started',
+      'session.ended',
+      'credential.created',
+      'credential.destroyed',
+      'credential.failed',
+      'request.used',
+    ])
     .orderBy('id')
     .limit(MAX_SESSIONS * 6)
     .execute();
@@ -58,7 +65,14 @@ export async function buildReport(db: Db, w: { since: number; until: number; now
   const entry = (id: string): SessionEntry => {
     let s = sessions.get(id);
     if (!s) {
-      s = { id, user: '?', target: '?', credentials: [], connections: 0, statements: { executed: 0, failed: 0, blocked: 0, masked: 0, approvals: 0 } };
+      s = {
+        id,
+        user: '?',
+        target: '?',
+        credentials: [],
+        connections: 0,
+        statements: { executed: 0, failed: 0, blocked: 0, masked: 0, approvals: 0 },
+      };
       sessions.set(id, s);
     }
     return s;

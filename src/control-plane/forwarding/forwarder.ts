@@ -145,7 +145,10 @@ export class AuditForwarder {
         const base = Math.min(this.deps.retryMaxSeconds, this.deps.retryInitialSeconds * 2 ** Math.min(lane.failures - 1, 20));
         const delay = Math.round(base * 1000 * (0.5 + this.deps.random() / 2));
         lane.nextAttemptAt = clock.now() + delay;
-        logger.warn({ destination: lane.dest.name, failures: lane.failures, retryInMs: delay, error: lane.lastError }, 'audit forwarding: delivery failed');
+        logger.warn(
+          { destination: lane.dest.name, failures: lane.failures, retryInMs: delay, error: lane.lastError },
+          'audit forwarding: delivery failed',
+        );
         // Retry on the timer only: new events must not make a failing receiver hammered.
         await new Promise<void>((resolve) => {
           const t = clock.setTimeout(resolve, delay);

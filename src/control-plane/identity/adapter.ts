@@ -144,12 +144,7 @@ export function createAdapterFactory(db: Kysely<OidcSchema>, now: () => number):
         return live(await base().where('uid', '=', uid).executeTakeFirst());
       },
       async consume(id) {
-        await db
-          .updateTable(OIDC_TABLE)
-          .set({ consumed_at: epoch() })
-          .where('model', '=', model)
-          .where('id', '=', id)
-          .execute();
+        await db.updateTable(OIDC_TABLE).set({ consumed_at: epoch() }).where('model', '=', model).where('id', '=', id).execute();
       },
       async destroy(id) {
         await db.deleteFrom(OIDC_TABLE).where('model', '=', model).where('id', '=', id).execute();

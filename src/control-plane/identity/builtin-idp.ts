@@ -321,11 +321,15 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
         mask: '****-****',
         userCodeInputSource: async (ctx: KoaContextLike, form: string, _out: unknown, err?: { name?: string; userCode?: string }) => {
           let msg = '<p>Enter the code shown by <strong>jit login</strong>.</p>';
-          if (err && (err.userCode || err.name === 'NoCodeError')) msg = '<p class="error" role="alert">That code is not valid or has expired. Check it and try again.</p>';
+          if (err && (err.userCode || err.name === 'NoCodeError'))
+            msg = '<p class="error" role="alert">That code is not valid or has expired. Check it and try again.</p>';
           else if (err?.name === 'AbortedError') msg = '<p class="error" role="alert">The sign-in was cancelled.</p>';
           else if (err) msg = '<p class="error" role="alert">The request could not be processed. Start again with jit login.</p>';
           ctx.type = 'html';
-          ctx.body = page('Enter code', `<h1>Sign in to jit</h1>${msg}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`);
+          ctx.body = page(
+            'Enter code',
+            `<h1>Sign in to jit</h1>${msg}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`,
+          );
         },
         // RFC 8628 §5.4: a phished user code must be recognisable, so show who asks and from where.
         userCodeConfirmSource: async (
@@ -351,7 +355,10 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
         },
         successSource: async (ctx: KoaContextLike) => {
           ctx.type = 'html';
-          ctx.body = page('Signed in', '<h1>You are signed in</h1><p class="success">Return to your terminal; you can close this page.</p>');
+          ctx.body = page(
+            'Signed in',
+            '<h1>You are signed in</h1><p class="success">Return to your terminal; you can close this page.</p>',
+          );
         },
       },
       resourceIndicators: {
@@ -396,7 +403,10 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
     logger.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'identity provider request failed');
   });
   provider.on('server_error', (_ctx, err) => {
-    logger.error({ err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } }, 'identity provider error');
+    logger.error(
+      { err: { name: (err as Error)?.name, message: (err as Error)?.message, stack: (err as Error)?.stack } },
+      'identity provider error',
+    );
   });
   for (const ev of ['grant.error', 'revocation.error', 'device_authorization.error', 'code_verification.error']) {
     provider.on(ev, (_ctx, err) => {
@@ -437,7 +447,12 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
       if (user) ok = await verifyPassword(password, user.passwordHash);
       else await verifyPassword(password, DUMMY_HASH);
       if (!ok) {
-        audit({ type: 'login.failed', actor: username || undefined, outcome: 'failure', data: { reason: user ? 'bad password' : 'unknown user', remote: remoteOf(req) } });
+        audit({
+          type: 'login.failed',
+          actor: username || undefined,
+          outcome: 'failure',
+          data: { reason: user ? 'bad password' : 'unknown user', remote: remoteOf(req) },
+        });
         await sleep(failureDelay);
         send(res, 401, loginPage(loginAction, CLIENT_NAME, 'Wrong username or password.', username));
         return;
@@ -451,7 +466,12 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
       // First-party client: consent is implied by signing in; anything else is refused.
       const accountId = details.session?.accountId;
       if (requestingClient !== clientId || !accountId) {
-        await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'unknown client' }, { mergeWithLastSubmission: false });
+        await provider.interactionFinished(
+          req,
+          res,
+          { error: 'access_denied', error_description: 'unknown client' },
+          { mergeWithLastSubmission: false },
+        );
         return;
       }
       const grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;

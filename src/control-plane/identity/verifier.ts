@@ -62,7 +62,11 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
     const url = `${opts.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
     let meta: { issuer?: unknown; jwks_uri?: unknown };
     try {
-      const res = await doFetch(url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS) });
+      const res = await doFetch(url, {
+        headers: { accept: 'application/json' },
+        redirect: 'error',
+        signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS),
+      });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       meta = (await res.json()) as typeof meta;
     } catch (err) {

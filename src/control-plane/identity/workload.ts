@@ -38,8 +38,7 @@ export const MACHINE_PREFIXES = ['workload:', 'service:'] as const;
 const ACCESS_TOKEN_TYP = 'at+jwt';
 const MAX_TTL_SECONDS = 15 * 60;
 const DISCOVERY_TIMEOUT_MS = 5000;
-const DUMMY_HASH =
-  'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
 
 /** What POST /v1/token answers (RFC 8693 §2.2.1 / RFC 6749 §5.1). */
 export interface IssuedToken {
@@ -165,7 +164,10 @@ export class MachineIdentity {
     try {
       keys = await this.keysOf(issuer);
     } catch (err) {
-      throw new MachineRefused('the issuer\'s keys cannot be fetched', 'invalid_grant', { ...audit, detail: (err as Error).message?.slice(0, 200) });
+      throw new MachineRefused("the issuer's keys cannot be fetched", 'invalid_grant', {
+        ...audit,
+        detail: (err as Error).message?.slice(0, 200),
+      });
     }
     let firstReason: string | undefined;
     for (const w of candidates) {
@@ -219,7 +221,12 @@ export class MachineIdentity {
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
-      if (err instanceof joseErrors.JWTExpired) throw new JitError('JIT_AUTH_EXPIRED', { message: 'The CI identity\'s jit token has expired', hint: 'exchange a new one (jit exec does it on every run)', cause: err });
+      if (err instanceof joseErrors.JWTExpired)
+        throw new JitError('JIT_AUTH_EXPIRED', {
+          message: "The CI identity's jit token has expired",
+          hint: 'exchange a new one (jit exec does it on every run)',
+          cause: err,
+        });
       throw new JitError('JIT_AUTH_INVALID_TOKEN', { detail: `machine token: ${(err as Error)?.message}`, cause: err });
     }
     const sub = String(payload.sub);
@@ -271,7 +278,11 @@ export class MachineIdentity {
   private async discover(issuer: string): Promise<RemoteKeys> {
     const doFetch = this.deps.fetch ?? globalThis.fetch;
     const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const res = await doFetch(url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS) });
+    const res = await doFetch(url, {
+      headers: { accept: 'application/json' },
+      redirect: 'error',
+      signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS),
+    });
     if (!res.ok) throw new Error(`discovery at ${url}: HTTP ${res.status}`);
     const meta = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
     // Byte for byte (OIDC Discovery §4.3): metadata naming another issuer would make us trust its keys.
@@ -294,7 +305,7 @@ function joseReason(err: unknown): string {
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'its signature algorithm is not allowed';
   if (err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JWKSNoMatchingKey) {
-    return 'its signature does not verify with the issuer\'s keys';
+    return "its signature does not verify with the issuer's keys";
   }
   return 'it cannot be verified';
 }
@@ -320,7 +331,9 @@ export function withMachineTokens(users: TokenVerifier, machines: MachineIdentit
       }
       const p = await users.verify(token);
       if (MACHINE_PREFIXES.some((prefix) => p.username.startsWith(prefix) || p.subject.startsWith(prefix))) {
-        throw new JitError('JIT_AUTH_INVALID_TOKEN', { detail: `the user IdP issued a token for a machine name (${p.username.slice(0, 100)})` });
+        throw new JitError('JIT_AUTH_INVALID_TOKEN', {
+          detail: `the user IdP issued a token for a machine name (${p.username.slice(0, 100)})`,
+        });
       }
       return p;
     },

@@ -41,10 +41,7 @@ describe('PolicyEngine', () => {
 
   it('lists only targets the caller may use', () => {
     expect(engine.visibleTargets({ username: 'erin', groups: ['engineers'] }).map((d) => d.target.name)).toEqual(['prod-db']);
-    expect(engine.visibleTargets({ username: 'dana', groups: [] }).map((d) => d.target.name)).toEqual([
-      'prod-db',
-      'staging-db',
-    ]);
+    expect(engine.visibleTargets({ username: 'dana', groups: [] }).map((d) => d.target.name)).toEqual(['prod-db', 'staging-db']);
     expect(engine.visibleTargets({ username: 'mallory', groups: ['Engineers'] })).toEqual([]);
   });
 });

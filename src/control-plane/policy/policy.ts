@@ -124,9 +124,7 @@ export class PolicyEngine {
     // First matching rule wins, so the policy file reads top-down like a firewall.
     const rule = this.policy.access.find((r) => ruleMatches(r, caller, targetName));
     if (!rule) return undefined;
-    const limits = [this.globalMaxSeconds, target.maxDuration, rule.maxDuration].filter(
-      (x): x is number => typeof x === 'number',
-    );
+    const limits = [this.globalMaxSeconds, target.maxDuration, rule.maxDuration].filter((x): x is number => typeof x === 'number');
     return { target, rule, grantRoles: rule.grantRoles, maxDurationSeconds: Math.min(...limits) };
   }
 }

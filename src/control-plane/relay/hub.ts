@@ -212,9 +212,7 @@ export class RelayHub {
         agent = this.registerAgent(name, ws, remote, msg);
         return;
       }
-      void this.onAgentMessage(agent, msg).catch((err) =>
-        this.deps.logger.error({ err, agent: name }, 'handling agent message failed'),
-      );
+      void this.onAgentMessage(agent, msg).catch((err) => this.deps.logger.error({ err, agent: name }, 'handling agent message failed'));
     });
     ws.on('pong', () => {
       if (agent) agent.alive = true;
@@ -235,12 +233,7 @@ export class RelayHub {
     });
   }
 
-  private registerAgent(
-    name: string,
-    ws: WebSocket,
-    remote: string,
-    hello: Extract<AgentToServer, { type: 'hello' }>,
-  ): ConnectedAgent {
+  private registerAgent(name: string, ws: WebSocket, remote: string, hello: Extract<AgentToServer, { type: 'hello' }>): ConnectedAgent {
     const allowed = new Set(this.deps.policy.targetsOfAgent(name).map((t) => t.name));
     const targets = new Set(hello.targets.map((t) => t.name).filter((t) => allowed.has(t)));
     const previous = this.agents.get(name);

@@ -30,7 +30,13 @@ const TokenBody = z.object({
   client_secret: z.string().max(1024).optional(),
 });
 
-type OAuthError = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unsupported_grant_type' | 'unsupported_token_type' | 'invalid_target';
+type OAuthError =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unsupported_grant_type'
+  | 'unsupported_token_type'
+  | 'invalid_target';
 
 function oauthError(reply: FastifyReply, status: number, error: OAuthError, description: string) {
   reply.header('cache-control', 'no-store');
@@ -85,7 +91,14 @@ export const tokenRoutes: FastifyPluginAsync<TokenRouteOptions> = async (app, op
           type: 'workload.exchanged',
           actor: `workload:${r.workload.name}`,
           outcome: 'success',
-          data: { method: 'token-exchange', workload: r.workload.name, issuer: r.workload.issuer, subject: r.subject, remote, expiresIn: r.token.expires_in },
+          data: {
+            method: 'token-exchange',
+            workload: r.workload.name,
+            issuer: r.workload.issuer,
+            subject: r.subject,
+            remote,
+            expiresIn: r.token.expires_in,
+          },
         });
         reply.header('cache-control', 'no-store');
         return r.token;

@@ -808,7 +808,14 @@ const WRITES_RELATION = new Set([
   'CreateStatsStmt',
 ]);
 
-const DROPPED_RELATIONS = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_INDEX', 'OBJECT_FOREIGN_TABLE']);
+const DROPPED_RELATIONS = new Set([
+  'OBJECT_TABLE',
+  'OBJECT_VIEW',
+  'OBJECT_MATVIEW',
+  'OBJECT_SEQUENCE',
+  'OBJECT_INDEX',
+  'OBJECT_FOREIGN_TABLE',
+]);
 
 function defaultKind(type: string): StatementKind {
   if (type.startsWith('Create')) return 'create';

@@ -234,7 +234,14 @@ describe('relations and functions', () => {
   });
 
   it('describes COPY', () => {
-    expect(one('copy t (a, b) to stdout').copy).toEqual({ direction: 'to', relation: 't', columns: ['a', 'b'], query: false, program: false, stdio: true });
+    expect(one('copy t (a, b) to stdout').copy).toEqual({
+      direction: 'to',
+      relation: 't',
+      columns: ['a', 'b'],
+      query: false,
+      program: false,
+      stdio: true,
+    });
     expect(one("copy (select 1) to program 'gzip > /tmp/x'").copy).toEqual({ direction: 'to', query: true, program: true, stdio: false });
     expect(one("copy t from '/tmp/x'").copy).toEqual({ direction: 'from', relation: 't', query: false, program: false, stdio: false });
   });

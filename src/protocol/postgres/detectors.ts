@@ -216,7 +216,11 @@ for (let c = 0; c < 128; c++) {
 }
 /** Non-ASCII letters (internationalised addresses), excluding Unicode spaces and punctuation blocks. */
 const isWideLetter = (c: number) =>
-  c >= 0xc0 && !(c >= 0x2000 && c <= 0x206f) && !(c >= 0x3000 && c <= 0x303f) && !(c >= 0xfe30 && c <= 0xfe4f) && !(c >= 0xff00 && c <= 0xff0f);
+  c >= 0xc0 &&
+  !(c >= 0x2000 && c <= 0x206f) &&
+  !(c >= 0x3000 && c <= 0x303f) &&
+  !(c >= 0xfe30 && c <= 0xfe4f) &&
+  !(c >= 0xff00 && c <= 0xff0f);
 const isLocal = (c: number) => (c < 128 ? LOCAL_CHAR[c] === 1 : isWideLetter(c));
 const isDomain = (c: number) => (c < 128 ? DOMAIN_CHAR[c] === 1 : isWideLetter(c));
 

@@ -119,7 +119,7 @@ describe('planMasking', () => {
     const plan = planMasking([field(0, T.text, 0, 0)], resolve, [rule({ columns: ['email'] })], { hashKey: KEY });
     expect(plan.active).toBe(false);
   });
-  it('regression: a function returning a masked table\'s rows (table OID 0) leaked the column — masked by name', () => {
+  it("regression: a function returning a masked table's rows (table OID 0) leaked the column — masked by name", () => {
     // SELECT * FROM all_customers() — RETURNS SETOF customers: the server reports no table for
     // the fields, so only their names can tie them to customers.email.
     const fields = [field(0, T.text, 0, 0, 'email'), field(0, T.text, 0, 0, 'name')];
@@ -267,14 +267,49 @@ describe('maskDataRow on malformed messages', () => {
   const good = dataRow(['1', 'alice@example.com']);
   const variants: [string, Buffer][] = [
     ['wrong type byte', Buffer.concat([Buffer.from('T'), good.subarray(1)])],
-    ['length larger than the message', (() => { const b = Buffer.from(good); b.writeInt32BE(b.length + 10, 1); return b; })()],
-    ['length smaller than the message', (() => { const b = Buffer.from(good); b.writeInt32BE(b.length - 3, 1); return b; })()],
+    [
+      'length larger than the message',
+      (() => {
+        const b = Buffer.from(good);
+        b.writeInt32BE(b.length + 10, 1);
+        return b;
+      })(),
+    ],
+    [
+      'length smaller than the message',
+      (() => {
+        const b = Buffer.from(good);
+        b.writeInt32BE(b.length - 3, 1);
+        return b;
+      })(),
+    ],
     ['truncated', good.subarray(0, good.length - 3)],
-    ['value length overruns', (() => { const b = dataRow(['1', 'alice@example.com']); b.writeInt32BE(9999, 7 + 4 + 1); return b; })()],
-    ['negative length other than -1', (() => { const b = dataRow(['1', 'alice@example.com']); b.writeInt32BE(-2, 7 + 4 + 1); return b; })()],
+    [
+      'value length overruns',
+      (() => {
+        const b = dataRow(['1', 'alice@example.com']);
+        b.writeInt32BE(9999, 7 + 4 + 1);
+        return b;
+      })(),
+    ],
+    [
+      'negative length other than -1',
+      (() => {
+        const b = dataRow(['1', 'alice@example.com']);
+        b.writeInt32BE(-2, 7 + 4 + 1);
+        return b;
+      })(),
+    ],
     ['column count mismatch', dataRow(['1', 'alice@example.com', 'x'])],
     ['too few columns', dataRow(['1'])],
-    ['trailing bytes', (() => { const b = Buffer.concat([good, Buffer.from('xx')]); b.writeInt32BE(b.length - 1, 1); return b; })()],
+    [
+      'trailing bytes',
+      (() => {
+        const b = Buffer.concat([good, Buffer.from('xx')]);
+        b.writeInt32BE(b.length - 1, 1);
+        return b;
+      })(),
+    ],
     ['empty', Buffer.alloc(0)],
     ['header only', Buffer.from([0x44, 0, 0, 0, 4])],
   ];
@@ -289,9 +324,14 @@ describe('maskDataRow on malformed messages', () => {
     const secretEmail = 'alice@example.com';
     const card = '4111111111111111';
     const fields = [field(1, T.int4), field(3, T.text), field(5, T.text, 1), field(7, T.text), field(8, T.numeric)];
-    const plan = planMasking(fields, resolve, [rule({ columns: ['email', 'card_number', 'balance'] }), rule({ name: 'pii', detectors: ['email'] })], {
-      hashKey: KEY,
-    });
+    const plan = planMasking(
+      fields,
+      resolve,
+      [rule({ columns: ['email', 'card_number', 'balance'] }), rule({ name: 'pii', detectors: ['email'] })],
+      {
+        hashKey: KEY,
+      },
+    );
     const base = dataRow(['7', secretEmail, card, `note ${secretEmail}`, '12.50']);
     let seed = 12345;
     const rnd = (n: number) => {
@@ -409,7 +449,9 @@ describe('maskCopyData', () => {
     };
     const alphabet = Buffer.from(',"\n\t\\Nab@x.1');
     for (let i = 0; i < 20000; i++) {
-      const base = Buffer.from(i % 2 ? '1,"alice@example.com",n\n2,bob@example.com,""\n' : '1\talice@example.com\tn\n2\tbob@example.com\t\\N\n');
+      const base = Buffer.from(
+        i % 2 ? '1,"alice@example.com",n\n2,bob@example.com,""\n' : '1\talice@example.com\tn\n2\tbob@example.com\t\\N\n',
+      );
       const b = Buffer.from(base);
       for (let k = 0; k < 1 + rnd(3); k++) b[rnd(b.length)] = alphabet[rnd(alphabet.length)]!;
       const out = maskCopyData(copy(b), i % 2 ? p : tp);
@@ -437,12 +479,26 @@ describe('maskForAudit', () => {
 describe('benchmark (prints, does not assert timing)', () => {
   it('customers rows: email partial + card full over 200k rows', () => {
     const fields = [field(1, T.int4), field(2, T.text), field(3, T.text), field(4, T.text), field(5, T.text), field(6, T.ts)];
-    const plan = planMasking(fields, resolve, [rule({ columns: ['email'], style: 'partial' }), rule({ name: 'c', columns: ['card_number'] })], {
-      hashKey: KEY,
-    });
+    const plan = planMasking(
+      fields,
+      resolve,
+      [rule({ columns: ['email'], style: 'partial' }), rule({ name: 'c', columns: ['card_number'] })],
+      {
+        hashKey: KEY,
+      },
+    );
     const rows: Buffer[] = [];
     for (let i = 0; i < 1000; i++) {
-      rows.push(dataRow([String(i), `Customer Number ${i}`, `user${i}@example.com`, `+44 20 7946 ${1000 + i}`, '4111 1111 1111 1111', '2024-01-15 10:00:00.123456']));
+      rows.push(
+        dataRow([
+          String(i),
+          `Customer Number ${i}`,
+          `user${i}@example.com`,
+          `+44 20 7946 ${1000 + i}`,
+          '4111 1111 1111 1111',
+          '2024-01-15 10:00:00.123456',
+        ]),
+      );
     }
     const N = 200_000;
     const run = (fn: (m: Buffer) => Buffer | null) => {

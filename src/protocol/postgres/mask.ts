@@ -116,9 +116,9 @@ const JSON_OID = 114;
 const JSONB_OID = 3802;
 /** Types whose values cannot hold free text: detectors never run on them. */
 const NON_TEXT_SCALARS = new Set([
-  16, 17, 20, 21, 23, 24, 26, 27, 28, 29, 700, 701, 790, 1700, 1082, 1083, 1114, 1184, 1186, 1266, 2950, 869, 650, 829,
-  774, 1560, 1562, 3220, 5069, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 600, 601, 602, 603, 604, 628, 718,
-  3614, 3615, 3904, 3906, 3908, 3910, 3912, 3926,
+  16, 17, 20, 21, 23, 24, 26, 27, 28, 29, 700, 701, 790, 1700, 1082, 1083, 1114, 1184, 1186, 1266, 2950, 869, 650, 829, 774, 1560, 1562,
+  3220, 5069, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 600, 601, 602, 603, 604, 628, 718, 3614, 3615, 3904, 3906, 3908, 3910,
+  3912, 3926,
 ]);
 
 // ---- field actions
@@ -777,4 +777,3 @@ export function maskForAudit(value: string, rules: MaskRule[], opts?: MaskOption
   if (matches === CANNOT_SCAN) return '****';
   return applyMatches(value, matches, resolveKey(opts));
 }
-

@@ -270,51 +270,57 @@ export function parseFrontend(buf: Buffer, start: number, end: number): Frontend
   const type = buf[start]!;
   const c = new Cursor(buf, start + 5, end);
   switch (type) {
-    case 0x51 /* Q */: {
-      const sql = c.cstringBytes();
-      c.done();
-      return { type: 'Q', sql };
-    }
-    case 0x50 /* P */: {
-      const name = c.cstring();
-      const sql = c.cstringBytes();
-      const n = c.int16();
-      if (n < 0) throw new PgProtocolError('invalid parameter type count');
-      const paramTypes = new Array<number>(n);
-      for (let i = 0; i < n; i++) paramTypes[i] = c.int32() >>> 0;
-      c.done();
-      return { type: 'P', name, sql, paramTypes };
-    }
-    case 0x42 /* B */: {
-      const portal = c.cstring();
-      const statement = c.cstring();
-      const paramFormats = formats(c);
-      const params = values(c);
-      const resultFormats = formats(c);
-      c.done();
-      if (paramFormats.length > 1 && paramFormats.length !== params.length) {
-        throw new PgProtocolError('bind message has a format count that does not match its parameters');
+    case 0x51 /* Q */:
+      {
+        const sql = c.cstringBytes();
+        c.done();
+        return { type: 'Q', sql };
       }
-      return { type: 'B', portal, statement, paramFormats, params, resultFormats };
-    }
-    case 0x44 /* D */: {
-      const t = target(c);
-      const name = c.cstring();
-      c.done();
-      return { type: 'D', target: t, name };
-    }
-    case 0x45 /* E */: {
-      const portal = c.cstring();
-      const maxRows = c.int32();
-      c.done();
-      return { type: 'E', portal, maxRows };
-    }
-    case 0x43 /* C */: {
-      const t = target(c);
-      const name = c.cstring();
-      c.done();
-      return { type: 'C', target: t, name };
-    }
+    case 0x50 /* P */:
+      {
+        const name = c.cstring();
+        const sql = c.cstringBytes();
+        const n = c.int16();
+        if (n < 0) throw new PgProtocolError('invalid parameter type count');
+        const paramTypes = new Array<number>(n);
+        for (let i = 0; i < n; i++) paramTypes[i] = c.int32() >>> 0;
+        c.done();
+        return { type: 'P', name, sql, paramTypes };
+      }
+    case 0x42 /* B */:
+      {
+        const portal = c.cstring();
+        const statement = c.cstring();
+        const paramFormats = formats(c);
+        const params = values(c);
+        const resultFormats = formats(c);
+        c.done();
+        if (paramFormats.length > 1 && paramFormats.length !== params.length) {
+          throw new PgProtocolError('bind message has a format count that does not match its parameters');
+        }
+        return { type: 'B', portal, statement, paramFormats, params, resultFormats };
+      }
+    case 0x44 /* D */:
+      {
+        const t = target(c);
+        const name = c.cstring();
+        c.done();
+        return { type: 'D', target: t, name };
+      }
+    case 0x45 /* E */:
+      {
+        const portal = c.cstring();
+        const maxRows = c.int32();
+        c.done();
+        return { type: 'E', portal, maxRows };
+      }
+    case 0x43 /* C */:
+      {
+        const t = target(c);
+        const name = c.cstring();
+        c.done();
+        return { type: 'C', target: t, name };
+      }
     case 0x53 /* S */:
       empty(c);
       return { type: 'S' };
@@ -326,20 +332,22 @@ export function parseFrontend(buf: Buffer, start: number, end: number): Frontend
     case 0x63 /* c */:
       empty(c);
       return { type: 'c' };
-    case 0x66 /* f */: {
-      const message = c.cstring();
-      c.done();
-      return { type: 'f', message };
-    }
-    case 0x46 /* F */: {
-      const oid = c.int32() >>> 0;
-      const argFormats = formats(c);
-      const args = values(c);
-      const resultFormat = c.int16();
-      if (resultFormat !== 0 && resultFormat !== 1) throw new PgProtocolError('invalid format code');
-      c.done();
-      return { type: 'F', oid, argFormats, args, resultFormat };
-    }
+    case 0x66 /* f */:
+      {
+        const message = c.cstring();
+        c.done();
+        return { type: 'f', message };
+      }
+    case 0x46 /* F */:
+      {
+        const oid = c.int32() >>> 0;
+        const argFormats = formats(c);
+        const args = values(c);
+        const resultFormat = c.int16();
+        if (resultFormat !== 0 && resultFormat !== 1) throw new PgProtocolError('invalid format code');
+        c.done();
+        return { type: 'F', oid, argFormats, args, resultFormat };
+      }
     case 0x58 /* X */:
       empty(c);
       return { type: 'X' };

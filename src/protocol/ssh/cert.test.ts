@@ -79,7 +79,10 @@ describe('OpenSSH user certificates', () => {
     const pub = execFileSync('ssh-keygen', ['-y', '-f', file], { encoding: 'utf8' });
     expect(parsePublicKeyLine(pub)?.blob.equals(ed25519PublicBlob(user.raw))).toBe(true);
     // And node reads the raw seed as the same key.
-    const again = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: user.seed.toString('base64url'), x: user.raw.toString('base64url') }, format: 'jwk' });
+    const again = createPrivateKey({
+      key: { kty: 'OKP', crv: 'Ed25519', d: user.seed.toString('base64url'), x: user.raw.toString('base64url') },
+      format: 'jwk',
+    });
     expect(createPublicKey(again).export({ format: 'jwk' }).x).toBe(user.raw.toString('base64url'));
   });
 

@@ -82,9 +82,7 @@ describe('SSH command guard', () => {
     const v = judgeCommand('uptime; sudo /sbin/reboot now', rules);
     expect(v).toMatchObject({ action: 'block', rule: 'no-reboot', command: 'reboot now' });
     expect(refusalLine(v)).toBe('jit: blocked by rule no-reboot: `reboot now`');
-    expect(refusalLine(judgeCommand('rm -rf /', rules))).toBe(
-      'jit: blocked by rule no-wipe: wiping the root file system is not allowed',
-    );
+    expect(refusalLine(judgeCommand('rm -rf /', rules))).toBe('jit: blocked by rule no-wipe: wiping the root file system is not allowed');
     expect(refusalLine(judgeCommand('systemctl restart x', rules))).toMatch(/^jit: rule restart-needs-ok requires approval/);
   });
 

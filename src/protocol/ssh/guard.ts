@@ -51,7 +51,32 @@ class Unparsable extends Error {}
 const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'fish', 'csh', 'tcsh', 'busybox-sh', 'rbash']);
 /** Wrappers whose first non-option argument is the command they run. */
 const WRAPPERS: Record<string, { optsWithArg: Set<string>; skipFirst?: number }> = {
-  sudo: { optsWithArg: new Set(['-u', '-g', '-C', '-D', '-h', '-p', '-r', '-t', '-U', '-T', '-R', '--user', '--group', '--host', '--prompt', '--chdir', '--chroot', '--close-from', '--other-user', '--role', '--type', '--command-timeout']) },
+  sudo: {
+    optsWithArg: new Set([
+      '-u',
+      '-g',
+      '-C',
+      '-D',
+      '-h',
+      '-p',
+      '-r',
+      '-t',
+      '-U',
+      '-T',
+      '-R',
+      '--user',
+      '--group',
+      '--host',
+      '--prompt',
+      '--chdir',
+      '--chroot',
+      '--close-from',
+      '--other-user',
+      '--role',
+      '--type',
+      '--command-timeout',
+    ]),
+  },
   doas: { optsWithArg: new Set(['-u', '-C']) },
   env: { optsWithArg: new Set(['-u', '-C', '-S', '--unset', '--chdir', '--split-string']) },
   nohup: { optsWithArg: new Set() },
@@ -64,7 +89,25 @@ const WRAPPERS: Record<string, { optsWithArg: Set<string>; skipFirst?: number }>
   builtin: { optsWithArg: new Set() },
   stdbuf: { optsWithArg: new Set(['-i', '-o', '-e']) },
   setsid: { optsWithArg: new Set() },
-  xargs: { optsWithArg: new Set(['-a', '-d', '-E', '-e', '-I', '-i', '-L', '-l', '-n', '-P', '-s', '--arg-file', '--delimiter', '--max-args', '--max-procs']) },
+  xargs: {
+    optsWithArg: new Set([
+      '-a',
+      '-d',
+      '-E',
+      '-e',
+      '-I',
+      '-i',
+      '-L',
+      '-l',
+      '-n',
+      '-P',
+      '-s',
+      '--arg-file',
+      '--delimiter',
+      '--max-args',
+      '--max-procs',
+    ]),
+  },
   chroot: { optsWithArg: new Set(['--userspec', '--groups']), skipFirst: 1 },
   runuser: { optsWithArg: new Set(['-u', '-g', '-G', '--user', '--group']) },
   flock: { optsWithArg: new Set(['-w', '-E', '--timeout', '--conflict-exit-code']), skipFirst: 1 },
@@ -187,7 +230,21 @@ function analyzeLine(line: string, depth: number, acc: SimpleCommand[]): void {
       if (SEPARATORS.has(t.op)) flush();
       continue;
     }
-    if (current.length === 0 && (t.text === '{' || t.text === '}' || t.text === '!' || t.text === 'then' || t.text === 'do' || t.text === 'else' || t.text === 'elif' || t.text === 'if' || t.text === 'while' || t.text === 'until' || t.text === 'fi' || t.text === 'done')) {
+    if (
+      current.length === 0 &&
+      (t.text === '{' ||
+        t.text === '}' ||
+        t.text === '!' ||
+        t.text === 'then' ||
+        t.text === 'do' ||
+        t.text === 'else' ||
+        t.text === 'elif' ||
+        t.text === 'if' ||
+        t.text === 'while' ||
+        t.text === 'until' ||
+        t.text === 'fi' ||
+        t.text === 'done')
+    ) {
       continue;
     }
     // `2>file` / `>file` glued to the word: shell-quote splits the operator off; `2` stays a word
@@ -248,7 +305,12 @@ function simple(words: Word[], depth: number, acc: SimpleCommand[]): void {
       // find … -exec cmd … ; — the command after -exec/-execdir/-ok runs.
       const x = args.findIndex((a) => ['-exec', '-execdir', '-ok', '-okdir'].includes(a.text));
       acc.push({ words: [name, ...args.map((a) => a.text)], opaque: false });
-      if (x >= 0) simple(args.slice(x + 1).filter((a) => a.text !== '{}' && a.text !== ';' && a.text !== '+'), depth + 1, acc);
+      if (x >= 0)
+        simple(
+          args.slice(x + 1).filter((a) => a.text !== '{}' && a.text !== ';' && a.text !== '+'),
+          depth + 1,
+          acc,
+        );
       return;
     }
     const wrapper = WRAPPERS[name];

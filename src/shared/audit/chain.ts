@@ -62,20 +62,7 @@ export function eventHash(e: Omit<ChainedEvent, 'hash'>): string | undefined {
   } catch {
     return undefined;
   }
-  const fields = [
-    EVENT_DOMAIN,
-    e.stream,
-    e.seq,
-    e.id,
-    e.time,
-    e.type,
-    e.actor,
-    e.target,
-    e.session,
-    e.outcome,
-    data,
-    e.prevHash,
-  ];
+  const fields = [EVENT_DOMAIN, e.stream, e.seq, e.id, e.time, e.type, e.actor, e.target, e.session, e.outcome, data, e.prevHash];
   return createHash('sha256').update(canonicalJson(fields)).digest('hex');
 }
 
@@ -299,9 +286,18 @@ export class ChainVerifier {
   }
 
   /** After the last event: a checkpoint beyond it proves the tail was removed. */
-  finish(): { problem?: ChainProblem; verifiedCheckpoints: number; lastCheckpointId: number | null; head: { id: number | null; seq: number } } {
+  finish(): {
+    problem?: ChainProblem;
+    verifiedCheckpoints: number;
+    lastCheckpointId: number | null;
+    head: { id: number | null; seq: number };
+  } {
     const beyond = this.opts.checkpoints.filter((c) => c.lastSeq > this.prev.seq).sort((a, b) => a.lastSeq - b.lastSeq)[0];
-    const base = { verifiedCheckpoints: this.verifiedCheckpoints, lastCheckpointId: this.lastCheckpointId, head: { id: this.prev.id, seq: this.prev.seq } };
+    const base = {
+      verifiedCheckpoints: this.verifiedCheckpoints,
+      lastCheckpointId: this.lastCheckpointId,
+      head: { id: this.prev.id, seq: this.prev.seq },
+    };
     if (beyond) {
       const after = this.prev.id === null ? 'the start of the log' : `event ${this.prev.id}`;
       return {

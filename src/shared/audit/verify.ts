@@ -109,7 +109,8 @@ async function verifyStream(
         : `the checkpoint for events through ${c.lastId} is signed by an unknown key (${c.keyId.slice(0, 40)})`,
     }));
   const first = [...(problem ? [problem] : []), ...badProblems].sort((a, b) => rank(a) - rank(b))[0];
-  const lastCheckpointSeq = end.lastCheckpointId === null ? anchor.seq : (later.find((c) => c.lastId === end.lastCheckpointId)?.lastSeq ?? anchor.seq);
+  const lastCheckpointSeq =
+    end.lastCheckpointId === null ? anchor.seq : (later.find((c) => c.lastId === end.lastCheckpointId)?.lastSeq ?? anchor.seq);
   return {
     stream,
     ok: !first,

@@ -26,14 +26,20 @@ export const AgentSshTarget = z
       .array(z.string().min(1))
       .min(1)
       .describe('The host keys sshd may present, OpenSSH format ("ssh-ed25519 AAAA…", known_hosts lines work too); no trust on first use'),
-    caKeyFile: z.string().optional().describe("User CA private key (Ed25519, OpenSSH format) that signs session certificates; sshd trusts it with TrustedUserCAKeys"),
+    caKeyFile: z
+      .string()
+      .optional()
+      .describe('User CA private key (Ed25519, OpenSSH format) that signs session certificates; sshd trusts it with TrustedUserCAKeys'),
     caKeyEnv: z.string().optional().describe('Environment variable holding the user CA private key (instead of caKeyFile)'),
     connectTimeout: DurationString.default(10).describe('How long reaching and logging in to sshd may take (default 10s)'),
   })
   .refine((t) => Boolean(t.caKeyFile) !== Boolean(t.caKeyEnv), { message: 'set exactly one of caKeyFile and caKeyEnv' });
 
 export const AgentConfig = z.object({
-  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).describe('Agent name, as in the server config'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
+    .describe('Agent name, as in the server config'),
   controlPlane: z.string().url().describe('Control plane URL'),
   token: z.string().optional().describe('Agent token; prefer tokenFile or JIT_AGENT_TOKEN'),
   tokenFile: z.string().optional().describe('File holding the agent token'),

@@ -88,10 +88,7 @@ const Who = {
 export const GuardrailMatch = z
   .object({
     kinds: z.array(StatementKind).default([]).describe('Statement kinds, e.g. drop, truncate, alter'),
-    relations: z
-      .array(z.string())
-      .default([])
-      .describe('Tables read or written: "table", "schema.table", or "schema.*"'),
+    relations: z.array(z.string()).default([]).describe('Tables read or written: "table", "schema.table", or "schema.*"'),
     relationsWritten: z.array(z.string()).default([]).describe('Tables written (INSERT/UPDATE/DELETE/MERGE/COPY FROM/TRUNCATE)'),
     functions: z
       .array(z.string())
@@ -157,10 +154,7 @@ export const MaskRule = z
   .object({
     name: z.string().min(1).describe('Rule name, in the audit log'),
     ...Who,
-    columns: z
-      .array(z.string())
-      .default([])
-      .describe('Columns: "column", "table.column" or "schema.table.column"'),
+    columns: z.array(z.string()).default([]).describe('Columns: "column", "table.column" or "schema.table.column"'),
     detectors: z.array(Detector).default([]).describe('Content detectors applied to every text value of the result'),
     style: z.enum(['full', 'partial', 'hash']).default('full').describe('full: ****; partial: keep a hint; hash: stable digest'),
   })

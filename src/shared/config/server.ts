@@ -2,16 +2,14 @@
 import { z } from 'zod';
 import { parseDuration } from '../duration.js';
 
-export const DurationString = z
-  .union([z.string(), z.number()])
-  .transform((v, ctx) => {
-    try {
-      return typeof v === 'number' ? v : parseDuration(v);
-    } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message });
-      return z.NEVER;
-    }
-  });
+export const DurationString = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return typeof v === 'number' ? v : parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
 
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
@@ -43,7 +41,7 @@ export const AuditConfig = z
       .string()
       .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/)
       .default('cp')
-      .describe('Name of this control plane\'s hash chain; replicas sharing one store need different names'),
+      .describe("Name of this control plane's hash chain; replicas sharing one store need different names"),
     checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000).describe('Sign a checkpoint after this many events'),
     checkpointInterval: DurationString.default(60).describe('…and at least this often while events arrive (default 60s)'),
     retention: DurationString.optional().describe(
@@ -93,7 +91,10 @@ export const IdentityConfig = z
       .describe('Trust an external OIDC issuer instead'),
     groupsClaim: z.string().default('groups').describe('Token claim holding the groups'),
     usernameClaim: z.string().default('preferred_username').describe('Token claim holding the user name (falls back to sub)'),
-    algorithms: z.array(z.string()).default(['RS256', 'PS256', 'ES256', 'EdDSA']).describe('Accepted signature algorithms (none and HS* are always refused)'),
+    algorithms: z
+      .array(z.string())
+      .default(['RS256', 'PS256', 'ES256', 'EdDSA'])
+      .describe('Accepted signature algorithms (none and HS* are always refused)'),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30).describe('Allowed clock skew for exp/nbf'),
   })
   .refine((v) => Boolean(v.builtin) !== Boolean(v.oidc), {
@@ -107,8 +108,15 @@ export const Webhook = z
   .object({
     url: z.string().url().describe('Where to POST (https, or http on loopback)'),
     secret: z.string().min(16).optional().describe('HMAC key for X-Jit-Signature (prefer secretEnv)'),
-    secretEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional().describe('Environment variable holding the HMAC key'),
-    format: z.enum(['jit', 'slack']).default('jit').describe('jit: the request as JSON; slack: { text, blocks } for a Slack incoming webhook'),
+    secretEnv: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/)
+      .optional()
+      .describe('Environment variable holding the HMAC key'),
+    format: z
+      .enum(['jit', 'slack'])
+      .default('jit')
+      .describe('jit: the request as JSON; slack: { text, blocks } for a Slack incoming webhook'),
     events: z
       .array(z.enum(WEBHOOK_EVENTS))
       .default([...WEBHOOK_EVENTS])
@@ -144,13 +152,23 @@ export const Workload = z
     issuer: z
       .string()
       .url()
-      .describe('Issuer of the CI platform\'s ID tokens, exactly as in its discovery document (GitHub Actions: https://token.actions.githubusercontent.com)'),
-    audience: z.string().min(1).max(512).describe('Audience the ID token must carry (jit exec asks GitHub Actions for the server\'s audience: its public URL)'),
-    subject: ClaimPattern.optional().describe('Pattern the ID token\'s sub must match: exact, or a trailing * for a prefix (e.g. repo:acme/app:*)'),
+      .describe(
+        "Issuer of the CI platform's ID tokens, exactly as in its discovery document (GitHub Actions: https://token.actions.githubusercontent.com)",
+      ),
+    audience: z
+      .string()
+      .min(1)
+      .max(512)
+      .describe("Audience the ID token must carry (jit exec asks GitHub Actions for the server's audience: its public URL)"),
+    subject: ClaimPattern.optional().describe(
+      "Pattern the ID token's sub must match: exact, or a trailing * for a prefix (e.g. repo:acme/app:*)",
+    ),
     claims: z
       .record(z.string().min(1).max(128), ClaimPattern)
       .default({})
-      .describe('Claims the ID token must carry, each exact or with a trailing * for a prefix (e.g. repository: acme/app, ref: refs/heads/main)'),
+      .describe(
+        'Claims the ID token must carry, each exact or with a trailing * for a prefix (e.g. repository: acme/app, ref: refs/heads/main)',
+      ),
     groups: z.array(z.string().min(1).max(128)).max(64).default([]).describe('Groups of the jit token: what policy rules match on'),
     algorithms: z
       .array(z.string())
@@ -161,7 +179,7 @@ export const Workload = z
   .refine((w) => w.subject !== undefined || Object.keys(w.claims).length > 0, {
     message: 'a workload must pin subject or at least one claim (the issuer alone is shared by everyone using it)',
   })
-  .describe('A CI job or other workload that exchanges its platform\'s ID token for a jit token (RFC 8693)');
+  .describe("A CI job or other workload that exchanges its platform's ID token for a jit token (RFC 8693)");
 export type Workload = z.infer<typeof Workload>;
 
 export const ServiceAccount = z
@@ -184,7 +202,8 @@ export const ServerConfig = z.object({
   publicUrl: z.string().url().optional().describe('URL clients and agents use; defaults to the listen address'),
   tls: z
     .object({ cert: z.string().describe('Certificate chain (PEM file)'), key: z.string().describe('Private key (PEM file)') })
-    .optional().describe('PEM files; required unless listening on loopback'),
+    .optional()
+    .describe('PEM files; required unless listening on loopback'),
   dataDir: z.string().default('./jit-data').describe('SQLite state, signing keys, IdP keys'),
   identity: IdentityConfig.describe('Who users are: the built-in IdP or an external OIDC issuer'),
   admins: z
@@ -194,8 +213,14 @@ export const ServerConfig = z.object({
   agents: z
     .array(
       z.object({
-        name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/).describe('Agent name, as targets name it'),
-        tokenHash: z.string().regex(/^sha256:[0-9a-f]{64}$/).describe('`sha256:<hex>` of the agent token (`jit agent-token`)'),
+        name: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
+          .describe('Agent name, as targets name it'),
+        tokenHash: z
+          .string()
+          .regex(/^sha256:[0-9a-f]{64}$/)
+          .describe('`sha256:<hex>` of the agent token (`jit agent-token`)'),
       }),
     )
     .default([])

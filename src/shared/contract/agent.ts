@@ -95,7 +95,10 @@ export const AgentStreamFailed = z.object({
 /** Audit events the agent reports (credential.created / credential.destroyed / …). */
 export const AgentEvent = z.object({
   type: z.literal('event'),
-  event: z.string().regex(/^[a-z]+(-[a-z]+)*(\.[a-z-]+)+$/).max(64),
+  event: z
+    .string()
+    .regex(/^[a-z]+(-[a-z]+)*(\.[a-z-]+)+$/)
+    .max(64),
   session: z.string().optional(),
   target: z.string().optional(),
   outcome: z.enum(['success', 'failure', 'info']).default('info'),
@@ -132,7 +135,15 @@ export const AgentApprovalRequest = z.object({
   requestId: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
   session: z.string().regex(/^[a-z0-9]{8,40}$/),
   sql: z.string().max(64 * 1024),
-  params: z.array(z.string().max(16 * 1024).nullable()).max(1000).optional(),
+  params: z
+    .array(
+      z
+        .string()
+        .max(16 * 1024)
+        .nullable(),
+    )
+    .max(1000)
+    .optional(),
   /** statementDigest(sql, params) */
   digest: z.string().regex(/^[0-9a-f]{64}$/),
   /** The guardrail that matched (its name). */
@@ -146,7 +157,12 @@ export const AgentApprovalRequest = z.object({
     .object({ users: z.array(z.string()).default([]), groups: z.array(z.string()).default([]), required: z.number().int().optional() })
     .optional(),
   /** How long the agent will hold the statement; the request expires no later than this. */
-  timeoutSeconds: z.number().int().positive().max(24 * 3600).optional(),
+  timeoutSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(24 * 3600)
+    .optional(),
 });
 export type AgentApprovalRequest = z.infer<typeof AgentApprovalRequest>;
 /** The agent stopped waiting (client went away, session ended): the request is cancelled. */

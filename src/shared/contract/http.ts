@@ -58,13 +58,24 @@ export type EndReason = z.infer<typeof EndReason>;
 export const CreateSessionRequest = z.object({
   target: z.string().min(1).max(128),
   reason: z.string().max(1000).optional(),
-  durationSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  durationSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600)
+    .optional(),
   /** postgres: database to connect to; defaults to the target's. */
   database: z.string().min(1).max(63).optional(),
   /** ssh: the account to log in as; defaults to the first login policy allows. */
-  login: z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i).optional(),
+  login: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i)
+    .optional(),
   /** An approved access request to open this session under (targets with an approvals rule). */
-  request: z.string().regex(/^[a-z0-9]{20}$/).optional(),
+  request: z
+    .string()
+    .regex(/^[a-z0-9]{20}$/)
+    .optional(),
 });
 export type CreateSessionRequest = z.infer<typeof CreateSessionRequest>;
 
@@ -239,13 +250,26 @@ export const AuditReport = z.object({
       rule: z.string().optional(),
       database: z.string().optional(),
       credentials: z.array(
-        z.object({ role: z.string().optional(), createdAt: z.string().optional(), destroyedAt: z.string().optional(), outcome: z.string() }),
+        z.object({
+          role: z.string().optional(),
+          createdAt: z.string().optional(),
+          destroyedAt: z.string().optional(),
+          outcome: z.string(),
+        }),
       ),
       connections: Count,
       statements: z.object({ executed: Count, failed: Count, blocked: Count, masked: Count, approvals: Count }),
     }),
   ),
-  denied: z.array(z.object({ time: z.string(), type: z.string(), user: z.string().optional(), target: z.string().optional(), reason: z.string().optional() })),
+  denied: z.array(
+    z.object({
+      time: z.string(),
+      type: z.string(),
+      user: z.string().optional(),
+      target: z.string().optional(),
+      reason: z.string().optional(),
+    }),
+  ),
   /** Whether sessions were left out because there were more than the report holds. */
   truncated: z.boolean(),
 });
@@ -287,7 +311,12 @@ export type ApprovalRequirement = z.infer<typeof ApprovalRequirement>;
 export const CreateAccessRequest = z.object({
   target: z.string().min(1).max(128),
   reason: z.string().min(1).max(1000).optional(),
-  durationSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
+  durationSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600)
+    .optional(),
 });
 export type CreateAccessRequest = z.infer<typeof CreateAccessRequest>;
 
@@ -302,7 +331,12 @@ export const RequestKind = z.enum(['access', 'statement']);
  */
 export const ApprovalScope = z.object({
   type: z.enum(['statement', 'session-kind']),
-  forSeconds: z.number().int().positive().max(24 * 3600).optional(),
+  forSeconds: z
+    .number()
+    .int()
+    .positive()
+    .max(24 * 3600)
+    .optional(),
 });
 export type ApprovalScope = z.infer<typeof ApprovalScope>;
 

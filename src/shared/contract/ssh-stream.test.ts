@@ -3,7 +3,11 @@ import { encodeFrame, FrameDecoder, FrameError, FrameType, SSH_MAX_FRAME } from 
 
 describe('SSH stream frames', () => {
   it('decodes frames split anywhere and joined arbitrarily', () => {
-    const bytes = Buffer.concat([encodeFrame(FrameType.stdin, 'abc'), encodeFrame(FrameType.eof), encodeFrame(FrameType.stdout, Buffer.alloc(70_00, 1))]);
+    const bytes = Buffer.concat([
+      encodeFrame(FrameType.stdin, 'abc'),
+      encodeFrame(FrameType.eof),
+      encodeFrame(FrameType.stdout, Buffer.alloc(70_00, 1)),
+    ]);
     const dec = new FrameDecoder();
     const got: number[] = [];
     for (let i = 0; i < bytes.length; i += 7) for (const f of dec.push(bytes.subarray(i, i + 7))) got.push(f.type, f.payload.length);

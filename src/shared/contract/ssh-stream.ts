@@ -30,10 +30,17 @@ export const SshRequest = z.object({
   v: z.literal(SSH_STREAM_VERSION),
   mode: z.enum(['exec', 'shell', 'stdio']),
   /** exec: the command line, run by the login's shell on the host (as ssh does). */
-  command: z.string().min(1).max(32 * 1024).optional(),
+  command: z
+    .string()
+    .min(1)
+    .max(32 * 1024)
+    .optional(),
   /** Allocate a PTY (shell from a terminal; exec with -t). */
   pty: z.boolean().default(false),
-  term: z.string().regex(/^[A-Za-z0-9._+-]{1,64}$/).default('xterm-256color'),
+  term: z
+    .string()
+    .regex(/^[A-Za-z0-9._+-]{1,64}$/)
+    .default('xterm-256color'),
   cols: z.number().int().min(1).max(1000).default(80),
   rows: z.number().int().min(1).max(1000).default(24),
   /** Sent as SSH env requests; sshd's AcceptEnv decides what is kept. */
