@@ -9,14 +9,12 @@
  * (documented in docs/policy.md). A failed look-up throws; callers refuse the result (fail closed).
  */
 import pg from 'pg';
+import type { ColumnIdentity } from '#protocol/postgres/mask.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 
-export interface ColumnIdentity {
-  schema?: string;
-  table?: string;
-  column: string;
-}
+/** What a result column is in the catalog (the masking engine's type). */
+export type { ColumnIdentity };
 
 export interface CatalogDeps {
   /** The target's admin connection URL; its database part is replaced per look-up. Never logged. */

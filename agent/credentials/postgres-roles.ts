@@ -21,13 +21,14 @@ import { JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import type { EmitEvent } from '../events.js';
+import { SESSION_ROLE_PATTERN, SESSION_ROLE_SQL_PATTERN, sessionRoleName } from '#shared/contract/ids.js';
 
-/** The only role names the agent ever creates or drops. */
-export const SESSION_ROLE_PATTERN = /^jit_[a-z0-9]{20}$/;
+/** The only role names the agent ever creates or drops (the contract's pattern). */
+export { SESSION_ROLE_PATTERN };
 
 /** `jit_<sessionId>`; throws for ids that do not have the fixed 20-character shape. */
-export function sessionRoleName(sessionId: string): string {
-  const role = `jit_${sessionId}`;
+export function checkedSessionRoleName(sessionId: string): string {
+  const role = sessionRoleName(sessionId);
   if (!SESSION_ROLE_PATTERN.test(role)) {
     throw new JitError('JIT_CREDENTIAL_FAILED', { detail: 'session id does not have the 20-character shape' });
   }
@@ -115,7 +116,7 @@ export class PostgresRoles {
   }
 
   private async createOrUpdate(session: SessionInfo): Promise<SessionCredential> {
-    const role = sessionRoleName(session.id);
+    const role = checkedSessionRoleName(session.id);
     const expires = new Date(session.expiresAt);
     if (Number.isNaN(expires.getTime())) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: 'invalid session expiry' });
     const validUntil = expires.toISOString();
@@ -196,7 +197,7 @@ export class PostgresRoles {
   }
 
   private async drop(sessionId: string, reason: string): Promise<boolean> {
-    const role = sessionRoleName(sessionId);
+    const role = checkedSessionRoleName(sessionId);
     const r = quoteIdent(role);
     // Let a creation in flight finish first, or it would re-create the role after we drop it.
     await this.ensured.get(sessionId)?.catch(() => {});
@@ -326,7 +327,7 @@ export class PostgresRoles {
   async listSessionRoles(): Promise<SessionRoleRow[]> {
     const r = await this.pool.query<{ rolname: string; rolvaliduntil: Date | null }>(
       `SELECT r.rolname, r.rolvaliduntil FROM pg_roles r
-        WHERE r.rolname ~ '^jit_[a-z0-9]{20}$'
+        WHERE r.rolname ~ '${SESSION_ROLE_SQL_PATTERN}'
           AND (current_setting('server_version_num')::int < 160000
                OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
                OR EXISTS (SELECT 1 FROM pg_auth_members m

@@ -51,6 +51,7 @@ import {
   UpstreamErrorResponse,
   UpstreamUnavailableError,
 } from './postgres-upstream.js';
+import { sessionRoleName } from '#shared/contract/ids.js';
 
 /** What the engine needs from the credential side. */
 export interface SessionRoleProvider {
@@ -301,7 +302,7 @@ function checkStartup(
   if (!['false', 'off', 'no', '0'].includes(replication)) {
     return { fatal: { code: '42501', message: 'replication connections are not allowed through jit' } };
   }
-  const expected = `jit_${session.id}`;
+  const expected = sessionRoleName(session.id);
   const user = params.get('user') ?? '';
   if (user !== expected) {
     return {

@@ -19,6 +19,7 @@ import { tokenRoutes } from './routes/token.js';
 import type { MachineIdentity } from './identity/workload.js';
 import { type SessionService, toSession } from './sessions/session-service.js';
 import type { Db } from './store/db.js';
+import { idSchema } from '#shared/contract/ids.js';
 
 export interface AppDeps {
   discovery: Discovery;
@@ -39,7 +40,7 @@ export interface AppDeps {
   serverFactory?: FastifyServerFactory;
 }
 
-const SessionIdParam = z.object({ id: z.string().regex(/^[a-z0-9]{8,40}$/, 'not a session id') });
+const SessionIdParam = z.object({ id: idSchema('session id') });
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -4,6 +4,7 @@ import { JitError } from '#shared/errors/jit-error.js';
 import type { AuditLog } from './audit/audit-log.js';
 
 import type { Principal, TokenVerifier } from './identity/verifier.js';
+import { parseBearer } from '#shared/http/bearer.js';
 
 export type { Principal, TokenVerifier };
 
@@ -18,11 +19,10 @@ export function isAdmin(p: Principal, admins: Admins): boolean {
 
 /** Verify the request's bearer token; failures are audited (without the token) and answered 401. */
 export async function authenticate(req: FastifyRequest, verifier: TokenVerifier, audit: AuditLog): Promise<Principal> {
-  const h = req.headers.authorization;
-  const m = h && h.length <= 16_384 ? /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(h) : null;
-  if (!m) throw new JitError('JIT_AUTH_REQUIRED');
+  const token = parseBearer(req.headers.authorization);
+  if (!token) throw new JitError('JIT_AUTH_REQUIRED');
   try {
-    return await verifier.verify(m[1]!);
+    return await verifier.verify(token);
   } catch (err) {
     const e = err instanceof JitError ? err : new JitError('JIT_AUTH_INVALID_TOKEN', { cause: err });
     await audit.append({

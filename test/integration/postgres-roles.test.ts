@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { PostgresRoles, sessionRoleName } from '#agent/credentials/postgres-roles.js';
+import { checkedSessionRoleName, PostgresRoles } from '#agent/credentials/postgres-roles.js';
 import type { AgentEventInput } from '#agent/events.js';
 import { reapOnce } from '#agent/reaper.js';
 import { makeScramVerifier } from '#protocol/postgres/scram.js';
@@ -97,8 +97,8 @@ describe('session roles', () => {
   });
 
   it('refuses session ids without the fixed shape (reapers could never find them)', () => {
-    expect(() => sessionRoleName('short')).toThrow();
-    expect(() => sessionRoleName('UPPERCASE0123456789X')).toThrow();
+    expect(() => checkedSessionRoleName('short')).toThrow();
+    expect(() => checkedSessionRoleName('UPPERCASE0123456789X')).toThrow();
   });
 
   it('reports credential.failed for a grant role the admin may not hand out', async () => {

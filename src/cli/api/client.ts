@@ -24,10 +24,10 @@ import { errorFromBody, JitError } from '#shared/errors/jit-error.js';
 import type { Ctx } from '#shared/runtime/ctx.js';
 import type { AccessTokenOptions } from '../auth/auth.js';
 import { clean } from '../output/style.js';
+import { isId } from '#shared/contract/ids.js';
 
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 30_000;
-const SESSION_ID = /^[a-z0-9]{20}$/;
 
 export interface ApiClientDeps {
   ctx: Pick<Ctx, 'fetch' | 'clock'>;
@@ -96,7 +96,7 @@ async function readLimited(res: Response, limit: number): Promise<string> {
 
 /** Validate a session id from the user before it goes into a URL path. */
 export function checkSessionId(id: string): string {
-  if (!SESSION_ID.test(id)) {
+  if (!isId(id)) {
     throw new JitError('JIT_USAGE', {
       message: `"${id.slice(0, 40)}" is not a session id (20 lowercase letters and digits)`,
       hint: 'jit sessions lists your sessions and their ids',
@@ -107,7 +107,7 @@ export function checkSessionId(id: string): string {
 
 /** Validate a request id from the user before it goes into a URL path. */
 export function checkRequestId(id: string): string {
-  if (!SESSION_ID.test(id)) {
+  if (!isId(id)) {
     throw new JitError('JIT_USAGE', {
       message: `"${id.slice(0, 40)}" is not a request id (20 lowercase letters and digits)`,
       hint: 'jit requests lists your requests and those you may review',

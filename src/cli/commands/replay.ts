@@ -1,7 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import type { AuditEvent, Session } from '#shared/contract/http.js';
-import { JitError } from '#shared/errors/jit-error.js';
-import type { ApiClient } from '../api/client.js';
+import { type ApiClient, checkSessionId } from '../api/client.js';
 import { cliServices } from '../api/services.js';
 import type { CommandEnv } from '../main.js';
 import { printJson } from '../output/json.js';
@@ -12,8 +11,7 @@ import { fetchRecording } from '../ssh/recording-client.js';
 
 /** A session and its events, oldest first (GET /v1/sessions/:id/events). */
 export function runReplay(deps: { api: ApiClient }, id: string): Promise<{ session: Session; events: AuditEvent[] }> {
-  if (!/^[a-z0-9]{8,40}$/.test(id)) throw new JitError('JIT_USAGE', { message: `"${id.slice(0, 40)}" is not a session id` });
-  return deps.api.sessionEvents(id);
+  return deps.api.sessionEvents(checkSessionId(id));
 }
 
 function offset(ms: number): string {

@@ -36,8 +36,9 @@ import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Admins } from '../auth.js';
 import type { AccessDecision, PolicyEngine } from '../policy/policy.js';
-import { newSessionId, type Principal } from '../sessions/session-service.js';
+import type { Principal } from '../sessions/session-service.js';
 import type { Db, RequestsTable, SessionsTable } from '../store/db.js';
+import { isId, newId } from '#shared/contract/ids.js';
 
 export interface Approvers {
   users: string[];
@@ -99,7 +100,6 @@ export class ApprovalRequiredError extends JitError {
   }
 }
 
-const REQUEST_ID = /^[a-z0-9]{20}$/;
 const DEFAULT_STATEMENT_TIMEOUT = 30 * 60;
 const DEFAULT_KIND_SCOPE_SECONDS = 10 * 60;
 
@@ -210,7 +210,7 @@ export class ApprovalService {
     }
     const now = clock.now();
     const row: RequestsTable = {
-      id: newSessionId(this.deps.random),
+      id: newId(this.deps.random),
       kind: 'access',
       subject: who.subject,
       issuer: who.issuer,
@@ -479,7 +479,7 @@ export class ApprovalService {
       agentRequestId: msg.requestId,
     };
     const row: RequestsTable = {
-      id: newSessionId(this.deps.random),
+      id: newId(this.deps.random),
       kind: 'statement',
       subject: session.subject,
       issuer: session.issuer,
@@ -711,7 +711,7 @@ export class ApprovalService {
   }
 
   private getRow(id: string): Promise<RequestsTable | undefined> {
-    if (!REQUEST_ID.test(id)) return Promise.resolve(undefined);
+    if (!isId(id)) return Promise.resolve(undefined);
     return this.deps.db.selectFrom('access_requests').selectAll().where('id', '=', id).executeTakeFirst();
   }
 

@@ -14,6 +14,7 @@ import type { Clock } from '#shared/runtime/ctx.js';
 import type { AuditTable, Db, Schema } from '../store/db.js';
 import type { AuditSigner } from './audit-key.js';
 import { type Checkpoint, eventHash, GENESIS_HASH } from '#shared/audit/chain.js';
+import { STREAM_ID_PATTERN } from '#shared/contract/ids.js';
 
 export type Outcome = 'success' | 'failure' | 'info';
 
@@ -73,7 +74,6 @@ const MAX_BATCH = 1000;
 /** Rows per INSERT statement (SQLite allows 32766 bound values; 12 columns each). */
 const INSERT_CHUNK = 250;
 /** Stream ids: short, printable, safe in a syslog structured-data value. */
-export const STREAM_ID = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 
 export interface AuditLogOptions {
   /** This writer's chain (default `cp`); replicas sharing a store each need their own. */
@@ -131,7 +131,7 @@ export class AuditLog {
     private readonly opts: AuditLogOptions = {},
   ) {
     this.stream = opts.stream ?? 'cp';
-    if (!STREAM_ID.test(this.stream)) throw new Error(`audit stream id "${this.stream}" is not valid`);
+    if (!STREAM_ID_PATTERN.test(this.stream)) throw new Error(`audit stream id "${this.stream}" is not valid`);
     this.checkpointEvery = Math.max(1, opts.checkpointEveryEvents ?? 1000);
   }
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { AgentRecordingChunk } from '#shared/contract/agent.js';
 import type { Logger } from '#shared/log.js';
+import { isId } from '#shared/contract/ids.js';
 
 interface AuditSink {
   append(e: {
@@ -48,7 +49,6 @@ interface State {
   chain: Promise<void>;
 }
 
-const SESSION_ID = /^[a-z0-9]{8,40}$/;
 /** Out-of-order chunks kept while an earlier one is still being handled. */
 const MAX_PENDING = 64;
 
@@ -61,7 +61,7 @@ export class RecordingStore {
 
   /** The file of a session's recording (the id is validated: it goes into a path). */
   file(sessionId: string): string {
-    if (!SESSION_ID.test(sessionId)) throw new Error('not a session id');
+    if (!isId(sessionId)) throw new Error('not a session id');
     return path.join(this.deps.dir, `${sessionId}.cast`);
   }
 

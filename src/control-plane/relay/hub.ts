@@ -37,6 +37,7 @@ import type { SessionsTable } from '../store/db.js';
 import { RELAY_ACCESS_TOKEN_HEADER } from '#shared/contract/http.js';
 import { acceptStreamUpgrade, bearerToken, rejectUpgrade, wantsStreamUpgrade } from './raw-http.js';
 import { type Spliced, splice } from './splice.js';
+import { ID_PATTERN } from '#shared/contract/ids.js';
 
 export interface HubDeps {
   agents: { name: string; tokenHash: string }[];
@@ -86,7 +87,7 @@ export const INSPECT_CAPABILITY = 'postgres.inspect';
 /** Capability an agent advertises when it serves SSH targets (certificates, guardrails, recording). */
 export const SSH_CAPABILITY = 'ssh';
 const AGENT_STREAM = /^\/v1\/agent\/streams\/([A-Za-z0-9_-]{16,64})$/;
-const RELAY = /^\/v1\/relay\/([a-z0-9]{8,40})$/;
+const RELAY = new RegExp(`^/v1/relay/(${ID_PATTERN.source.slice(1, -1)})$`);
 
 export class RelayHub {
   private readonly agents = new Map<string, ConnectedAgent>();

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STREAM_UPGRADE_PROTOCOL } from '#shared/contract/http.js';
 import { JitError } from '#shared/errors/jit-error.js';
+import { parseBearer } from '#shared/http/bearer.js';
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
@@ -41,10 +42,7 @@ export function acceptStreamUpgrade(socket: Duplex): void {
 
 /** The bearer token of a request, or undefined. Bounded so a huge header cannot cost much. */
 export function bearerToken(req: IncomingMessage): string | undefined {
-  const h = req.headers.authorization;
-  if (!h || h.length > 8192) return undefined;
-  const m = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(h);
-  return m?.[1];
+  return parseBearer(req.headers.authorization);
 }
 
 /** Whether the request asks for our raw stream upgrade. */

@@ -8,6 +8,7 @@ import { JitError } from '#shared/errors/jit-error.js';
 import type { Principal } from '../auth.js';
 import type { RecordingStore } from '../recordings/store.js';
 import type { SessionService } from '../sessions/session-service.js';
+import { idSchema } from '#shared/contract/ids.js';
 
 export interface RecordingRoutesDeps {
   recordings: RecordingStore;
@@ -16,7 +17,7 @@ export interface RecordingRoutesDeps {
   isAdmin(p: Principal): boolean;
 }
 
-const IdParam = z.object({ id: z.string().regex(/^[a-z0-9]{8,40}$/, 'not a session id') });
+const IdParam = z.object({ id: idSchema('session id') });
 
 /** The recording route, as a fastify plugin (errors go to the app's error handler). */
 export const recordingRoutes: FastifyPluginAsync<RecordingRoutesDeps> = async (app, deps) => {

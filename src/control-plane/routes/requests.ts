@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ApproveBody, CreateAccessRequest, DenyBody } from '#shared/contract/http.js';
 import type { ApprovalService } from '../approvals/approval-service.js';
 import type { Principal } from '../auth.js';
+import { idSchema } from '#shared/contract/ids.js';
 
 export interface RequestRoutesDeps {
   approvals: ApprovalService;
@@ -15,7 +16,7 @@ export interface RequestRoutesDeps {
   isAdmin(p: Principal): boolean;
 }
 
-const IdParam = z.object({ id: z.string().regex(/^[a-z0-9]{20}$/, 'not a request id') });
+const IdParam = z.object({ id: idSchema('request id') });
 const flag = z
   .string()
   .optional()

@@ -12,7 +12,9 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { PolicyEngine } from '../policy/policy.js';
 import type { Db, SessionsTable } from '../store/db.js';
 import { sessionRulesField, sshSessionRules } from '../ssh/session-rules.js';
+import type { Principal as VerifiedPrincipal } from '../identity/verifier.js';
 import type { GrantSigner } from './grants.js';
+import { isId, newId, sessionRoleName } from '#shared/contract/ids.js';
 
 export interface SessionSettings {
   heartbeatTimeoutSeconds: number;
@@ -20,12 +22,8 @@ export interface SessionSettings {
   defaultDurationSeconds: number;
 }
 
-export interface Principal {
-  subject: string;
-  username: string;
-  groups: string[];
-  issuer: string;
-}
+/** Who asks: the verified token's principal (only its identity fields are used here). */
+export type Principal = Pick<VerifiedPrincipal, 'subject' | 'username' | 'groups' | 'issuer'>;
 
 export interface SessionServiceDeps {
   db: Db;
@@ -56,20 +54,6 @@ export interface SessionApprovalGate {
   ): Promise<{ requestId: string; durationSeconds: number } | undefined>;
 }
 
-const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
-
-/** 20 characters of [a-z2-7]: 100 bits, valid inside a PostgreSQL role name. */
-export function newSessionId(random: (n: number) => Buffer): string {
-  const bytes = random(20);
-  let id = '';
-  for (const b of bytes) id += BASE32[b & 31];
-  return id;
-}
-
-export function sessionRole(id: string): string {
-  return `jit_${id}`;
-}
-
 export function toSession(row: SessionsTable): Session {
   return {
     id: row.id,
@@ -83,7 +67,7 @@ export function toSession(row: SessionsTable): Session {
     expiresAt: new Date(Number(row.expires_at)).toISOString(),
     endedAt: row.ended_at ? new Date(Number(row.ended_at)).toISOString() : undefined,
     endReason: (row.end_reason ?? undefined) as EndReason | undefined,
-    dbUser: row.target_type === 'postgres' ? sessionRole(row.id) : undefined,
+    dbUser: row.target_type === 'postgres' ? sessionRoleName(row.id) : undefined,
     request: row.request_id ?? undefined,
   };
 }
@@ -109,7 +93,7 @@ export class SessionService {
     }
     // ssh: the login is checked before anything else is spent on the request.
     const sshRules = decision.target.type === 'ssh' ? sshSessionRules(policy, who, decision, req.login) : undefined;
-    const id = newSessionId(this.deps.random);
+    const id = newId(this.deps.random);
     if (!req.request && req.durationSeconds !== undefined && req.durationSeconds > decision.maxDurationSeconds) {
       throw new JitError('JIT_SESSION_DURATION', {
         message: `The longest session policy allows for ${decision.target.name} is ${Math.floor(decision.maxDurationSeconds / 60)} minutes`,
@@ -188,7 +172,7 @@ export class SessionService {
   }
 
   async get(id: string): Promise<SessionsTable | undefined> {
-    if (!/^[a-z0-9]{8,40}$/.test(id)) return undefined;
+    if (!isId(id)) return undefined;
     return this.deps.db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
   }
 
@@ -263,7 +247,7 @@ export class SessionService {
 
   /** Of the given ids, those whose sessions are active (the agents' reapers ask). */
   async liveOf(ids: string[], agent: string): Promise<string[]> {
-    const valid = ids.filter((id) => /^[a-z0-9]{8,40}$/.test(id));
+    const valid = ids.filter(isId);
     if (valid.length === 0) return [];
     const rows = await this.deps.db
       .selectFrom('sessions')

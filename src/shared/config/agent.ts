@@ -1,6 +1,7 @@
 /** Schema of the agent's configuration file (`jit agent --config`). */
 import { z } from 'zod';
 import { DurationString } from './server.js';
+import { NAME_PATTERN, NAME_RULE } from '../contract/ids.js';
 
 export const AgentPostgresTarget = z.object({
   type: z.literal('postgres'),
@@ -36,10 +37,7 @@ export const AgentSshTarget = z
   .refine((t) => Boolean(t.caKeyFile) !== Boolean(t.caKeyEnv), { message: 'set exactly one of caKeyFile and caKeyEnv' });
 
 export const AgentConfig = z.object({
-  name: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
-    .describe('Agent name, as in the server config'),
+  name: z.string().regex(NAME_PATTERN, NAME_RULE).describe('Agent name, as in the server config'),
   controlPlane: z.string().url().describe('Control plane URL'),
   token: z.string().optional().describe('Agent token; prefer tokenFile or JIT_AGENT_TOKEN'),
   tokenFile: z.string().optional().describe('File holding the agent token'),

@@ -1,8 +1,9 @@
 /** Schema of the policy file: targets and who may access them. */
 import { z } from 'zod';
 import { DurationString } from './server.js';
+import { NAME_PATTERN, NAME_RULE } from '../contract/ids.js';
 
-const Name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)');
+const Name = z.string().regex(NAME_PATTERN, NAME_RULE);
 const PgIdent = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'a plain PostgreSQL identifier');
 
 export const PolicyTarget = z.object({

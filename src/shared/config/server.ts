@@ -1,6 +1,7 @@
 /** Schema of the control plane's configuration file (`jit server --config`). */
 import { z } from 'zod';
 import { parseDuration } from '../duration.js';
+import { NAME_PATTERN, NAME_RULE, STREAM_ID_PATTERN } from '../contract/ids.js';
 
 export const DurationString = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -17,7 +18,7 @@ export const AuditDestination = z
   .object({
     name: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
+      .regex(NAME_PATTERN, NAME_RULE)
       .describe('Name of the destination; its forwarding cursor is stored under it, so renaming one re-sends everything'),
     type: z.enum(['http', 'syslog']).describe('http: JSON lines POSTed to url; syslog: RFC 5424 frames (octet counting) over TCP or TLS'),
     url: z.string().url().optional().describe('http: where to POST (https, or http on loopback)'),
@@ -39,7 +40,7 @@ export const AuditConfig = z
   .object({
     stream: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9._-]{0,31}$/)
+      .regex(STREAM_ID_PATTERN)
       .default('cp')
       .describe("Name of this control plane's hash chain; replicas sharing one store need different names"),
     checkpointEvery: z.number().int().min(1).max(1_000_000).default(1000).describe('Sign a checkpoint after this many events'),
@@ -142,7 +143,7 @@ export const Notifications = z.object({
 });
 export type Notifications = z.infer<typeof Notifications>;
 
-const MachineName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lowercase letters, digits, . _ - (max 63)');
+const MachineName = z.string().regex(NAME_PATTERN, NAME_RULE);
 /** A claim pattern: exact, or a trailing `*` for a prefix. */
 const ClaimPattern = z.string().min(1).max(512);
 
@@ -213,10 +214,7 @@ export const ServerConfig = z.object({
   agents: z
     .array(
       z.object({
-        name: z
-          .string()
-          .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)
-          .describe('Agent name, as targets name it'),
+        name: z.string().regex(NAME_PATTERN, NAME_RULE).describe('Agent name, as targets name it'),
         tokenHash: z
           .string()
           .regex(/^sha256:[0-9a-f]{64}$/)

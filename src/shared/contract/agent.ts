@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { Guardrail, MaskRule } from '../config/policy.js';
+import { idSchema } from './ids.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 /** Largest control message either side accepts. */
@@ -61,7 +62,7 @@ export const SshSessionRules = z.object({
 export type SshSessionRules = z.infer<typeof SshSessionRules>;
 
 export const SessionInfo = z.object({
-  id: z.string().regex(/^[a-z0-9]{8,40}$/),
+  id: idSchema('session id'),
   user: z.string(),
   target: z.string(),
   database: z.string().optional(),
@@ -133,7 +134,7 @@ export const AgentApprovalRequest = z.object({
   type: z.literal('approval.request'),
   /** Chosen by the agent; unique per agent while the statement is held. */
   requestId: z.string().regex(/^[A-Za-z0-9_-]{8,64}$/),
-  session: z.string().regex(/^[a-z0-9]{8,40}$/),
+  session: idSchema('session id'),
   sql: z.string().max(64 * 1024),
   params: z
     .array(
@@ -180,7 +181,7 @@ export const RECORDING_CHUNK_MAX = 32 * 1024;
  */
 export const AgentRecordingChunk = z.object({
   type: z.literal('recording.chunk'),
-  session: z.string().regex(/^[a-z0-9]{8,40}$/),
+  session: idSchema('session id'),
   seq: z.number().int().min(0),
   data: z.string().max(RECORDING_CHUNK_MAX),
   final: z.boolean().default(false),

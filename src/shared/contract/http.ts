@@ -3,6 +3,7 @@
  * new fields are optional with defaults; old CLIs must keep working.
  */
 import { z } from 'zod';
+import { idSchema } from './ids.js';
 
 export const API_PREFIX = '/v1';
 
@@ -72,10 +73,7 @@ export const CreateSessionRequest = z.object({
     .regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/i)
     .optional(),
   /** An approved access request to open this session under (targets with an approvals rule). */
-  request: z
-    .string()
-    .regex(/^[a-z0-9]{20}$/)
-    .optional(),
+  request: idSchema('request id').optional(),
 });
 export type CreateSessionRequest = z.infer<typeof CreateSessionRequest>;
 
