@@ -4,20 +4,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { AgentConfig, AgentPostgresTarget } from '#shared/config/agent.js';
+import type { AgentConfig } from '#shared/config/agent.js';
 import { AGENT_PROTOCOL_VERSION, type ServerToAgent } from '#shared/contract/agent.js';
 import { isErrorCode } from '#shared/errors/codes.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import { type Clock, systemClock } from '#shared/runtime/ctx.js';
 import { loadSqlParser } from '#protocol/postgres/classify.js';
-import { Catalog } from './catalog.js';
-import { PostgresRoles } from './credentials/postgres-roles.js';
 import { ControlChannel, dialStream } from './dialer.js';
 import { StatementApprovals } from './engines/inspect/approval.js';
-import { handlePostgresClient } from './engines/postgres.js';
-import { dialTarget } from './engines/postgres-upstream.js';
-import { createSshService } from './engines/ssh/service.js';
+import { createEngines } from './engines/registry.js';
 import { startReaper } from './reaper.js';
 import { StreamRegistry } from './streams.js';
 
@@ -56,21 +52,6 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   let channel: ControlChannel;
   const emit = (e: Parameters<ControlChannel['emit']>[0]) => channel.emit(e);
 
-  const pgTargets = new Map<string, { config: AgentPostgresTarget; roles: PostgresRoles; catalog: Catalog }>();
-  for (const [name, t] of Object.entries(config.targets)) {
-    if (t.type !== 'postgres') continue;
-    const adminUrl = t.adminUrl ?? (t.adminUrlEnv ? env[t.adminUrlEnv] : undefined);
-    if (!adminUrl) {
-      throw new JitError('JIT_CONFIG_INVALID', {
-        message: `target ${name}: no admin connection URL`,
-        hint: t.adminUrlEnv ? `set the environment variable ${t.adminUrlEnv}` : 'set adminUrlEnv (or adminUrl) for the target',
-      });
-    }
-    const roles = new PostgresRoles({ target: name, config: t, adminUrl, emit, logger, clock, random: randomBytes });
-    const catalog = new Catalog({ adminUrl, target: name, logger, clock });
-    pgTargets.set(name, { config: t, roles, catalog });
-  }
-
   // require-approval statements are held here until the control plane's decision (fail closed).
   const approvals = new StatementApprovals({
     send: (m) => channel.send(m),
@@ -80,87 +61,67 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
     logger,
   });
 
-  const ssh = createSshService({ config, env, emit, send: (m) => channel.send(m), registry, logger, clock, approve: approvals.await });
-
-  const engineDeps = (t: { roles: PostgresRoles; catalog: Catalog }) => ({
-    roles: t.roles,
-    catalog: t.catalog,
-    registry,
+  const { engines, reapable } = createEngines({
+    config,
+    env,
     emit,
+    send: (m) => channel.send(m),
+    registry,
     logger,
     clock,
-    random: randomBytes,
-    // Inspected statements run only while their audit events can reach the control plane.
     recorderReady: () => channel.connected,
     flushAudit: () => channel.flush(),
     approve: approvals.await,
   });
-
-  const refuse = (streamId: string, code: JitError['code'], message: string) => {
-    channel.send({ type: 'stream.failed', streamId, code, message });
+  const engineFor = (target: string) => {
+    const t = config.targets[target];
+    return t ? engines[t.type] : undefined;
   };
 
   const onStreamOpen = async (msg: Extract<ServerToAgent, { type: 'stream.open' }>): Promise<void> => {
     const { session, streamId } = msg;
-    if (ssh.serves(session.target)) {
-      let socket: Awaited<ReturnType<typeof dialStream>>;
+    const engine = engineFor(session.target);
+    if (!engine) {
+      channel.send({
+        type: 'stream.failed',
+        streamId,
+        code: 'JIT_TARGET_NOT_FOUND',
+        message: `This agent does not serve ${session.target}`,
+      });
+      return;
+    }
+    // Until the data stream is open a failure is the stream's (stream.failed); after, the engine's.
+    let open = false;
+    const dial = async () => {
       try {
-        socket = await dialStream({ controlPlane: config.controlPlane, token, streamId, ca, clock });
+        const socket = await dialStream({ controlPlane: config.controlPlane, token, streamId, ca, clock });
+        open = true;
+        return socket;
       } catch (err) {
         const e = err instanceof JitError ? err : new JitError('JIT_TARGET_UNREACHABLE');
-        refuse(streamId, isErrorCode(e.code) ? e.code : 'JIT_TARGET_UNREACHABLE', e.message);
-        return;
+        logger.warn({ stream: streamId, code: e.code, detail: e.detail }, 'could not open the data stream');
+        throw e;
       }
-      await ssh.handle(socket, session, streamId);
-      return;
-    }
-    const t = pgTargets.get(session.target);
-    if (!t) {
-      refuse(streamId, 'JIT_TARGET_NOT_FOUND', `This agent does not serve ${session.target}`);
-      return;
-    }
-    // Reach the target first, so the user gets a clear error instead of a connection that dies.
-    let upstream: Awaited<ReturnType<typeof dialTarget>>;
+    };
     try {
-      upstream = await dialTarget(t.config, clock, 5_000);
+      await engine.open(session, streamId, dial);
     } catch (err) {
-      logger.warn({ target: session.target, err: (err as Error).message }, 'target unreachable');
-      refuse(streamId, 'JIT_TARGET_UNREACHABLE', `The target ${session.target} cannot be reached from its agent`);
-      return;
-    }
-    let socket: Awaited<ReturnType<typeof dialStream>>;
-    try {
-      socket = await dialStream({ controlPlane: config.controlPlane, token, streamId, ca, clock });
-    } catch (err) {
-      upstream.destroy();
+      if (open) throw err;
       const e = err instanceof JitError ? err : new JitError('JIT_TARGET_UNREACHABLE');
-      logger.warn({ stream: streamId, code: e.code, detail: e.detail }, 'could not open the data stream');
-      refuse(streamId, isErrorCode(e.code) ? e.code : 'JIT_TARGET_UNREACHABLE', e.message);
-      return;
+      channel.send({ type: 'stream.failed', streamId, code: isErrorCode(e.code) ? e.code : 'JIT_TARGET_UNREACHABLE', message: e.message });
     }
-    await handlePostgresClient(socket, session, { name: session.target, config: t.config }, engineDeps(t), {
-      streamId,
-      upstream,
-    });
   };
 
   const onSessionEnd = async (msg: Extract<ServerToAgent, { type: 'session.end' }>): Promise<void> => {
     approvals.sessionEnded(msg.session);
     const closed = registry.closeSession(msg.session);
-    ssh.sessionEnded(msg.session, msg.reason);
-    const t = pgTargets.get(msg.target);
-    if (!t) return;
-    try {
-      await t.roles.dropSessionRole(msg.session, msg.reason);
-    } catch {
-      // Logged and reported by dropSessionRole; the reaper retries later.
-    }
+    await engineFor(msg.target)?.sessionEnded(msg.session, msg.target, msg.reason);
     logger.info({ session: msg.session, streams: closed }, 'session ended');
   };
 
   const reaper = startReaper(
     {
-      targets: new Map([...pgTargets].map(([n, t]) => [n, t.roles])),
+      targets: reapable,
       askLive: (ids) => channel.askLive(ids),
       logger,
       clock,
@@ -207,8 +168,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
       reaper.stop();
       await channel.close();
       registry.closeAll();
-      ssh.close();
-      await Promise.all([...pgTargets.values()].flatMap((t) => [t.roles.close(), t.catalog.close()]));
+      await Promise.all(Object.values(engines).map((e) => e.close()));
     },
   };
 }

@@ -1,6 +1,7 @@
 /** Schema of the agent's configuration file (`jit agent --config`). */
 import { z } from 'zod';
 import { DurationString } from './server.js';
+import { type TargetTypeName, unsupportedTargetType } from '../contract/engines.js';
 import { NAME_PATTERN, NAME_RULE } from '../contract/ids.js';
 
 export const AgentPostgresTarget = z.object({
@@ -36,15 +37,19 @@ export const AgentSshTarget = z
   })
   .refine((t) => Boolean(t.caKeyFile) !== Boolean(t.caKeyEnv), { message: 'set exactly one of caKeyFile and caKeyEnv' });
 
+/** One schema per engine of the registry: a type without one does not compile. */
+const AGENT_TARGETS = { postgres: AgentPostgresTarget, ssh: AgentSshTarget } satisfies Record<TargetTypeName, z.ZodType>;
+const AgentTarget = z.discriminatedUnion('type', Object.values(AGENT_TARGETS) as [typeof AgentPostgresTarget, typeof AgentSshTarget], {
+  error: (iss) => (iss.code === 'invalid_union' ? unsupportedTargetType((iss.input as { type?: unknown } | undefined)?.type) : undefined),
+});
+
 export const AgentConfig = z.object({
   name: z.string().regex(NAME_PATTERN, NAME_RULE).describe('Agent name, as in the server config'),
   controlPlane: z.string().url().describe('Control plane URL'),
   token: z.string().optional().describe('Agent token; prefer tokenFile or JIT_AGENT_TOKEN'),
   tokenFile: z.string().optional().describe('File holding the agent token'),
   caFile: z.string().optional().describe("Extra CA (PEM) to trust for the control plane's TLS"),
-  targets: z
-    .record(z.string(), z.discriminatedUnion('type', [AgentPostgresTarget, AgentSshTarget]))
-    .describe('Targets this agent serves, by name (as in the policy)'),
+  targets: z.record(z.string(), AgentTarget).describe('Targets this agent serves, by name (as in the policy)'),
   reaperInterval: DurationString.default(60).describe('How often orphaned session credentials are looked for (default 60s)'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;

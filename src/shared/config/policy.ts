@@ -1,23 +1,34 @@
 /** Schema of the policy file: targets and who may access them. */
 import { z } from 'zod';
 import { DurationString } from './server.js';
+import { ENGINES, misplacedTargetField, TargetType } from '../contract/engines.js';
 import { NAME_PATTERN, NAME_RULE } from '../contract/ids.js';
 
 const Name = z.string().regex(NAME_PATTERN, NAME_RULE);
 const PgIdent = z.string().regex(/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'a plain PostgreSQL identifier');
 
-export const PolicyTarget = z.object({
-  name: Name.describe('Target name users type: jit connect <name>'),
-  type: z.enum(['postgres', 'ssh', 'tcp']).describe('Protocol engine'),
-  agent: Name.describe('Agent that reaches this target'),
-  description: z.string().default('').describe('Shown by jit targets'),
-  database: PgIdent.optional().describe('postgres: default database'),
-  maxDuration: DurationString.optional().describe('Longest session on this target'),
-  recordInput: z
-    .boolean()
-    .default(false)
-    .describe('ssh: record keystrokes too, not only the output (typed passwords end up in the recording)'),
-});
+export const PolicyTarget = z
+  .object({
+    name: Name.describe('Target name users type: jit connect <name>'),
+    type: TargetType.describe('Protocol engine: postgres or ssh'),
+    agent: Name.describe('Agent that reaches this target'),
+    description: z.string().default('').describe('Shown by jit targets'),
+    database: PgIdent.optional().describe('postgres: default database'),
+    maxDuration: DurationString.optional().describe('Longest session on this target'),
+    recordInput: z
+      .boolean()
+      .default(false)
+      .describe('ssh: record keystrokes too, not only the output (typed passwords end up in the recording)'),
+  })
+  .superRefine((t, ctx) => {
+    // A field of another engine is a mistake the user should hear about, not a silent no-op.
+    for (const field of Object.values(ENGINES).flatMap((e) => e.targetFields)) {
+      const v = (t as Record<string, unknown>)[field];
+      if (v === undefined || v === false) continue;
+      const message = misplacedTargetField(t.type, field);
+      if (message) ctx.addIssue({ code: 'custom', path: [field], message });
+    }
+  });
 
 export const AccessRule = z
   .object({

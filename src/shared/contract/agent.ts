@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { Guardrail, MaskRule } from '../config/policy.js';
+import { TargetType } from './engines.js';
 import { idSchema } from './ids.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
@@ -21,7 +22,7 @@ export const AGENT_MAX_CONTROL_MESSAGE = 256 * 1024;
 
 const TargetDecl = z.object({
   name: z.string().min(1).max(128),
-  type: z.enum(['postgres', 'ssh', 'tcp']),
+  type: TargetType,
 });
 
 /** SCRAM-SHA-256 verifier of the session's local secret (the agent never sees the secret). */

@@ -3,6 +3,7 @@
  * new fields are optional with defaults; old CLIs must keep working.
  */
 import { z } from 'zod';
+import { TargetType } from './engines.js';
 import { idSchema } from './ids.js';
 
 export const API_PREFIX = '/v1';
@@ -23,8 +24,6 @@ export type Discovery = z.infer<typeof Discovery>;
 export const ErrorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
 });
-
-export const TargetType = z.enum(['postgres', 'ssh', 'tcp']);
 
 /** GET /v1/targets → { targets: Target[] } (only targets the caller may use). */
 export const Target = z.object({

@@ -1,0 +1,107 @@
+/**
+ * The agent's PostgreSQL side, wired once: per target its admin connection for session roles and
+ * its catalog for masking. agent/engines/registry.ts hands it the streams of postgres targets.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { AgentConfig, AgentPostgresTarget } from '#shared/config/agent.js';
+import type { SessionInfo } from '#shared/contract/agent.js';
+import { JitError } from '#shared/errors/jit-error.js';
+import type { Logger } from '#shared/log.js';
+import type { Clock } from '#shared/runtime/ctx.js';
+import { Catalog } from '../catalog.js';
+import { PostgresRoles } from '../credentials/postgres-roles.js';
+import type { EmitEvent } from '../events.js';
+import type { StreamRegistry } from '../streams.js';
+import type { AwaitApproval } from './inspect/approval.js';
+import { handlePostgresClient } from './postgres.js';
+import { dialTarget } from './postgres-upstream.js';
+
+export interface PostgresServiceDeps {
+  config: AgentConfig;
+  env: Readonly<Record<string, string | undefined>>;
+  emit: EmitEvent;
+  registry: StreamRegistry;
+  logger: Logger;
+  clock: Clock;
+  /** Inspected statements run only while their audit events can reach the control plane. */
+  recorderReady(): boolean;
+  flushAudit(): void;
+  approve: AwaitApproval;
+}
+
+interface PgTarget {
+  config: AgentPostgresTarget;
+  roles: PostgresRoles;
+  catalog: Catalog;
+}
+
+/** Load the postgres targets of the agent config (throws JIT_CONFIG_INVALID without an admin URL). */
+export function createPostgresService(deps: PostgresServiceDeps) {
+  const { logger, clock } = deps;
+  const targets = new Map<string, PgTarget>();
+  for (const [name, t] of Object.entries(deps.config.targets)) {
+    if (t.type !== 'postgres') continue;
+    const adminUrl = t.adminUrl ?? (t.adminUrlEnv ? deps.env[t.adminUrlEnv] : undefined);
+    if (!adminUrl) {
+      throw new JitError('JIT_CONFIG_INVALID', {
+        message: `target ${name}: no admin connection URL`,
+        hint: t.adminUrlEnv ? `set the environment variable ${t.adminUrlEnv}` : 'set adminUrlEnv (or adminUrl) for the target',
+      });
+    }
+    const roles = new PostgresRoles({ target: name, config: t, adminUrl, emit: deps.emit, logger, clock, random: randomBytes });
+    const catalog = new Catalog({ adminUrl, target: name, logger, clock });
+    targets.set(name, { config: t, roles, catalog });
+  }
+
+  return {
+    /** Session roles per target, for the reaper. */
+    roles: new Map([...targets].map(([n, t]) => [n, t.roles])),
+
+    /** Reach the target first, so the user gets a clear error instead of a stream that dies. */
+    async open(session: SessionInfo, streamId: string, dial: () => Promise<Duplex>): Promise<void> {
+      const t = targets.get(session.target)!;
+      let upstream: Awaited<ReturnType<typeof dialTarget>>;
+      try {
+        upstream = await dialTarget(t.config, clock, 5_000);
+      } catch (err) {
+        logger.warn({ target: session.target, err: (err as Error).message }, 'target unreachable');
+        throw new JitError('JIT_TARGET_UNREACHABLE', { message: `The target ${session.target} cannot be reached from its agent` });
+      }
+      let socket: Duplex;
+      try {
+        socket = await dial();
+      } catch (err) {
+        upstream.destroy();
+        throw err;
+      }
+      const engineDeps = {
+        roles: t.roles,
+        catalog: t.catalog,
+        registry: deps.registry,
+        emit: deps.emit,
+        logger,
+        clock,
+        random: randomBytes,
+        recorderReady: deps.recorderReady,
+        flushAudit: deps.flushAudit,
+        approve: deps.approve,
+      };
+      await handlePostgresClient(socket, session, { name: session.target, config: t.config }, engineDeps, { streamId, upstream });
+    },
+
+    async sessionEnded(session: string, target: string, reason: string): Promise<void> {
+      const t = targets.get(target);
+      if (!t) return;
+      try {
+        await t.roles.dropSessionRole(session, reason);
+      } catch {
+        // Logged and reported by dropSessionRole; the reaper retries later.
+      }
+    },
+
+    async close(): Promise<void> {
+      await Promise.all([...targets.values()].flatMap((t) => [t.roles.close(), t.catalog.close()]));
+    },
+  };
+}
