@@ -22,7 +22,6 @@ import {
   authenticationSASLContinue,
   authenticationSASLFinal,
   backendKeyData,
-  errorResponse,
   negotiateProtocolVersion,
   PgProtocolError,
   parameterStatus,
@@ -30,6 +29,7 @@ import {
   readyForQuery,
   type StartupPacket,
 } from '#protocol/postgres/codec.js';
+import { buildErrorResponse } from '#protocol/postgres/messages.js';
 import { SCRAM_MECHANISM, ScramError, ScramServer } from '#protocol/postgres/scram.js';
 import type { AgentPostgresTarget } from '#shared/config/agent.js';
 import type { SessionInfo } from '#shared/contract/agent.js';
@@ -401,7 +401,7 @@ function armExpiry(session: SessionInfo, clock: Clock, onExpire: () => void): No
 }
 
 function sendFatal(client: Duplex, f: Fatal): void {
-  if (client.writable) client.write(errorResponse({ severity: 'FATAL', code: f.code, message: f.message, hint: f.hint }));
+  if (client.writable) client.write(buildErrorResponse({ severity: 'FATAL', code: f.code, message: f.message, hint: f.hint }));
 }
 
 function reportStartupFailure(

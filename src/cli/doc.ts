@@ -1,6 +1,7 @@
 /** Renders the CLI reference from the commander program itself, so docs/cli/reference.md follows the code. */
 import type { Command } from 'commander';
 import { createSystemCtx } from '#shared/runtime/ctx.js';
+import { JIT_ENV, type JitEnvName } from '#shared/runtime/env.js';
 import { buildProgram } from './main.js';
 
 export const CLI_GENERATED_BEGIN = '<!-- generated from the commander program by src/cli/doc.ts: do not edit below -->';
@@ -44,6 +45,19 @@ export function cliReference(): string {
   const program = buildProgram({ ctx: createSystemCtx(), globals: () => ({}) });
   const out: string[] = [CLI_GENERATED_BEGIN, '', '## Global options', '', '| option | meaning |', '| --- | --- |'];
   for (const o of program.options) out.push(`| \`${o.flags}\` | ${o.description} |`);
+  out.push(
+    '',
+    '## Environment',
+    '',
+    'Every `JIT_*` variable jit reads (src/shared/runtime/env.ts). A flag wins over its variable. Variables marked secret are never logged and never passed to the command `jit exec` runs.',
+    '',
+    '| variable | meaning |',
+    '| --- | --- |',
+  );
+  for (const name of Object.keys(JIT_ENV) as JitEnvName[]) {
+    const v: { doc: string; secret?: true } = JIT_ENV[name];
+    out.push(`| \`${name}\` | ${v.doc}${v.secret ? ' (secret)' : ''} |`);
+  }
   for (const cmd of program.commands.filter(visible)) section(cmd, out);
   out.push('');
   return out.join('\n');

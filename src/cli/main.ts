@@ -27,6 +27,7 @@ import { registerTargets } from './commands/targets.js';
 import { registerTools } from './commands/tools.js';
 import { registerWhoami } from './commands/whoami.js';
 import { VERSION } from '#shared/version.js';
+import { readEnvFlag } from '#shared/runtime/env.js';
 
 export interface GlobalOptions {
   server?: string;
@@ -38,16 +39,13 @@ export interface GlobalOptions {
   idTokenFile?: string;
 }
 
-const TRUE = /^(1|true|yes|on)$/i;
-
 /** Global flags completed from the environment: a flag wins; JIT_JSON/JIT_QUIET/JIT_DEBUG=1 otherwise. */
 export function globalsWithEnv(flags: GlobalOptions, env: Readonly<Record<string, string | undefined>>): GlobalOptions {
-  const fromEnv = (name: string) => TRUE.test(env[name] ?? '');
   return {
     ...flags,
-    json: flags.json ?? (fromEnv('JIT_JSON') || undefined),
-    quiet: flags.quiet ?? (fromEnv('JIT_QUIET') || undefined),
-    debug: flags.debug ?? (fromEnv('JIT_DEBUG') || undefined),
+    json: flags.json ?? (readEnvFlag(env, 'JIT_JSON') || undefined),
+    quiet: flags.quiet ?? (readEnvFlag(env, 'JIT_QUIET') || undefined),
+    debug: flags.debug ?? (readEnvFlag(env, 'JIT_DEBUG') || undefined),
   };
 }
 
@@ -128,7 +126,7 @@ export async function run(argv: string[], ctx: Ctx = createSystemCtx()): Promise
   program.hook('preAction', (cmd) => {
     globals = globalsWithEnv(cmd.optsWithGlobals() as GlobalOptions, ctx.env);
   });
-  const debug = argv.includes('--debug') || TRUE.test(ctx.env['JIT_DEBUG'] ?? '');
+  const debug = argv.includes('--debug') || readEnvFlag(ctx.env, 'JIT_DEBUG');
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

@@ -48,7 +48,7 @@ function code(text: string): string {
     .join('\n');
 }
 
-export function violations(files: { path: string; text: string }[]): string[] {
+function violations(files: { path: string; text: string }[]): string[] {
   const out: string[] = [];
   for (const f of files) {
     const body = code(f.text);

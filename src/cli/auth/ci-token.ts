@@ -15,13 +15,12 @@ import { z } from 'zod';
 import { Discovery } from '#shared/contract/http.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import type { Ctx } from '#shared/runtime/ctx.js';
+import { readEnv, readEnvText } from '#shared/runtime/env.js';
 import { clean } from '../output/style.js';
 import type { AccessTokenOptions } from './auth.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 export const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
-/** Variables holding CI secrets: `jit exec` keeps them out of the child's environment. */
-export const CI_SECRET_VARIABLES = ['JIT_TOKEN', 'JIT_ID_TOKEN', 'JIT_CLIENT_SECRET'] as const;
 
 const REFRESH_MARGIN_MS = 60_000;
 const TIMEOUT_MS = 15_000;
@@ -44,14 +43,14 @@ export function ciCredentialFrom(
     return s ? s : undefined;
   };
   if (flags.idTokenFile) return { kind: 'id-token-file', from: '--id-token-file', file: flags.idTokenFile };
-  const jitToken = v('JIT_TOKEN');
+  const jitToken = readEnvText(env, 'JIT_TOKEN');
   if (jitToken) return { kind: 'jit-token', from: 'JIT_TOKEN', token: jitToken };
-  const idToken = v('JIT_ID_TOKEN');
+  const idToken = readEnvText(env, 'JIT_ID_TOKEN');
   if (idToken) return { kind: 'id-token', from: 'JIT_ID_TOKEN', token: idToken };
-  const idFile = v('JIT_ID_TOKEN_FILE');
+  const idFile = readEnvText(env, 'JIT_ID_TOKEN_FILE');
   if (idFile) return { kind: 'id-token-file', from: 'JIT_ID_TOKEN_FILE', file: idFile };
-  const clientId = v('JIT_CLIENT_ID');
-  const clientSecret = env['JIT_CLIENT_SECRET'];
+  const clientId = readEnvText(env, 'JIT_CLIENT_ID');
+  const clientSecret = readEnv(env, 'JIT_CLIENT_SECRET');
   if (clientId || clientSecret) {
     if (!clientId || !clientSecret) {
       throw new JitError('JIT_CONFIG_INVALID', {
@@ -64,7 +63,7 @@ export function ciCredentialFrom(
   const ghUrl = v('ACTIONS_ID_TOKEN_REQUEST_URL');
   const ghToken = v('ACTIONS_ID_TOKEN_REQUEST_TOKEN');
   if (ghUrl && ghToken) {
-    const audience = v('JIT_ID_TOKEN_AUDIENCE');
+    const audience = readEnvText(env, 'JIT_ID_TOKEN_AUDIENCE');
     return {
       kind: 'github-actions',
       from: 'ACTIONS_ID_TOKEN_REQUEST_URL',

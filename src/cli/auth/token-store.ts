@@ -21,6 +21,7 @@ import {
 import path from 'node:path';
 import { z } from 'zod';
 import { JitError } from '#shared/errors/jit-error.js';
+import { readEnv } from '#shared/runtime/env.js';
 
 export const KEYCHAIN_SERVICE = 'jit';
 const MAX_TOKEN_FILE_BYTES = 256 * 1024;
@@ -77,7 +78,7 @@ export interface TokenStoreDeps {
 
 /** The JIT_KEYRING setting: unset → auto. */
 export function keyringMode(env: Readonly<Record<string, string | undefined>>): KeyringMode {
-  const v = env['JIT_KEYRING'];
+  const v = readEnv(env, 'JIT_KEYRING');
   if (v === undefined || v === '' || v === 'auto') return 'auto';
   if (v === 'file' || v === 'keychain') return v;
   throw new JitError('JIT_CONFIG_INVALID', {

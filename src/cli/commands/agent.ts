@@ -7,6 +7,7 @@ import { JitError } from '#shared/errors/jit-error.js';
 import { createLogger } from '#shared/log.js';
 import type { CommandEnv } from '../main.js';
 import { untilSignal } from './serve-loop.js';
+import { readEnvText } from '#shared/runtime/env.js';
 
 /** `jit agent`: run an agent next to the targets; it dials out to the control plane. */
 export function registerAgent(program: Command, env: CommandEnv): void {
@@ -20,7 +21,7 @@ export function registerAgent(program: Command, env: CommandEnv): void {
       const file = path.resolve(ctx.cwd, flags.config);
       const config = loadYamlConfigFile(file, AgentConfig);
       const token =
-        ctx.env['JIT_AGENT_TOKEN'] ??
+        readEnvText(ctx.env, 'JIT_AGENT_TOKEN') ??
         (config.tokenFile ? readFileSync(path.resolve(path.dirname(file), config.tokenFile), 'utf8').trim() : config.token);
       if (!token) {
         throw new JitError('JIT_CONFIG_INVALID', {

@@ -1,5 +1,7 @@
 import { type Command } from 'commander';
 import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
+import { describeEndReason } from '#shared/contract/end-reasons.js';
+import { sessionRoleName } from '#shared/contract/ids.js';
 import { formatDuration } from '#shared/duration.js';
 import { JitError, isJitError } from '#shared/errors/jit-error.js';
 import type { Ctx } from '#shared/runtime/ctx.js';
@@ -12,6 +14,7 @@ import { outputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
 import { LocalRelayListener, type RelayStats } from '../relay/local-listener.js';
 import { postgresFatal } from '../relay/relay-client.js';
+import { admitSession } from '../session/admit.js';
 import type { MountedView } from '../ui/mount.js';
 import { createApprovalPresenter } from '../approvals/present.js';
 import { approversText } from '../approvals/wait.js';
@@ -29,6 +32,8 @@ export interface ConnectOptions {
   request?: string | undefined;
   /** Target needs approval: file the request and return at once (ConnectEnd `filed`). */
   noWait?: boolean | undefined;
+  /** The verb the user typed (jit exec opens PostgreSQL sessions through this too); decides the refusal wording. */
+  verb?: 'connect' | 'exec' | undefined;
 }
 
 export interface ConnectReady {
@@ -69,30 +74,14 @@ export interface ConnectDeps {
   accessToken: () => Promise<string>;
 }
 
-const SESSION_ID = /^[a-z0-9]{20}$/;
 const END_TIMEOUT_MS = 5_000;
 /** How often held statements are looked for while a connection is open (at most). */
 const HELD_POLL_MS = 2_000;
 
-const END_REASON_TEXT: Record<EndReason, string> = {
-  exit: 'it was disconnected',
-  killed: 'it was killed',
-  expired: 'its time ran out',
-  'heartbeat-lost': 'the server stopped hearing from this jit process',
-  'agent-lost': 'the agent serving the target went away',
-  admin: 'an administrator ended it',
-  revoked: 'access was revoked',
-};
-
-/** Human text for an end reason. */
-export function describeEndReason(reason: EndReason | undefined): string {
-  return reason ? END_REASON_TEXT[reason] : 'the server ended it';
-}
-
 /** The URL a PostgreSQL client uses: the session role and the per-session local secret. */
 export function connectionUrl(session: Session, localSecret: string, port: number, database: string | undefined): string {
   if (session.targetType !== 'postgres') return `tcp://127.0.0.1:${port}`;
-  const user = session.dbUser ?? `jit_${session.id}`;
+  const user = session.dbUser ?? sessionRoleName(session.id);
   const db = database ?? session.database ?? 'postgres';
   return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(localSecret)}@127.0.0.1:${port}/${encodeURIComponent(db)}?sslmode=disable`;
 }
@@ -168,10 +157,12 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
     throw err;
   }
   const { session, grant, localSecret } = created;
-  if (!SESSION_ID.test(session.id)) {
+  try {
+    await admitSession(api, opts.verb ?? 'connect', opts.target, session);
+  } catch (err) {
     offSignal();
     await listener.close();
-    throw new JitError('JIT_PROTOCOL_ERROR', { message: 'The jit server sent a malformed session id' });
+    throw err;
   }
   latest = session;
   if (signaled) {

@@ -3,7 +3,7 @@
  * already read (libpq's PG*, DATABASE_URL), and no CI secret of jit's own.
  */
 import type { Session } from '#shared/contract/http.js';
-import { CI_SECRET_VARIABLES } from '../auth/ci-token.js';
+import { SECRET_ENV } from '#shared/runtime/env.js';
 
 export type Env = Record<string, string | undefined>;
 
@@ -23,7 +23,7 @@ function withoutPgVariables(env: Env): Env {
 /** The base environment minus jit's own CI secrets (the child gets a session, not an identity). */
 export function withoutCiSecrets(env: Env): Env {
   const out: Env = { ...env };
-  for (const k of CI_SECRET_VARIABLES) delete out[k];
+  for (const k of SECRET_ENV) delete out[k];
   return out;
 }
 

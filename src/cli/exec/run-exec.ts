@@ -98,6 +98,7 @@ export async function runExec(deps: ExecDeps, opts: ExecOptions): Promise<number
         durationSeconds: opts.durationSeconds,
         database: opts.database,
         request: opts.request,
+        verb: 'exec',
       },
       {
         approval: deps.approval,

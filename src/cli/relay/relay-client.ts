@@ -7,6 +7,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { buildErrorResponse } from '#protocol/postgres/messages.js';
 import { isJitError, JitError } from '#shared/errors/jit-error.js';
 import { isStreamUpgrade, relayRefusal, relayUpgradeRequest } from './upgrade-request.js';
 
@@ -173,14 +174,5 @@ export function relayConnection(local: Socket, target: RelayTarget, hooks: Relay
 
 /** A PostgreSQL ErrorResponse (FATAL) so psql shows why a stream was refused. */
 export function postgresFatal(message: string, sqlstate = '08004'): Buffer {
-  const fields = Buffer.concat([
-    Buffer.from('SFATAL\0VFATAL\0', 'utf8'),
-    Buffer.from(`C${sqlstate}\0`, 'utf8'),
-    Buffer.from(`M${message.replace(/\0/g, '')}\0`, 'utf8'),
-    Buffer.from([0]),
-  ]);
-  const header = Buffer.alloc(5);
-  header.write('E', 0, 'latin1');
-  header.writeInt32BE(fields.length + 4, 1);
-  return Buffer.concat([header, fields]);
+  return buildErrorResponse({ severity: 'FATAL', code: sqlstate, message: message.replace(/\0/g, '') });
 }

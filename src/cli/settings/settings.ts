@@ -8,6 +8,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseYamlConfig, yaml } from '#shared/config/load.js';
 import { JitError } from '#shared/errors/jit-error.js';
+import { readEnv } from '#shared/runtime/env.js';
 
 /** The server `jit dev` listens on; the last fallback. */
 export const DEFAULT_SERVER = 'http://127.0.0.1:8443';
@@ -127,7 +128,7 @@ export function resolveSettings(input: SettingsInput): Settings {
   let profile = DEFAULT_PROFILE;
   let profileSource: SettingSource = 'default';
   if (flags.profile !== undefined) [profile, profileSource] = [flags.profile, 'flag'];
-  else if (env['JIT_PROFILE']) [profile, profileSource] = [env['JIT_PROFILE'], 'env'];
+  else if (readEnv(env, 'JIT_PROFILE')) [profile, profileSource] = [readEnv(env, 'JIT_PROFILE')!, 'env'];
   const parsedProfile = ProfileName.safeParse(profile);
   if (!parsedProfile.success) {
     throw new JitError('JIT_CONFIG_INVALID', {
@@ -141,8 +142,8 @@ export function resolveSettings(input: SettingsInput): Settings {
   if (flags.server !== undefined) {
     server = validateServerUrl(flags.server, '--server');
     serverSource = 'flag';
-  } else if (env['JIT_SERVER']) {
-    server = validateServerUrl(env['JIT_SERVER'], 'JIT_SERVER');
+  } else if (readEnv(env, 'JIT_SERVER')) {
+    server = validateServerUrl(readEnv(env, 'JIT_SERVER')!, 'JIT_SERVER');
     serverSource = 'env';
   } else {
     const fromFile = readCliConfig(configFile).profiles[profile]?.server;

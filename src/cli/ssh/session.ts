@@ -3,9 +3,11 @@
  * runs, tell the caller when the server ends it, and end it on the way out.
  */
 import type { CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
-import { isJitError, JitError } from '#shared/errors/jit-error.js';
+import { describeEndReason } from '#shared/contract/end-reasons.js';
+import { isJitError } from '#shared/errors/jit-error.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import type { ApiClient } from '../api/client.js';
+import { admitSession } from '../session/admit.js';
 
 export interface SshSessionOptions {
   target: string;
@@ -23,14 +25,6 @@ export interface LiveSshSession {
   close(reason?: 'exit' | 'killed'): Promise<void>;
 }
 
-const END_TEXT: Partial<Record<EndReason, string>> = {
-  expired: 'its time ran out',
-  'heartbeat-lost': 'the server stopped hearing from this jit process',
-  'agent-lost': 'the agent serving the target went away',
-  admin: 'an administrator ended it',
-  revoked: 'access was revoked',
-};
-
 /** Open the session and keep it alive. */
 export async function openSshSession(deps: { api: ApiClient; clock: Clock }, opts: SshSessionOptions): Promise<LiveSshSession> {
   const created: CreateSessionResponse = await deps.api.createSession({
@@ -40,15 +34,7 @@ export async function openSshSession(deps: { api: ApiClient; clock: Clock }, opt
     ...(opts.durationSeconds !== undefined ? { durationSeconds: opts.durationSeconds } : {}),
   });
   const { session } = created;
-  if (!/^[a-z0-9]{20}$/.test(session.id))
-    throw new JitError('JIT_PROTOCOL_ERROR', { message: 'The jit server sent a malformed session id' });
-  if (session.targetType !== 'ssh') {
-    await deps.api.endSession(session.id, 'exit').catch(() => undefined);
-    throw new JitError('JIT_USAGE', {
-      message: `${opts.target} is a ${session.targetType} target, not an SSH host`,
-      hint: `jit connect ${opts.target}`,
-    });
-  }
+  await admitSession(deps.api, 'ssh', opts.target, session);
   let done = false;
   let timer: NodeJS.Timeout | undefined;
   let resolveEnded!: (v: { reason: EndReason | undefined; message: string }) => void;
@@ -61,7 +47,7 @@ export async function openSshSession(deps: { api: ApiClient; clock: Clock }, opt
       const s = await deps.api.heartbeat(session.id);
       if (s.state === 'ended') {
         done = true;
-        resolveEnded({ reason: s.endReason, message: (s.endReason && END_TEXT[s.endReason]) ?? 'it was ended' });
+        resolveEnded({ reason: s.endReason, message: describeEndReason(s.endReason) });
         return;
       }
     } catch (err) {

@@ -5,6 +5,7 @@
  */
 import type { SessionInfo } from '#shared/contract/agent.js';
 import type { CreateSessionRequest, CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
+import { describeEndReason } from '#shared/contract/end-reasons.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import { makeScramVerifier } from '#protocol/postgres/scram.js';
@@ -276,16 +277,7 @@ export class SessionService {
 
 /** The error a client sees for a session that is over, with the reason in words. */
 export function endedError(row: SessionsTable): JitError {
-  const why: Record<string, string> = {
-    exit: 'it was closed',
-    killed: 'it was closed',
-    expired: 'its time ran out',
-    'heartbeat-lost': 'the client stopped sending heartbeats',
-    'agent-lost': 'the agent serving the target went away',
-    admin: 'an administrator ended it',
-    revoked: 'access was revoked',
-  };
   return new JitError('JIT_SESSION_ENDED', {
-    message: `Session ${row.id} has ended: ${why[row.end_reason ?? ''] ?? 'it was ended'}`,
+    message: `Session ${row.id} has ended: ${describeEndReason(row.end_reason)}`,
   });
 }

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { buildErrorResponse } from './messages.js';
 import {
   authenticationSASL,
   backendKeyData,
   cancelRequest,
-  errorResponse,
   MAX_STARTUP_PACKET,
   parseAuthentication,
   parseBackendKeyData,
@@ -69,7 +69,7 @@ describe('typed messages', () => {
   });
 
   it('builds messages a client can parse', () => {
-    const e = readTypedMessage(errorResponse({ severity: 'FATAL', code: '28P01', message: 'nope', hint: 'h' }))!;
+    const e = readTypedMessage(buildErrorResponse({ severity: 'FATAL', code: '28P01', message: 'nope', hint: 'h' }))!;
     expect(String.fromCharCode(e.type)).toBe('E');
     expect(parseErrorFields(e.body)).toEqual({ S: 'FATAL', V: 'FATAL', C: '28P01', M: 'nope', H: 'h' });
     const a = readTypedMessage(authenticationSASL(['SCRAM-SHA-256']))!;

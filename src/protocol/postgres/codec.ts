@@ -128,24 +128,6 @@ function int32(n: number): Buffer {
   return b;
 }
 
-export interface ErrorFields {
-  severity: 'ERROR' | 'FATAL' | 'PANIC' | 'WARNING' | 'NOTICE';
-  code: string;
-  message: string;
-  detail?: string;
-  hint?: string;
-}
-
-/** ErrorResponse ('E') with S, V, C, M and optional D, H fields. */
-export function errorResponse(f: ErrorFields): Buffer {
-  const parts = [Buffer.from('S'), cstr(f.severity), Buffer.from('V'), cstr(f.severity), Buffer.from('C'), cstr(f.code)];
-  parts.push(Buffer.from('M'), cstr(f.message));
-  if (f.detail) parts.push(Buffer.from('D'), cstr(f.detail));
-  if (f.hint) parts.push(Buffer.from('H'), cstr(f.hint));
-  parts.push(Buffer.from([0]));
-  return typedMessage('E', Buffer.concat(parts));
-}
-
 export function authenticationOk(): Buffer {
   return typedMessage('R', int32(AUTH.ok));
 }

@@ -3,6 +3,7 @@
  * new fields are optional with defaults; old CLIs must keep working.
  */
 import { z } from 'zod';
+import { EndReason } from './end-reasons.js';
 import { TargetType } from './engines.js';
 import { idSchema } from './ids.js';
 
@@ -50,9 +51,8 @@ export const WhoAmI = z.object({
 });
 export type WhoAmI = z.infer<typeof WhoAmI>;
 
+export { EndReason };
 export const SessionState = z.enum(['active', 'ended']);
-export const EndReason = z.enum(['exit', 'killed', 'expired', 'heartbeat-lost', 'agent-lost', 'admin', 'revoked']);
-export type EndReason = z.infer<typeof EndReason>;
 
 /** POST /v1/sessions body. Duration strings (`30m`, `2h`) are parsed by the CLI. */
 export const CreateSessionRequest = z.object({

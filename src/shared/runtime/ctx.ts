@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { createLogger, type Logger } from '../log.js';
+import { readEnvFlag, readEnvText } from './env.js';
 
 export interface Clock {
   /** Milliseconds since the epoch. */
@@ -48,7 +49,7 @@ export const systemClock: Clock = {
 
 /** The real context for a process. */
 export function createSystemCtx(overrides: Partial<Ctx> = {}): Ctx {
-  const debug = process.env['JIT_DEBUG'] === '1' || process.argv.includes('--debug');
+  const debug = readEnvFlag(process.env, 'JIT_DEBUG') || process.argv.includes('--debug');
   let logger: Logger | undefined;
   const ctx: Ctx = {
     io: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
@@ -57,7 +58,7 @@ export function createSystemCtx(overrides: Partial<Ctx> = {}): Ctx {
     fetch: globalThis.fetch.bind(globalThis),
     // Created on first use: a CLI command that never logs does not pay for loading pino.
     get logger(): Logger {
-      logger ??= createLogger({ level: process.env['JIT_LOG_LEVEL'] ?? (debug ? 'debug' : 'warn') });
+      logger ??= createLogger({ level: readEnvText(process.env, 'JIT_LOG_LEVEL') ?? (debug ? 'debug' : 'warn') });
       return logger;
     },
     random: (n) => randomBytes(n),
