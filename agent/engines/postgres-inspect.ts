@@ -4,11 +4,12 @@
  * forwarded: the client gets a FATAL 08P01 and the connection closes); every backend message is
  * framed and the ones decisions need are parsed.
  *
- * The gate's order is fixed, per statement (MUST/NEVER):
- *   inspect (classify, cached by text) → policy (judge) → audit (event over the control channel)
- *   → forward. On the way back: mask → audit (`result.masked`, once per result) → forward.
- *   A statement is NEVER forwarded unless its `statement.executed` event has been handed to a
- *   connected control channel; when it is down the statement is refused (57P03, fail closed).
+ * Every statement passes the one gate in src/protocol/postgres/gate.ts (inspect → policy →
+ * approval → audit → forward), whichever message carries it: simple Query, extended Execute,
+ * FunctionCall. This file carries out the gate's answer in the carrier's protocol shape. On the
+ * way back: mask → audit (`result.masked`, once per result) → forward. A statement is NEVER
+ * forwarded unless its `statement.executed` event has been handed to a connected control channel;
+ * when it is down the statement is refused (57P03, fail closed).
  *
  * Refusing a statement: the statement is forwarded rewritten into a guaranteed syntax error
  * (Query / Parse) or an Execute of a portal that does not exist (Execute), and the server's
@@ -20,7 +21,8 @@
  * Extended protocol: a statement is classified once, at Parse, and remembered by name; Execute
  * records the Bind parameters (masked with maskForAudit) and is not re-classified. A Bind to a
  * name we never saw parsed (SQL-level PREPARE) is judged as an opaque `execute` statement.
- * FunctionCall ('F') is judged as an opaque `call` of the function named in the catalog.
+ * FunctionCall ('F') is judged as an opaque `call` of the function named in the catalog, and held
+ * for approval like any statement; its arguments are recorded (and shown to approvers) as parameters.
  *
  * Lexing depends on client_encoding and standard_conforming_strings: text that is pure ASCII
  * without backslashes lexes the same under any setting; any other text is judged only once every
@@ -34,19 +36,24 @@
  * refusal (the server never saw an error); its ReadyForQuery tells the client the real status.
  */
 import type { Duplex } from 'node:stream';
-import type { Classification, StatementInfo } from '#protocol/postgres/classify.js';
+import type { Classification } from '#protocol/postgres/classify.js';
 import { PgProtocolError } from '#protocol/postgres/codec.js';
 import { judge, type Verdict } from '#protocol/postgres/guard.js';
 import {
-  type ColumnIdentity,
-  describeMasking,
-  type MaskPlan,
-  maskCopyData,
-  maskDataRow,
-  maskForAudit,
-  planCopyMasking,
-  planMasking,
-} from '#protocol/postgres/mask.js';
+  type Approved,
+  admitStatement,
+  functionCallStatement,
+  type GateHooks,
+  type GateOutcome,
+  type GateRequest,
+  type HoldDecision,
+  type Refusal,
+  ruleRefusal,
+  settingsRefusal,
+  UNKNOWN_FUNCTION,
+  unknownPreparedStatement,
+} from '#protocol/postgres/gate.js';
+import { type MaskPlan, maskCopyData, maskDataRow } from '#protocol/postgres/mask.js';
 import {
   BE,
   buildDescribe,
@@ -55,10 +62,8 @@ import {
   buildFlush,
   buildParse,
   buildQuery,
-  type FieldDescription,
   type FrontendMessage,
   isSettingsIndependentSql,
-  isValidUtf8,
   MAX_BACKEND_MESSAGE,
   MAX_FRONTEND_MESSAGE,
   MessageFramer,
@@ -74,13 +79,13 @@ import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import type { Catalog } from '../catalog.js';
 import type { EmitEvent } from '../events.js';
-import { type ApprovalDecision, type AwaitApproval, awaitApproval } from './inspect/approval.js';
+import { type AwaitApproval, awaitApproval } from './inspect/approval.js';
+import { type Exec, type ResultState, StatementAudit } from './inspect/audit.js';
 import { ClassificationCache } from './inspect/classification-cache.js';
 import { OutBatch } from './inspect/out-batch.js';
+import { REFUSE_PLAN, ResultPlanner } from './inspect/result-plans.js';
 
-/** SQL text and parameter values in audit events are cut at these sizes. */
-export const MAX_AUDIT_SQL = 16 * 1024;
-export const MAX_AUDIT_PARAM = 4 * 1024;
+export { MAX_AUDIT_PARAM, MAX_AUDIT_SQL } from './inspect/audit.js';
 /** What a refused Query/Parse is rewritten into: not a keyword, so a syntax error in any state. */
 const SYNTAX_ERROR_SQL = 'JIT_REFUSED_STATEMENT';
 
@@ -140,12 +145,6 @@ interface Portal {
   describing: boolean;
 }
 
-interface Exec {
-  seq: number;
-  started: number;
-  info: StatementInfo | undefined;
-}
-
 type Entry =
   | { k: 'query'; execs: Exec[]; idx: number; swap?: Buffer }
   | { k: 'fcall'; exec: Exec | undefined; swap?: Buffer }
@@ -155,16 +154,6 @@ type Entry =
   | { k: 'execute'; exec: Exec | undefined; portal: Portal | undefined; swap?: Buffer }
   | { k: 'close' }
   | { k: 'sync' };
-
-interface ResultState {
-  plan: MaskPlan | null;
-  ref: number;
-  reported: boolean;
-}
-
-type Refusal = { code: string; message: string; detail?: string; hint?: string };
-/** A held statement was approved: recorded with its statement.executed event. */
-type Approved = { request: string | undefined; scope: 'statement' | 'session-kind' | undefined };
 
 /** Start relaying `client` ⇄ `server` with inspection. Returns at once; the relay lives until either side closes. */
 export function runInspectingRelay(client: Duplex, server: Duplex, ctx: InspectContext, deps: InspectDeps): InspectingRelay {
@@ -183,10 +172,11 @@ export class InspectingRelay {
   private readonly statements = new Map<string, Prepared>();
   private readonly portals = new Map<string, Portal>();
   private readonly verdicts = new WeakMap<Classification, Verdict>();
-  private readonly planCache = new Map<string, MaskPlan | null>();
+  private readonly audit: StatementAudit;
+  private readonly plans: ResultPlanner;
+  private readonly gate: GateHooks;
   private readonly cache: ClassificationCache;
   private readonly masking: boolean;
-  private readonly columnRules: boolean;
   private readonly refusedPortal: string;
   private clientBusy = false;
   private serverBusy = false;
@@ -194,7 +184,6 @@ export class InspectingRelay {
   private serverBackoff = false;
   private clientEnded = false;
   private closed = false;
-  private seq = 0;
   private clientEncoding = 'UTF8';
   private standardStrings = 'on';
   /** A result was refused: drop the server's messages until its ReadyForQuery. */
@@ -217,7 +206,13 @@ export class InspectingRelay {
     sharedCache ??= new ClassificationCache();
     this.cache = deps.classifications ?? sharedCache;
     this.masking = ctx.rules.masking.length > 0;
-    this.columnRules = ctx.rules.masking.some((r) => r.columns.length > 0);
+    this.audit = new StatementAudit(deps, { session: ctx.session.id, target: ctx.target, stream: ctx.streamId }, ctx.rules.masking);
+    this.plans = new ResultPlanner(ctx.rules.masking, { database: ctx.database, target: ctx.target }, deps.catalog, deps.logger);
+    this.gate = {
+      blocked: (req) => this.audit.blocked(req.c, req.verdict, req.sql, req.carrier),
+      hold: (req) => this.hold(req),
+      recorderReady: () => this.deps.recorderReady(),
+    };
     this.refusedPortal = `jit-refused-${deps.random(12).toString('hex')}`;
     for (const p of ctx.parameters) this.noteParameter(p.name, p.value);
   }
@@ -401,15 +396,7 @@ export class InspectingRelay {
   }
 
   private settingsRefusal(sql: Buffer): Refusal | undefined {
-    if (!isValidUtf8(sql)) return { code: '22021', message: 'jit: the statement text is not valid UTF-8' };
-    if (this.clientEncoding !== 'UTF8' || this.standardStrings !== 'on') {
-      return {
-        code: '0A000',
-        message: 'jit: statements are inspected only with client_encoding UTF8 and standard_conforming_strings on',
-        hint: "SET client_encoding = 'UTF8'; SET standard_conforming_strings = on",
-      };
-    }
-    return undefined;
+    return settingsRefusal(sql, { clientEncoding: this.clientEncoding, standardConformingStrings: this.standardStrings });
   }
 
   private whenSettled(): Promise<void> {
@@ -451,35 +438,26 @@ export class InspectingRelay {
     const text = sql.toString('utf8');
     const c = this.cache.get(text);
     const v = this.verdictOf(c);
-    if (v.action === 'block') {
-      this.blocked(c, v, text, 'simple');
-      this.refuseQuery(this.ruleRefusal(v), { k: 'query', execs: [], idx: 0 });
-      return undefined;
-    }
-    if (v.action === 'require-approval') {
-      return this.approval(text, c, v, undefined).then((r) => {
-        if ('refusal' in r) this.refuseQuery(r.refusal, { k: 'query', execs: [], idx: 0 });
-        else this.allowQuery(c, v, buf, start, end, r);
-      });
-    }
-    this.allowQuery(c, v, buf, start, end);
+    return this.carry({ carrier: 'simple', sql: text, c, verdict: v }, (out) => {
+      if (out.forward) this.allowQuery(c, v, buf, start, end, out.approved);
+      else this.refuseQuery(out.refusal, { k: 'query', execs: [], idx: 0 });
+    });
+  }
+
+  /** Run the gate and carry out its answer; a promise while the statement is held. */
+  private carry(req: GateRequest, then: (out: GateOutcome) => void): Promise<void> | undefined {
+    const out = admitStatement(req, this.gate);
+    if (out instanceof Promise) return out.then(then);
+    then(out);
     return undefined;
   }
 
   private allowQuery(c: Classification, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
-    if (!this.deps.recorderReady()) {
-      this.refuseQuery(RECORDER_DOWN, { k: 'query', execs: [], idx: 0 });
-      return;
-    }
     const stmts = c.ok ? c.statements : [];
     const execs: Exec[] = new Array(stmts.length);
     for (let i = 0; i < stmts.length; i++) {
       const s = stmts[i]!;
-      execs[i] = {
-        seq: this.executed(s.text, s.kind, 'simple', v.rule, undefined, undefined, undefined, approved),
-        started: this.deps.clock.now(),
-        info: s,
-      };
+      execs[i] = this.audit.executed(s.text, s.kind, 'simple', v.rule, s, { approved });
     }
     this.forward(buf, start, end, { k: 'query', execs, idx: 0 });
   }
@@ -515,11 +493,11 @@ export class InspectingRelay {
     const c = this.cache.get(text);
     const v = this.verdictOf(c);
     if (v.action === 'block') {
-      this.blocked(c, v, text, 'extended');
-      this.refuseParse(m.name, prev, this.ruleRefusal(v));
+      // Refused at once; require-approval passes the gate at Execute, where the parameters are known.
+      this.gate.blocked({ carrier: 'extended', sql: text, c, verdict: v });
+      this.refuseParse(m.name, prev, ruleRefusal(v));
       return;
     }
-    // require-approval is decided at Execute, where the parameters are known.
     const first = c.ok ? c.statements[0] : undefined;
     this.statements.set(m.name, { sql: text, c, verdict: v, kind: first?.kind ?? 'other', statementName: m.name || undefined });
     this.forward(buf, start, end, { k: 'parse', name: m.name, prev });
@@ -535,9 +513,8 @@ export class InspectingRelay {
     let stmt = this.statements.get(m.statement);
     if (!stmt) {
       // Prepared with SQL PREPARE (judged then), or not at all: judge as EXECUTE of an opaque statement.
-      const text = `EXECUTE ${m.statement}`;
-      const c: Classification = { ok: true, statements: [opaqueStatement(text, 'execute', [])] };
-      stmt = { sql: text, c, verdict: this.verdictOf(c), kind: 'execute', statementName: m.statement || undefined };
+      const { sql, c } = unknownPreparedStatement(m.statement);
+      stmt = { sql, c, verdict: this.verdictOf(c), kind: 'execute', statementName: m.statement || undefined };
     }
     // A statement's result columns cannot change under it (the server fails it instead), so a plan
     // seen for the same result formats is reused for a while instead of describing every portal.
@@ -548,31 +525,11 @@ export class InspectingRelay {
       name: m.portal,
       stmt,
       formats,
-      params: this.auditParams(m.params, m.paramFormats),
-      ...(stmt.verdict.action === 'require-approval' ? { approvalParams: this.approvalParams(m.params, m.paramFormats) } : {}),
+      params: this.audit.params(m.params, m.paramFormats),
+      ...(stmt.verdict.action === 'require-approval' ? { approvalParams: this.audit.approvalParams(m.params, m.paramFormats) } : {}),
       plan,
       describing: false,
     });
-  }
-
-  private approvalParams(params: (Buffer | null)[], formats: number[]): (string | null)[] | undefined {
-    const shown = this.auditParams(params, formats);
-    return shown?.map((p, i) => (params[i] === null ? null : p));
-  }
-
-  private auditParams(params: (Buffer | null)[], formats: number[]): string[] | undefined {
-    if (params.length === 0) return undefined;
-    const out = new Array<string>(params.length);
-    for (let i = 0; i < params.length; i++) {
-      const p = params[i]!;
-      const f = formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : formats[i]!;
-      let s: string;
-      if (p === null) s = 'NULL';
-      else if (f === 0) s = p.toString('utf8', 0, Math.min(p.length, MAX_AUDIT_PARAM));
-      else s = `\\x${p.subarray(0, MAX_AUDIT_PARAM / 2).toString('hex')}`;
-      out[i] = this.masking && p !== null ? maskForAudit(s, this.ctx.rules.masking) : s;
-    }
-    return out;
   }
 
   private onExecute(name: string, buf: Buffer, start: number, end: number): Promise<void> | undefined {
@@ -583,32 +540,24 @@ export class InspectingRelay {
       this.forward(buf, start, end, { k: 'execute', exec: undefined, portal: undefined });
       return undefined;
     }
-    const v = portal.stmt.verdict;
-    if (v.action === 'block') {
-      this.blocked(portal.stmt.c, v, portal.stmt.sql, 'extended');
-      this.refuseExecute(this.ruleRefusal(v));
-      return undefined;
-    }
-    if (v.action === 'require-approval') {
-      return this.approval(portal.stmt.sql, portal.stmt.c, v, portal.approvalParams).then((r) => {
-        if ('refusal' in r) this.refuseExecute(r.refusal);
-        else this.allowExecute(portal, v, buf, start, end, r);
-      });
-    }
-    this.allowExecute(portal, v, buf, start, end);
-    return undefined;
+    const { sql, c, verdict } = portal.stmt;
+    return this.carry({ carrier: 'extended', sql, c, verdict, params: portal.approvalParams }, (out) => {
+      if (out.forward) this.allowExecute(portal, verdict, buf, start, end, out.approved);
+      else this.refuseExecute(out.refusal);
+    });
   }
 
   private allowExecute(portal: Portal, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
-    if (!this.deps.recorderReady()) {
-      this.refuseExecute(RECORDER_DOWN);
-      return;
-    }
     const s = portal.stmt;
     if (this.masking && portal.plan === undefined && !portal.describing) this.injectDescribe(portal, portal.name);
-    const seq = this.executed(s.sql, s.kind, 'extended', v.rule, portal.params, s.statementName, portal.name || undefined, approved);
     const info = s.c.ok ? s.c.statements[0] : undefined;
-    this.forward(buf, start, end, { k: 'execute', exec: { seq, started: this.deps.clock.now(), info }, portal });
+    const exec = this.audit.executed(s.sql, s.kind, 'extended', v.rule, info, {
+      params: portal.params,
+      statementName: s.statementName,
+      portal: portal.name || undefined,
+      approved,
+    });
+    this.forward(buf, start, end, { k: 'execute', exec, portal });
   }
 
   /** Ask the server for the portal's row description ourselves (its answer is not forwarded). */
@@ -630,28 +579,21 @@ export class InspectingRelay {
       ? this.deps.catalog.functionName(this.ctx.database, m.oid).catch(() => undefined)
       : Promise.resolve(undefined);
     return lookup.then((fn) => {
-      const text = `FUNCTION CALL ${fn ?? `oid ${m.oid}`}`;
       if (fn === undefined) {
-        this.refuseFunctionCall({ code: '42501', message: 'jit: cannot tell which function this function call runs' });
+        this.refuseFunctionCall(UNKNOWN_FUNCTION);
         return;
       }
-      const c: Classification = { ok: true, statements: [opaqueStatement(text, 'call', [fn])] };
+      const { sql, c } = functionCallStatement(fn);
       const v = this.verdictOf(c);
-      if (v.action !== 'allow') {
-        this.blocked(c, v, text, 'function-call');
-        this.refuseFunctionCall(
-          v.action === 'block'
-            ? this.ruleRefusal(v)
-            : { code: '42501', message: `jit: this statement needs approval (rule ${v.rule ?? '?'})`, detail: `rule: ${v.rule ?? '?'}` },
-        );
-        return;
-      }
-      if (!this.deps.recorderReady()) {
-        this.refuseFunctionCall(RECORDER_DOWN);
-        return;
-      }
-      const seq = this.executed(text, 'call', 'function-call', v.rule, undefined);
-      this.forward(buf, start, end, { k: 'fcall', exec: { seq, started: this.deps.clock.now(), info: undefined } });
+      const params = this.audit.approvalParams(m.args, m.argFormats);
+      return this.carry({ carrier: 'function-call', sql, c, verdict: v, params }, (out) => {
+        if (!out.forward) return this.refuseFunctionCall(out.refusal);
+        const exec = this.audit.executed(sql, 'call', 'function-call', v.rule, undefined, {
+          params: this.audit.params(m.args, m.argFormats),
+          approved: out.approved,
+        });
+        this.forward(buf, start, end, { k: 'fcall', exec });
+      });
     });
   }
 
@@ -663,28 +605,25 @@ export class InspectingRelay {
   }
 
   /**
-   * Hold the statement until a decision (the client's further messages wait unread: pumpClient is
-   * paused on the returned promise). `sql` + `params` are exactly what is forwarded on approval:
-   * the decision is bound to their digest (see inspect/approval.ts).
+   * The gate's hold: wait for a decision (the client's further messages wait unread: pumpClient is
+   * paused on the promise). `sql` + `params` are exactly what is forwarded on approval: the decision
+   * is bound to their digest (see inspect/approval.ts). A hold that ends without an approval is
+   * recorded as statement.blocked with the request it filed.
    */
-  private async approval(
-    sql: string,
-    c: Classification,
-    v: Verdict,
-    params: (string | null)[] | undefined,
-  ): Promise<{ refusal: Refusal } | Approved> {
+  private async hold(req: GateRequest): Promise<HoldDecision> {
     const approve = this.deps.approve ?? awaitApproval;
-    const stmt = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
+    const v = req.verdict;
+    const stmt = req.c.ok ? req.c.statements[v.statementIndex ?? 0] : undefined;
     const holding = new AbortController();
     this.holding = holding;
-    let decision: ApprovalDecision;
+    let decision: HoldDecision;
     try {
       decision = await approve({
         session: this.ctx.session,
         target: this.ctx.target,
         stream: this.ctx.streamId,
-        sql,
-        params,
+        sql: req.sql,
+        ...(req.params !== undefined ? { params: req.params } : {}),
         rule: v.rule,
         kind: stmt?.kind,
         signal: holding.signal,
@@ -692,94 +631,10 @@ export class InspectingRelay {
     } finally {
       if (this.holding === holding) this.holding = undefined;
     }
-    if (decision.approved) return { request: decision.request, scope: decision.scope };
-    const rule = v.rule ?? '?';
-    this.emit('statement.blocked', 'failure', {
-      sql: clip(stmt?.text ?? sql),
-      rule,
-      reason: `needs approval: ${decision.reason}`,
-      kind: stmt?.kind,
-      ...(decision.request ? { approval: decision.request } : {}),
-    });
-    if (decision.cancelled) {
-      return {
-        refusal: {
-          code: '57014',
-          message: 'canceling statement due to user request',
-          detail: `jit: it was waiting for approval (rule ${rule})`,
-        },
-      };
+    if (!decision.approved) {
+      this.audit.blocked(req.c, v, req.sql, req.carrier, { reason: `needs approval: ${decision.reason}`, approval: decision.request });
     }
-    return {
-      refusal: {
-        code: '42501',
-        message: `jit: this statement needs approval (rule ${rule}) and ${decision.reason}`,
-        detail: `rule: ${rule}${decision.request ? `; request: ${decision.request}` : ''}`,
-        hint: decision.request ? `jit requests ${decision.request} shows the request` : 'ask an approver, or leave the statement out',
-      },
-    };
-  }
-
-  private ruleRefusal(v: Verdict): Refusal {
-    const rule = v.rule ?? 'jit';
-    const message = v.message ?? (rule === 'jit.parse-error' ? `statement refused: ${v.reason}` : `blocked by rule ${rule}`);
-    return {
-      code: '42501',
-      message: `jit: ${message}`,
-      detail: `rule: ${rule}`,
-      hint: 'jit policy refuses this statement on this target; ask an admin if you need it',
-    };
-  }
-
-  // ---------------------------------------------------------------- audit
-
-  private emit(event: string, outcome: 'success' | 'failure' | 'info', data: Record<string, unknown>): void {
-    this.deps.emit({ event, session: this.ctx.session.id, target: this.ctx.target, outcome, data: { stream: this.ctx.streamId, ...data } });
-  }
-
-  private executed(
-    sql: string,
-    kind: string,
-    protocol: 'simple' | 'extended' | 'function-call',
-    rule: string | undefined,
-    params: string[] | undefined,
-    statementName?: string,
-    portal?: string,
-    approved?: Approved,
-  ): number {
-    const seq = ++this.seq;
-    const data: Record<string, unknown> = { seq, sql: clip(sql), protocol, kind };
-    if (sql.length > MAX_AUDIT_SQL) data['truncated'] = true;
-    if (approved) {
-      // The approval the statement runs under (its request id at the control plane).
-      data['approval'] = approved.request ?? 'unknown';
-      if (approved.scope) data['approvalScope'] = approved.scope;
-    }
-    if (params) data['params'] = params;
-    if (statementName) data['statementName'] = statementName;
-    if (portal) data['portal'] = portal;
-    if (rule) data['rule'] = rule;
-    this.emit('statement.executed', 'success', data);
-    return seq;
-  }
-
-  private blocked(c: Classification, v: Verdict, sql: string, protocol: string): void {
-    const s = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
-    this.emit('statement.blocked', 'failure', {
-      sql: clip(s?.text ?? sql),
-      rule: v.rule ?? 'jit',
-      reason: v.reason,
-      kind: s?.kind ?? 'other',
-      protocol,
-    });
-  }
-
-  private completed(exec: Exec | undefined, rows: number, tag: string | undefined, sqlstate?: string): void {
-    if (!exec) return;
-    const data: Record<string, unknown> = { ref: exec.seq, rows, durationMs: this.deps.clock.now() - exec.started };
-    if (tag) data['command'] = tag;
-    if (sqlstate) data['sqlstate'] = sqlstate;
-    this.emit('statement.completed', sqlstate ? 'failure' : 'success', data);
+    return decision;
   }
 
   // ---------------------------------------------------------------- server → client
@@ -931,10 +786,10 @@ export class InspectingRelay {
     this.cur = null;
     this.copyIn = false;
     if (head?.k === 'query') {
-      this.completed(head.execs[head.idx], rows, tag);
+      this.audit.completed(head.execs[head.idx], rows, tag);
       head.idx++;
     } else if (head?.k === 'execute') {
-      this.completed(head.exec, rows, tag);
+      this.audit.completed(head.exec, rows, tag);
       this.popEntry();
     }
     this.pass(buf, start, end);
@@ -949,22 +804,22 @@ export class InspectingRelay {
     this.copyIn = false;
     if (!head || head.k === 'sync') return;
     if (head.k === 'query') {
-      this.completed(head.execs[head.idx], 0, undefined, fields['C']);
+      this.audit.completed(head.execs[head.idx], 0, undefined, fields['C']);
       return; // the rest of the Query is skipped; ReadyForQuery ends it
     }
     if (head.k === 'fcall') {
-      this.completed(head.exec, 0, undefined, fields['C']);
+      this.audit.completed(head.exec, 0, undefined, fields['C']);
       return;
     }
     if (head.k === 'parse') {
       if (head.prev && head.name !== '') this.statements.set(head.name, head.prev);
       else this.statements.delete(head.name);
     }
-    if (head.k === 'execute') this.completed(head.exec, 0, undefined, fields['C']);
+    if (head.k === 'execute') this.audit.completed(head.exec, 0, undefined, fields['C']);
     // Extended protocol: the server discards everything up to the next Sync.
     while (this.fifo.length > 0 && this.fifo[0]!.k !== 'sync') {
       const e = this.fifo[0]!;
-      if (e !== head && e.k === 'execute' && e.exec) this.completed(e.exec, 0, undefined, 'skipped');
+      if (e !== head && e.k === 'execute' && e.exec) this.audit.completed(e.exec, 0, undefined, 'skipped');
       if (e !== head && e.k === 'parse') {
         if (e.prev && e.name !== '') this.statements.set(e.name, e.prev);
         else this.statements.delete(e.name);
@@ -1004,60 +859,10 @@ export class InspectingRelay {
       this.cur = { plan: plan === 'refuse' ? REFUSE_PLAN : plan, ref: this.currentExec(head)?.seq ?? 0, reported: false };
       this.pass(buf, start, end);
     };
-    const plan = this.planFor(buf, start, end, fields);
+    const plan = this.plans.forRow(buf.toString('latin1', start + 5, end), fields);
     if (plan instanceof Promise) return plan.then(apply);
     apply(plan);
     return undefined;
-  }
-
-  /** The mask plan of a result, from cache when its RowDescription was seen and its tables are fresh. */
-  private planFor(
-    buf: Buffer,
-    start: number,
-    end: number,
-    fields: FieldDescription[],
-  ): MaskPlan | null | 'refuse' | Promise<MaskPlan | null | 'refuse'> {
-    const catalog = this.deps.catalog;
-    const db = this.ctx.database;
-    let missing: number[] = [];
-    if (this.columnRules) {
-      if (!catalog) return fields.some((f) => f.tableOid !== 0) ? 'refuse' : this.makePlan(fields);
-      missing = catalog.missing(
-        db,
-        fields.map((f) => f.tableOid),
-      );
-    }
-    const key = buf.toString('latin1', start + 5, end);
-    if (missing.length === 0) {
-      const cached = this.planCache.get(key);
-      if (cached !== undefined) return cached;
-      const p = this.makePlan(fields);
-      this.rememberPlan(key, p);
-      return p;
-    }
-    return catalog!.load(db, missing).then(
-      () => {
-        const p = this.makePlan(fields);
-        this.rememberPlan(key, p);
-        return p;
-      },
-      (err: Error) => {
-        this.deps.logger.warn({ target: this.ctx.target, err: err.message }, 'catalog look-up failed; refusing the result');
-        return 'refuse' as const;
-      },
-    );
-  }
-
-  private rememberPlan(key: string, p: MaskPlan | null): void {
-    if (this.planCache.size >= 256) this.planCache.clear();
-    this.planCache.set(key, p);
-  }
-
-  private makePlan(fields: FieldDescription[]): MaskPlan | null {
-    const catalog = this.deps.catalog;
-    const db = this.ctx.database;
-    const plan = planMasking(fields, (oid, att) => catalog?.column(db, oid, att), this.ctx.rules.masking);
-    return plan.active ? plan : null;
   }
 
   private onDataRow(buf: Buffer, start: number, end: number): undefined {
@@ -1087,20 +892,9 @@ export class InspectingRelay {
     if (masked === msg) this.toClient.pass(buf, start, end);
     else {
       this.toClient.add(masked);
-      this.reportMasked(cur);
+      this.audit.masked(cur);
     }
     return undefined;
-  }
-
-  private reportMasked(cur: ResultState): void {
-    if (cur.reported || !cur.plan) return;
-    cur.reported = true;
-    const d = describeMasking(cur.plan);
-    this.emit('result.masked', 'info', {
-      ref: cur.ref,
-      columns: d.columns.map((c) => c.name),
-      rule: [...new Set([...d.columns.map((c) => c.rule), ...d.detectorRules])].join(','),
-    });
   }
 
   /** A value cannot be masked: our error instead of the rest, nothing more until ReadyForQuery. */
@@ -1113,7 +907,7 @@ export class InspectingRelay {
         hint: 'select masked columns in text format, or leave them out',
       }),
     );
-    this.emit('result.refused', 'failure', { ref: this.cur?.ref ?? 0 });
+    this.audit.emit('result.refused', 'failure', { ref: this.cur?.ref ?? 0 });
     this.dropping = true;
   }
 
@@ -1127,38 +921,14 @@ export class InspectingRelay {
     const info = exec?.info ?? (head?.k === 'execute' && head.portal?.stmt.c.ok ? head.portal.stmt.c.statements[0] : undefined);
     const { format, columnFormats } = parseCopyResponse(buf, start, end);
     const fmt: 'text' | 'csv' | 'binary' = format === 1 ? 'binary' : /\bcsv\b/i.test(info?.text ?? '') ? 'csv' : 'text';
-    const apply = (cols: ColumnIdentity[] | undefined) => {
-      let plan: MaskPlan | null;
-      if (!cols || cols.length !== columnFormats.length) plan = REFUSE_PLAN;
-      else {
-        const p = planCopyMasking(cols, this.ctx.rules.masking, fmt);
-        plan = p.active ? (fmt === 'binary' ? REFUSE_PLAN : p) : null;
-      }
+    const apply = (plan: MaskPlan | null) => {
       this.cur = { plan, ref: exec?.seq ?? 0, reported: false };
       this.pass(buf, start, end);
     };
-    const cols = this.copyColumns(info);
-    if (cols instanceof Promise) return cols.then(apply, () => apply(undefined));
-    apply(cols);
+    const plan = this.plans.forCopy(info, columnFormats.length, fmt);
+    if (plan instanceof Promise) return plan.then(apply);
+    apply(plan);
     return undefined;
-  }
-
-  /** Column identities of a COPY … TO STDOUT, in output order; undefined when they cannot be known. */
-  private copyColumns(info: StatementInfo | undefined): ColumnIdentity[] | undefined | Promise<ColumnIdentity[] | undefined> {
-    const copy = info?.copy;
-    if (!copy) return undefined;
-    if (copy.query) {
-      if (!info.outputs || info.star) return this.columnRules ? undefined : info.outputs?.map(() => ({ column: '?' }));
-      return info.outputs.map((o) => (o ? { ...splitRelation(o.relation), column: o.column } : { column: '?' }));
-    }
-    if (!copy.relation) return undefined;
-    const rel = splitRelation(copy.relation);
-    if (copy.columns && copy.columns.length > 0) return copy.columns.map((column) => ({ ...rel, column }));
-    const catalog = this.deps.catalog;
-    if (!catalog) return undefined;
-    return catalog
-      .tableColumns(this.ctx.database, copy.relation)
-      .then((t) => (t ? t.columns.map((column) => ({ schema: t.schema, table: t.table, column })) : undefined));
   }
 
   private onCopyData(buf: Buffer, start: number, end: number): undefined {
@@ -1177,7 +947,7 @@ export class InspectingRelay {
     if (masked === msg) this.toClient.pass(buf, start, end);
     else {
       this.toClient.add(masked);
-      this.reportMasked(cur);
+      this.audit.masked(cur);
     }
     return undefined;
   }
@@ -1186,40 +956,6 @@ export class InspectingRelay {
 /** How long a prepared statement's result plan is reused without describing again (catalog freshness). */
 const STATEMENT_PLAN_TTL_MS = 60_000;
 
-/** Stands for "refuse every row of this result". */
-const REFUSE_PLAN: MaskPlan = Object.freeze({ active: true });
-
-const RECORDER_DOWN: Refusal = {
-  code: '57P03',
-  message: 'jit cannot record statements right now',
-  hint: 'the agent has lost its control plane; try again in a moment',
-};
-
 function errorFor(r: Refusal): Buffer {
   return buildErrorResponse({ code: r.code, message: r.message, detail: r.detail, hint: r.hint });
-}
-
-function clip(sql: string): string {
-  return sql.length > MAX_AUDIT_SQL ? sql.slice(0, MAX_AUDIT_SQL) : sql;
-}
-
-function splitRelation(rel: string | undefined): { schema?: string; table?: string } {
-  if (!rel) return {};
-  const dot = rel.lastIndexOf('.');
-  return dot < 0 ? { table: rel } : { schema: rel.slice(0, dot), table: rel.slice(dot + 1) };
-}
-
-function opaqueStatement(text: string, kind: 'execute' | 'call', functions: string[]): StatementInfo {
-  return {
-    text,
-    kind,
-    relationsRead: [],
-    relationsWritten: [],
-    functions,
-    opaque: true,
-    computedColumns: [],
-    wholeRowRefs: [],
-    star: false,
-    effects: [kind],
-  };
 }

@@ -1,13 +1,6 @@
-/**
- * The inspecting engine at the wire level, with a hand-driven client: pipelined extended-protocol
- * batches, binary results, Execute without Describe, a 100 MB result under backpressure.
- */
-import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loginUpstream } from '#agent/engines/postgres-upstream.js';
-import { typedMessage } from '#protocol/postgres/codec.js';
 import {
   buildDescribe,
   buildExecute,
@@ -19,6 +12,7 @@ import {
 } from '#protocol/postgres/messages.js';
 import { sql } from '../helpers/postgres.js';
 import { type Harness, startInspectHarness } from './inspect-harness.js';
+import { bind, dataValues, fcall, RawClient as Raw, sync, types } from './raw-client.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -28,98 +22,9 @@ afterAll(async () => {
   await h?.close();
 });
 
-interface Msg {
-  type: string;
-  body: Buffer;
-}
-
-class RawClient {
-  private readonly framer = new MessageFramer(1 << 30);
-  private readonly inbox: Msg[] = [];
-  private wake: (() => void) | undefined;
-  closed = false;
-  constructor(readonly sock: net.Socket) {
-    sock.on('data', (b: Buffer) => {
-      this.framer.push(b);
-      while (this.framer.next()) {
-        this.inbox.push({
-          type: String.fromCharCode(this.framer.type),
-          body: Buffer.from(this.framer.buf.subarray(this.framer.start + 5, this.framer.end)),
-        });
-      }
-      this.wake?.();
-    });
-    sock.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-  }
-  static async connect(): Promise<RawClient> {
-    const s = h.newSession();
-    const sock = net.connect(h.port, '127.0.0.1');
-    sock.on('error', () => {});
-    await new Promise((r) => sock.once('connect', r));
-    await loginUpstream(sock, { user: s.user, database: h.db }, s.secret);
-    const c = new RawClient(sock);
-    sock.resume();
-    return c;
-  }
-  send(...msgs: Buffer[]): void {
-    this.sock.write(Buffer.concat(msgs));
-  }
-  /** Messages up to and including the next ReadyForQuery. */
-  async untilReady(): Promise<Msg[]> {
-    for (;;) {
-      const i = this.inbox.findIndex((m) => m.type === 'Z');
-      if (i >= 0) return this.inbox.splice(0, i + 1);
-      if (this.closed) throw new Error(`closed; got ${this.inbox.map((m) => m.type).join('')}`);
-      await new Promise<void>((r) => {
-        this.wake = r;
-      });
-    }
-  }
-  end(): void {
-    this.sock.end(typedMessage('X'));
-  }
-}
-
-const i16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeInt16BE(n);
-  return b;
-};
-const i32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-function bind(stmt: string, params: string[] = [], resultFormat = 0, portal = ''): Buffer {
-  const parts = [Buffer.from(`${portal}\0${stmt}\0`), i16(0), i16(params.length)];
-  for (const p of params) parts.push(i32(Buffer.byteLength(p)), Buffer.from(p));
-  parts.push(i16(1), i16(resultFormat));
-  return typedMessage('B', Buffer.concat(parts));
-}
-const sync = () => typedMessage('S');
-const types = (ms: Msg[]) => ms.map((m) => m.type).join('');
-const dataValues = (m: Msg): (string | null)[] => {
-  const n = m.body.readInt16BE(0);
-  const out: (string | null)[] = [];
-  let p = 2;
-  for (let i = 0; i < n; i++) {
-    const len = m.body.readInt32BE(p);
-    p += 4;
-    if (len < 0) out.push(null);
-    else {
-      out.push(m.body.toString('utf8', p, p + len));
-      p += len;
-    }
-  }
-  return out;
-};
-
 describe('extended protocol on the wire', () => {
   it('pipelined Parse/Bind/Execute ×3 before one Sync with the 2nd blocked: 1st runs, error swapped, rest discarded', async () => {
-    const c = await RawClient.connect();
+    const c = await Raw.connect(h);
     await sql(h.superDbUrl, 'create table if not exists pipe_t (x int); grant all on pipe_t to public');
     c.send(
       buildParse('a', 'insert into pipe_t values (1)'),
@@ -154,7 +59,7 @@ describe('extended protocol on the wire', () => {
   });
 
   it('masks binary-format results of text columns, and rows of an Execute the client never described', async () => {
-    const c = await RawClient.connect();
+    const c = await Raw.connect(h);
     c.send(
       buildParse('m', 'select id::text, email, card_number from customers where id = $1'),
       bind('m', ['1'], 1),
@@ -181,7 +86,7 @@ describe('extended protocol on the wire', () => {
   });
 
   it('a refused result inside a transaction leaves the session usable', async () => {
-    const c = await RawClient.connect();
+    const c = await Raw.connect(h);
     c.send(buildQuery('begin'));
     await c.untilReady();
     c.send(buildParse('', 'select card_number from cards'), bind('', [], 1), buildExecute(''), sync());
@@ -195,7 +100,7 @@ describe('extended protocol on the wire', () => {
   it('refuses SQL text whose lexing depends on settings when the server has standard_conforming_strings off', async () => {
     await sql(h.superDbUrl, `alter database ${h.db} set standard_conforming_strings = off`);
     try {
-      const c = await RawClient.connect();
+      const c = await Raw.connect(h);
       // With backslash escapes the server reads one SELECT plus a DROP where the parser (on) sees one SELECT.
       c.send(buildQuery("select 'a\\' , $$ ' ; drop table orders; -- $$"));
       const r = await c.untilReady();
@@ -212,7 +117,7 @@ describe('extended protocol on the wire', () => {
   });
 
   it('changing standard_conforming_strings or client_encoding in the session is refused, also pipelined', async () => {
-    const c = await RawClient.connect();
+    const c = await Raw.connect(h);
     for (const q of [
       'set standard_conforming_strings = off',
       "select set_config('standard_conforming_strings', 'off', false)",
@@ -228,17 +133,10 @@ describe('extended protocol on the wire', () => {
 });
 
 describe('FunctionCall', () => {
-  function fcall(oid: number, args: string[]): Buffer {
-    const parts = [i32(oid), i16(1), i16(0), i16(args.length)];
-    for (const a of args) parts.push(i32(Buffer.byteLength(a)), Buffer.from(a));
-    parts.push(i16(0));
-    return typedMessage('F', Buffer.concat(parts));
-  }
-
   it('is judged as a call of the function the catalog names: pg_terminate_backend is blocked, int4pl runs', async () => {
     const [kill] = await sql(h.superDbUrl, "select 'pg_terminate_backend(int, bigint)'::regprocedure::oid::int as oid");
     const [add] = await sql(h.superDbUrl, "select 'int4pl(int, int)'::regprocedure::oid::int as oid");
-    const c = await RawClient.connect();
+    const c = await Raw.connect(h);
     c.send(fcall(kill!['oid'] as number, ['1', '0']));
     const r = await c.untilReady();
     expect(types(r)).toBe('EZ');
@@ -253,7 +151,7 @@ describe('FunctionCall', () => {
 
 describe('bulk', () => {
   it('streams a 100 MB result with bounded memory while the client reads slowly', async () => {
-    const c = await RawClient.connect();
+    const c = await Raw.connect(h);
     // Count bytes instead of keeping messages.
     c.sock.removeAllListeners('data');
     let bytes = 0;
