@@ -54,6 +54,14 @@ export class OutBatch {
     return ok;
   }
 
+  /** Everything collected, as one buffer, and forget it (what writeTo would have written). */
+  take(): Buffer {
+    this.closeRange();
+    const out = Buffer.concat(this.pieces);
+    this.pieces.length = 0;
+    return out;
+  }
+
   private closeRange(): void {
     const b = this.buf;
     if (b === undefined) return;
