@@ -217,7 +217,7 @@ describe('jit exec with a CI identity', () => {
     const { code } = await proc.exited(20_000);
     expect(code, proc.stderr()).toBe(143);
     expect(proc.stderr()).toMatch(/child-got-TERM/);
-    expect(proc.stderr()).toMatch(/session [a-z0-9]{20} ended/);
+    expect(proc.stderr()).toMatch(/Session [a-z0-9]{20} ended; its credential is being destroyed/);
     expect(await eventually(async () => !(await roleExists(role!)), 10_000)).toBe(true);
   });
 

@@ -1,9 +1,8 @@
-import { type Command } from 'commander';
-import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, EndReason, Session } from '#shared/contract/http.js';
-import { describeEndReason } from '#shared/contract/end-reasons.js';
+import type { Command } from 'commander';
+import type { AccessRequest, ApprovalRequirement, CreateSessionResponse, Session } from '#shared/contract/http.js';
 import { sessionRoleName } from '#shared/contract/ids.js';
 import { formatDuration } from '#shared/duration.js';
-import { JitError, isJitError } from '#shared/errors/jit-error.js';
+import type { JitError } from '#shared/errors/jit-error.js';
 import type { Ctx } from '#shared/runtime/ctx.js';
 import { type ApiClient, approvalRequirementOf, checkRequestId } from '../api/client.js';
 import { type ApprovalObserver, waitForApproval } from '../approvals/wait.js';
@@ -15,6 +14,7 @@ import { clean } from '../output/style.js';
 import { LocalRelayListener, type RelayStats } from '../relay/local-listener.js';
 import { postgresFatal } from '../relay/relay-client.js';
 import { admitSession } from '../session/admit.js';
+import { endedByUserLine, type Lease, type LeaseEnd, sessionEndedError, startLease } from '../session/lease.js';
 import type { MountedView } from '../ui/mount.js';
 import { createApprovalPresenter } from '../approvals/present.js';
 import { approversText } from '../approvals/wait.js';
@@ -45,8 +45,7 @@ export interface ConnectReady {
 /** Why `jit connect` stopped. */
 export type ConnectEnd =
   | { by: 'signal'; session: Session; endedOnServer: boolean }
-  | { by: 'server'; session: Session; reason: EndReason | undefined; message: string }
-  | { by: 'expired'; session: Session }
+  | LeaseEnd
   /** --no-wait: the request was filed; nobody connected. */
   | { by: 'filed'; request: AccessRequest; requirement: ApprovalRequirement | undefined };
 
@@ -74,7 +73,6 @@ export interface ConnectDeps {
   accessToken: () => Promise<string>;
 }
 
-const END_TIMEOUT_MS = 5_000;
 /** How often held statements are looked for while a connection is open (at most). */
 const HELD_POLL_MS = 2_000;
 
@@ -110,23 +108,15 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
   });
   let done = false;
   let signaled = false;
-  let latest: Session | undefined;
+  let lease: Lease | undefined;
   const finish = (end: ConnectEnd) => {
     if (done) return;
     done = true;
     resolveEnd(end);
   };
-  const endOnSignal = (s: Session) => {
-    api.endSession(s.id, 'exit', END_TIMEOUT_MS).then(
-      (ended) => resolveEnd({ by: 'signal', session: ended, endedOnServer: true }),
-      (err) =>
-        resolveEnd({
-          by: 'signal',
-          session: s,
-          // Already gone is as good as ended.
-          endedOnServer: isJitError(err) && (err.code === 'JIT_SESSION_ENDED' || err.code === 'JIT_SESSION_NOT_FOUND'),
-        }),
-    );
+  const endOnSignal = (l: Lease) => {
+    done = true;
+    void l.end('exit').then((r) => resolveEnd({ by: 'signal', ...r }));
   };
   // Ctrl-C while waiting for approvers cancels the request (see waitForApproval).
   const waiting = new AbortController();
@@ -134,12 +124,8 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
   const offSignal = ctx.onSignal(() => {
     if (done || signaled) return;
     signaled = true;
-    if (latest) {
-      done = true;
-      endOnSignal(latest);
-    } else {
-      waiting.abort();
-    }
+    if (lease) endOnSignal(lease);
+    else waiting.abort();
   });
 
   let created: CreateSessionResponse;
@@ -164,10 +150,10 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
     await listener.close();
     throw err;
   }
-  latest = session;
+  lease = startLease({ api, clock: ctx.clock }, created, { onWarning: (w) => observer.onWarning?.(w) });
+  void lease.ended.then(finish);
   if (signaled) {
-    done = true;
-    endOnSignal(session);
+    endOnSignal(lease);
     try {
       return await ended;
     } finally {
@@ -177,45 +163,7 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
   }
   targetType = session.targetType;
   listener.activate({ server: deps.server, sessionId: session.id, grant, accessToken: deps.accessToken });
-
-  const expiresAt = Date.parse(session.expiresAt);
-  // An unparsable expiry leaves ending to the server rather than ending at once.
-  const expiryTimer = Number.isNaN(expiresAt)
-    ? undefined
-    : ctx.clock.setTimeout(
-        () => finish({ by: 'expired', session: latest ?? session }),
-        Math.max(0, Math.min(expiresAt - ctx.clock.now(), 2 ** 31 - 1)),
-      );
-
   const intervalMs = Math.max(1, created.heartbeatIntervalSeconds) * 1000;
-  let heartbeatTimer: NodeJS.Timeout | undefined;
-  const heartbeat = async () => {
-    if (done) return;
-    try {
-      latest = await api.heartbeat(session.id);
-      observer.onWarning?.(undefined);
-      if (latest.state === 'ended') {
-        finish({ by: 'server', session: latest, reason: latest.endReason, message: describeEndReason(latest.endReason) });
-        return;
-      }
-    } catch (err) {
-      if (isJitError(err) && (err.code === 'JIT_SESSION_ENDED' || err.code === 'JIT_SESSION_NOT_FOUND')) {
-        const reason = await endReasonOf(api, session.id);
-        finish({
-          by: 'server',
-          session: { ...session, ...latest, state: 'ended' },
-          reason,
-          message: reason ? describeEndReason(reason) : err.message,
-        });
-        return;
-      }
-      // Keep serving: the server ends the session itself if heartbeats stay away too long.
-      observer.onWarning?.(`heartbeat failed: ${isJitError(err) ? err.message : 'unexpected error'}`);
-    }
-    // Chained, not setInterval: a slow server never gets overlapping heartbeats.
-    if (!done) heartbeatTimer = ctx.clock.setTimeout(() => void heartbeat(), intervalMs);
-  };
-  heartbeatTimer = ctx.clock.setTimeout(() => void heartbeat(), intervalMs);
 
   // Statements held for approval (filed by the agent): looked for only while a connection is open.
   let heldTimer: NodeJS.Timeout | undefined;
@@ -242,15 +190,13 @@ export async function runConnect(deps: ConnectDeps, opts: ConnectOptions, observ
     } catch (err) {
       // Nobody will use a session whose URL could not be shown: end it now rather than at heartbeat timeout.
       done = true;
-      await api.endSession(session.id, 'exit', END_TIMEOUT_MS).catch(() => undefined);
+      await lease.end('exit');
       throw err;
     }
     return await ended;
   } finally {
     done = true;
     offSignal();
-    ctx.clock.clearTimeout(expiryTimer);
-    ctx.clock.clearTimeout(heartbeatTimer);
     ctx.clock.clearTimeout(heldTimer);
     await listener.close();
   }
@@ -339,15 +285,6 @@ async function openSession(
   return api.createSession({ ...base, request: requestId });
 }
 
-/** Best effort: why did the server end it? (the heartbeat's 410 carries only an error body). */
-async function endReasonOf(api: ApiClient, id: string): Promise<EndReason | undefined> {
-  try {
-    return (await api.sessions({})).find((s) => s.id === id)?.endReason;
-  } catch {
-    return undefined;
-  }
-}
-
 interface ConnectFlags {
   port?: number;
   reason?: string;
@@ -415,15 +352,10 @@ export function registerConnect(program: Command, env: CommandEnv): void {
         return;
       }
       if (end.by === 'signal') {
-        mode.status(
-          end.endedOnServer
-            ? `Session ${end.session.id} ended; its credential is being destroyed`
-            : `Session ${end.session.id} could not be ended on the server; it ends when heartbeats stop`,
-        );
+        mode.status(endedByUserLine(end.session, end.endedOnServer));
         return;
       }
-      const why = end.by === 'expired' ? describeEndReason('expired') : end.message;
-      throw new JitError('JIT_SESSION_ENDED', { message: `Session ${end.session.id} ended: ${clean(why)}` });
+      throw sessionEndedError(end);
     });
 }
 

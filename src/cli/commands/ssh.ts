@@ -8,6 +8,7 @@ import { cliServices } from '../api/services.js';
 import { type CommandEnv, ExitWith } from '../main.js';
 import { clean } from '../output/style.js';
 import { openRelayStream } from '../ssh/relay-stream.js';
+import { leaseEndWords, sessionEndedError } from '../session/lease.js';
 import { type LiveSshSession, openSshSession } from '../ssh/session.js';
 import { exitCodeOf, runTerminal, type TerminalEnd } from '../ssh/terminal.js';
 import { sessionDurationFlag as parseDurationFlag } from '../flags.js';
@@ -54,9 +55,9 @@ export async function runSsh(ctx: Ctx, services: ReturnType<typeof cliServices>,
         term: ctx.env['TERM'] && /^[A-Za-z0-9._+-]{1,64}$/.test(ctx.env['TERM']) ? ctx.env['TERM'] : 'xterm-256color',
         env: pickEnv(ctx.env),
       },
-      { io: ctx.io, onSignal: (h) => ctx.onSignal(h), stop: live.ended.then((e) => `the session ended: ${e.message}`) },
+      { io: ctx.io, onSignal: (h) => ctx.onSignal(h), stop: live.ended.then((e) => leaseEndWords(e)) },
     );
-    return outcome(end, opts.target);
+    return await outcome(end, opts.target, live);
   } finally {
     await live.close();
     // A TTY or pipe left open keeps the process alive after the remote side is done.
@@ -71,7 +72,7 @@ function pickEnv(env: Readonly<Record<string, string | undefined>>): Record<stri
   return out;
 }
 
-function outcome(end: TerminalEnd, target: string): number {
+async function outcome(end: TerminalEnd, target: string, live: LiveSshSession): Promise<number> {
   if (end.kind === 'lost') {
     throw new JitError('JIT_TARGET_UNREACHABLE', {
       message: `The connection to ${target} was lost before the remote side finished (the agent or the jit server went away)`,
@@ -79,7 +80,7 @@ function outcome(end: TerminalEnd, target: string): number {
     });
   }
   if (end.kind === 'stopped') {
-    throw new JitError('JIT_SESSION_ENDED', { message: `jit ssh ${target} stopped: ${clean(end.why)}` });
+    throw sessionEndedError(await live.ended, { during: `jit ssh ${target} ran`, hint: 'jit ssh again opens a new session' });
   }
   const { exit } = end;
   if (exit.blocked) return EXIT.accessDenied;
@@ -106,7 +107,10 @@ async function runStdio(ctx: Ctx, live: LiveSshSession, socket: import('node:net
       resolve(code);
     };
     const off = ctx.onSignal(() => finish(EXIT.ok));
-    void live.ended.then((e) => finish(EXIT.sessionEnded, `the session ended: ${clean(e.message)}`));
+    void live.ended.then((e) => {
+      const err = sessionEndedError(e);
+      finish(err.exitCode, `${err.message} [${err.code}]`);
+    });
     ctx.io.stdin.pipe(socket);
     socket.pipe(ctx.io.stdout, { end: false });
     socket.on('error', () => socket.destroy());

@@ -14,6 +14,7 @@ import type { ApiClient } from '../api/client.js';
 import type { ApprovalObserver } from '../approvals/wait.js';
 import { type ConnectEnd, runConnect } from '../commands/connect.js';
 import { clean } from '../output/style.js';
+import { END_TIMEOUT_MS, endedByUserLine, leaseEndWords, sessionEndedError } from '../session/lease.js';
 import { type ChildEnd, exitCodeFor, type RunningChild, startChild } from './child.js';
 import { type Env, sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
 
@@ -130,28 +131,20 @@ export async function runExec(deps: ExecDeps, opts: ExecOptions): Promise<number
   if (end.by === 'signal') {
     if (!childEnd) return exitCodeFor(null, early ?? 'SIGTERM');
     const result = await childEnd;
-    deps.status(
-      end.endedOnServer
-        ? `jit: session ${end.session.id} ended`
-        : `jit: ! session ${end.session.id} could not be ended on the server; it ends when heartbeats stop`,
-    );
+    deps.status(`jit: ${endedByUserLine(end.session, end.endedOnServer)}`);
     return result.code;
   }
   // The server ended the session (or its time ran out) while the child ran.
   if (child && !childExited) {
-    const why = end.by === 'expired' ? 'its time ran out' : end.message;
-    deps.status(`jit: session ${end.session.id} ended (${clean(why)}); stopping ${clean(opts.command[0]!)}`);
+    deps.status(`jit: session ${end.session.id} ended (${clean(leaseEndWords(end))}); stopping ${clean(opts.command[0]!)}`);
     const onSignalDuringStop = ctx.onSignal((sig) => forward(ctx, child!, sig));
     try {
       await child.stop(ctx.clock, opts.graceMs ?? DEFAULT_GRACE_MS);
     } finally {
       onSignalDuringStop();
     }
-    if (end.by === 'expired') await api.endSession(end.session.id, 'exit', 5000).catch(() => undefined);
-    throw new JitError('JIT_SESSION_ENDED', {
-      message: `Session ${end.session.id} ended while the command ran: ${clean(why)}`,
-      hint: 'jit exec again opens a new session',
-    });
+    if (end.by === 'expired') await api.endSession(end.session.id, 'exit', END_TIMEOUT_MS).catch(() => undefined);
+    throw sessionEndedError(end, { during: 'the command ran', hint: 'jit exec again opens a new session' });
   }
   return (await childEnd!).code;
 }
