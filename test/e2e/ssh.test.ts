@@ -7,13 +7,13 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { completeDeviceLogin } from '../helpers/idp-browser.js';
 import { freePort } from '../helpers/postgres.js';
 import { type ServerFixture, startControlPlane, USERS } from '../helpers/control-plane.js';
@@ -207,9 +207,10 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     expect(cast.stdout).toMatch(/recording\.finished/);
   });
 
-  it('carries OpenSSH through ProxyCommand: scp both ways, ssh commands judged by the same guardrails', async () => {
-    const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), JIT_KEYRING: 'file', JIT_SERVER: cp.url };
-    const opts = [
+  /** OpenSSH's own client through `jit ssh --stdio` as ProxyCommand, as alice. */
+  const proxied = () => ({
+    env: { ...process.env, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), JIT_KEYRING: 'file', JIT_SERVER: cp.url },
+    opts: [
       '-o',
       `ProxyCommand=${process.execPath} ${JIT_BIN} ssh --stdio --login %r %n`,
       '-o',
@@ -220,7 +221,11 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
       'LogLevel=ERROR',
       '-o',
       'BatchMode=yes',
-    ];
+    ],
+  });
+
+  it('carries OpenSSH through ProxyCommand: scp both ways, ssh commands judged by the same guardrails', async () => {
+    const { env, opts } = proxied();
     const local = path.join(home, 'payload.bin');
     const payload = randomBytes(300_000);
     writeFileSync(local, payload);
@@ -238,6 +243,42 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     const blocked = await run('ssh', [...opts, `${sshd.login}@web-1`, 'reboot'], { env, timeout: 30_000 }).catch((e) => e);
     expect(blocked.code).toBe(126);
     expect(blocked.stderr).toContain('jit: blocked by rule no-reboot: `reboot`');
+  });
+
+  it('through ProxyCommand too, a require-approval command waits for bob and runs exactly it; X11 and agent forwarding are refused and recorded', async () => {
+    const { env, opts } = proxied();
+    // OpenSSH asks for agent forwarding only with an agent to forward, and for X11 only with a DISPLAY.
+    const agentSock = path.join(home, 'agent.sock');
+    const sshAgent = spawn('ssh-agent', ['-D', '-a', agentSock], { stdio: 'ignore' });
+    expect(await eventually(async () => existsSync(agentSock), 5_000)).toBe(true);
+    const command = 'echo approve-me && echo via-proxy-approved';
+    const child = spawn('ssh', [...opts, '-A', '-X', `${sshd.login}@web-1`, command], {
+      env: { ...env, SSH_AUTH_SOCK: agentSock, DISPLAY: 'localhost:99' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    onTestFinished(() => void sshAgent.kill());
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const id = await heldCommand(command);
+    expect(out).toBe('');
+    expect((await runJit(['approve', id, '--server', cp.url], { home: bobHome })).code).toBe(0);
+    expect(await exited, err).toBe(0);
+    expect(out).toBe('approve-me\nvia-proxy-approved\n');
+    expect(err).toMatch(
+      /jit: waiting for approval of: echo approve-me && echo via-proxy-approved \(rule restarts-need-bob; approvers: bob\)/,
+    );
+    const ev = await runJit(['replay', await lastSession(), '--json', '--server', cp.url], { home });
+    const list = (JSON.parse(ev.stdout) as { events: { type: string; data: Record<string, unknown> }[] }).events;
+    expect(list.filter((e) => e.type === 'command.blocked').map((e) => e.data['rule'])).toEqual(
+      expect.arrayContaining(['jit.x11', 'jit.agent-forwarding']),
+    );
+    expect(list.find((e) => e.type === 'command.started')?.data).toMatchObject({
+      command,
+      approval: { rule: 'restarts-need-bob', request: id },
+    });
   });
 
   it('tells the user when the agent dies mid-session, and keeps the recording so far', async () => {

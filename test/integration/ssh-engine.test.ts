@@ -147,7 +147,9 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
       }),
     ]);
     const r2 = await run(sessionOf(), { command: 'sudo systemctl restart nginx' });
-    expect(r2.stderr).toMatch(/^jit: rule restart requires approval/);
+    expect(r2.stderr).toBe(
+      'jit: `systemctl restart nginx` needs approval (rule restart) and no approval workflow is available on this agent\n',
+    );
     expect(r2.exit?.blocked).toEqual({ rule: 'restart', action: 'require-approval' });
   });
 

@@ -9,16 +9,19 @@
  * The client authenticates with anything (`none` is accepted): the stream is already bound to the
  * user by the session grant and their access token, and only their `jit ssh --stdio` process holds
  * it. The user name MUST be the session's login. The server's host key is derived from the CA key
- * and the target's name, so it is the same for every session (known_hosts stays valid). Agent and
- * X11 forwarding are refused; port forwarding (direct-tcpip) only when policy allows it.
+ * and the target's name, so it is the same for every session (known_hosts stays valid). Every
+ * channel and request passes the SSH gate (src/protocol/ssh/admit.ts) with the same hooks as the
+ * jit ssh frames (gate.ts): commands held for approval wait here too; agent, X11 and remote
+ * forwarding are refused and recorded; port forwarding (direct-tcpip) only when policy allows it.
  */
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { judgeCommand, judgeShell } from '#protocol/ssh/guard.js';
+import { admitSsh, type SshAsk } from '#protocol/ssh/admit.js';
 import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
 import { SSH_BLOCKED_STATUS } from '#shared/contract/ssh-stream.js';
 import { isJitError, JitError } from '#shared/errors/jit-error.js';
-import { auditRefusal, type SshEngineDeps, type SshTargetRef } from './engine.js';
+import type { SshEngineDeps, SshTargetRef } from './engine.js';
+import { sshGateHooks } from './gate.js';
 import { connectUpstream } from './upstream.js';
 
 type Pty = { term: string; cols: number; rows: number; width: number; height: number };
@@ -31,6 +34,7 @@ export async function runBridge(
   target: SshTargetRef,
   deps: SshEngineDeps,
   onClient: (c: ssh2.Client) => void,
+  streamId: string,
 ): Promise<void> {
   const server = new ssh2.Server({ hostKeys: [target.ca.bridgeHostKey(target.name)], ident: 'jit' });
   let upstream: Promise<ssh2.Client> | undefined;
@@ -74,9 +78,13 @@ export async function runBridge(
         });
         conn.end();
       });
-      conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login));
+      conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login, streamId));
+      const connectionGate = (ask: SshAsk) =>
+        admitSsh(ask, rules, sshGateHooks(deps, session, { tell: () => {}, gone: new AbortController().signal, streamId }));
       conn.on('tcpip', (accept, reject, info) => {
-        if (!rules.allowForwarding) return reject();
+        // Not holdable: forwarding is allowed by policy or refused (and recorded) at once.
+        const out = connectionGate({ kind: 'port-forward', host: info.destIP, port: info.destPort });
+        if (out instanceof Promise || !out.run) return reject();
         login()
           .then((c) =>
             c.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, up) => {
@@ -94,7 +102,11 @@ export async function runBridge(
           )
           .catch(() => reject());
       });
-      conn.on('request', (_accept, reject) => reject?.());
+      // Global requests: remote forwarding (tcpip-forward, streamlocal-forward…) and the like.
+      conn.on('request', (_accept, reject, name) => {
+        if (/forward/.test(name)) void connectionGate({ kind: 'remote-forward', request: name.slice(0, 64) });
+        reject?.();
+      });
     });
   });
   server.injectSocket(socket as never);
@@ -110,6 +122,7 @@ function serveSession(
   rules: SshSessionRules,
   deps: SshEngineDeps,
   login: () => Promise<ssh2.Client>,
+  streamId: string,
 ): void {
   let pty: Pty | undefined;
   const env: Record<string, string> = {};
@@ -132,34 +145,43 @@ function serveSession(
     up?.signal(info.name);
     accept?.();
   });
-  s.on('auth-agent', (_accept, reject) => reject?.());
-  s.on('x11', (_accept, reject) => reject?.());
+  const eol = () => (pty ? '\r\n' : '\n');
+  // Never served: refused by the gate (and recorded) whatever policy says.
+  const gone = new AbortController();
+  s.on('close', () => gone.abort());
+  const hooks = sshGateHooks(deps, session, { tell: () => {}, gone: gone.signal, streamId });
+  s.on('auth-agent', (_accept, reject) => {
+    void admitSsh({ kind: 'agent-forward' }, rules, hooks);
+    reject?.();
+  });
+  s.on('x11', (_accept, reject) => {
+    void admitSsh({ kind: 'x11' }, rules, hooks);
+    reject?.();
+  });
 
-  const refuse = (accept: () => ssh2.ServerChannel, line: string) => {
-    const ch = accept();
-    ch.stderr.write(`${line}${pty ? '\r\n' : '\n'}`);
-    ch.exit(SSH_BLOCKED_STATUS);
-    ch.end();
-  };
-
-  const run = async (
-    accept: () => ssh2.ServerChannel,
-    _reject: (() => void) | undefined,
-    what: { command?: string; subsystem?: string },
-  ) => {
-    const verdict =
-      what.command !== undefined
-        ? judgeCommand(what.command, rules.guardrails)
-        : what.subsystem
-          ? judgeCommand(what.subsystem, rules.guardrails)
-          : judgeShell(rules.guardrails);
-    if (verdict.action !== 'allow') return refuse(accept, auditRefusal(deps, session, verdict, what));
+  const run = async (accept: () => ssh2.ServerChannel, _reject: (() => void) | undefined, ask: SshAsk) => {
+    const what: { command?: string; subsystem?: string } =
+      ask.kind === 'exec' ? { command: ask.command } : ask.kind === 'subsystem' ? { subsystem: ask.name } : {};
     // Accept at once: OpenSSH sends a subsystem's first bytes without waiting for the answer, and
-    // ssh2 drops data for a channel not yet accepted. The bytes wait in the channel meanwhile.
+    // ssh2 drops data for a channel not yet accepted. The bytes wait in the channel meanwhile
+    // (also while the gate holds the command for approval).
     const ch = accept();
     ch.pause();
+    const held = new AbortController();
+    ch.once('close', () => held.abort());
+    const outcome = await admitSsh(
+      ask,
+      rules,
+      sshGateHooks(deps, session, { tell: (line) => ch.stderr.write(`${line}${eol()}`), gone: held.signal, streamId }),
+    );
+    if (!outcome.run) {
+      ch.stderr.write(`${outcome.line}${eol()}`);
+      ch.exit(SSH_BLOCKED_STATUS);
+      ch.end();
+      return;
+    }
     const fail = (message: string) => {
-      ch.stderr.write(`jit: ${message}${pty ? '\r\n' : '\n'}`);
+      ch.stderr.write(`jit: ${message}${eol()}`);
       ch.exit(255);
       ch.end();
     };
@@ -175,7 +197,15 @@ function serveSession(
       session: session.id,
       target: session.target,
       outcome: 'info',
-      data: { login: rules.login, ...what, pty: Boolean(pty), via: 'proxycommand' },
+      data: {
+        login: rules.login,
+        ...what,
+        pty: Boolean(pty),
+        via: 'proxycommand',
+        ...(outcome.approved
+          ? { approval: { rule: outcome.verdict.rule, ...(outcome.approved.request ? { request: outcome.approved.request } : {}) } }
+          : {}),
+      },
     });
     const cb = (err: Error | undefined, channel: ssh2.ClientChannel) => {
       if (err) return fail(`the host refused the ${what.subsystem ? 'subsystem' : what.command !== undefined ? 'command' : 'shell'}`);
@@ -237,7 +267,7 @@ function serveSession(
     else client.shell(pty ?? false, { env }, cb);
   };
 
-  s.on('shell', (accept, reject) => void run(accept, reject, {}));
-  s.on('exec', (accept, reject, info) => void run(accept, reject, { command: info.command }));
-  s.on('subsystem', (accept, reject, info) => void run(accept, reject, { subsystem: info.name }));
+  s.on('shell', (accept, reject) => void run(accept, reject, { kind: 'shell' }));
+  s.on('exec', (accept, reject, info) => void run(accept, reject, { kind: 'exec', command: info.command }));
+  s.on('subsystem', (accept, reject, info) => void run(accept, reject, { kind: 'subsystem', name: info.name }));
 }

@@ -4,17 +4,17 @@
  * Order (fixed; each step MUST pass before the next):
  *   1. the session carries SSH rules (SessionInfo.ssh) — else refuse: nothing says who to log in as;
  *   2. read the REQUEST frame (bounded, 30 s);
- *   3. judge it: exec → the command guard, shell → interactive rules. A refusal is audited
- *      (`command.blocked`) before the user hears of it, and NEVER reaches the host;
+ *   3. pass the SSH gate (src/protocol/ssh/admit.ts: judge → policy → approval → recorder): a
+ *      refusal is audited (`command.blocked`) before the user hears of it, and NEVER reaches the host;
  *   4. mint (or reuse) the session's certificate, log in to sshd with it, host key checked;
  *   5. audit `command.started` / `shell.started`, start recording, only then run it;
  *   6. relay frames ↔ the SSH channel; at the end audit `command.executed` with the exit status.
  * `stdio` mode hands the stream to the agent's own SSH server (bridge.ts), which applies 3–6 per
- * channel of the user's OpenSSH client.
+ * channel of the user's OpenSSH client, through the same gate and the same hooks (gate.ts).
  */
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
-import { judgeCommand, judgeShell, refusalLine, type CommandVerdict } from '#protocol/ssh/guard.js';
+import { admitSsh, type SshAsk, type SshOutcome } from '#protocol/ssh/admit.js';
 import type { AgentSshTarget } from '#shared/config/agent.js';
 import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
 import { encodeFrame, FrameDecoder, FrameType, SSH_BLOCKED_STATUS, SshExit, SshRequest } from '#shared/contract/ssh-stream.js';
@@ -22,10 +22,11 @@ import { isJitError, JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import type { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
-import type { ApprovalDecision, AwaitApproval } from '../inspect/approval.js';
+import type { AwaitApproval } from '../inspect/approval.js';
 import type { EmitEvent } from '../../events.js';
 import type { LiveStream, StreamRegistry } from '../../streams.js';
 import { runBridge } from './bridge.js';
+import { sshGateHooks } from './gate.js';
 import type { AgentRecordings } from './recorder.js';
 import { connectUpstream } from './upstream.js';
 
@@ -51,35 +52,12 @@ export interface SshEngineDeps {
    * Without it such a command is refused, as before approvals existed.
    */
   approve?: AwaitApproval;
+  /** False while audit events cannot reach the control plane: nothing starts (fail closed). */
+  recorderReady?: () => boolean;
 }
-
-/** What an approver is shown for an interactive shell (it has no command line). */
-export const SHELL_APPROVAL_TEXT = '<interactive shell>';
 
 /** Signals the CLI may forward (ssh's own list, RFC 4254 §6.10, minus the exotic). */
 const SIGNALS = new Set(['INT', 'TERM', 'HUP', 'QUIT', 'KILL', 'USR1', 'USR2', 'ALRM', 'PIPE']);
-
-/** Audit a refusal, then tell the user in one stderr line and a distinct exit. */
-export function auditRefusal(
-  deps: Pick<SshEngineDeps, 'emit'>,
-  session: SessionInfo,
-  v: CommandVerdict,
-  what: { command?: string; subsystem?: string },
-): string {
-  deps.emit({
-    event: 'command.blocked',
-    session: session.id,
-    target: session.target,
-    outcome: 'failure',
-    data: {
-      ...(what.command !== undefined ? { command: what.command } : what.subsystem ? { subsystem: what.subsystem } : { interactive: true }),
-      rule: v.rule,
-      action: v.action,
-      reason: v.reason,
-    },
-  });
-  return refusalLine(v);
-}
 
 /** Run the engine for one stream; resolves when it is over. */
 export async function handleSshClient(
@@ -116,9 +94,17 @@ export async function handleSshClient(
     const { request, rest } = first;
     if (request.mode === 'stdio') {
       if (rest.length) socket.unshift(rest);
-      await runBridge(socket, session, rules, target, deps, (c) => {
-        client = c;
-      });
+      await runBridge(
+        socket,
+        session,
+        rules,
+        target,
+        deps,
+        (c) => {
+          client = c;
+        },
+        opts.streamId,
+      );
       return;
     }
     await runTerminal(socket, session, rules, target, deps, request, rest, opts.streamId, (c) => {
@@ -194,28 +180,37 @@ async function runTerminal(
   onClient: (c: ssh2.Client) => void,
 ): Promise<void> {
   const command = req.mode === 'exec' ? req.command! : undefined;
-  let verdict: CommandVerdict = command !== undefined ? judgeCommand(command, rules.guardrails) : judgeShell(rules.guardrails);
+  const ask: SshAsk = command !== undefined ? { kind: 'exec', command } : { kind: 'shell' };
   // A raw terminal needs the carriage return; a pipe does not.
   const eol = req.pty ? '\r\n' : '\n';
-  let approval: Extract<ApprovalDecision, { approved: true }> | undefined;
-  let deniedLine: string | undefined;
-  if (verdict.action === 'require-approval' && deps.approve && verdict.rule) {
-    const decision = await holdForApproval(socket, session, deps.approve, verdict, command, streamId, eol);
-    if (decision.approved) approval = decision;
-    else {
-      verdict = { ...verdict, reason: decision.reason };
-      // Like PostgreSQL's "this statement needs approval (rule …) and <reason>".
-      deniedLine = `jit: ${refusalSubject(verdict)} needs approval (rule ${verdict.rule}) and ${decision.reason}`;
-    }
+  const gone = new AbortController();
+  const onClose = () => gone.abort();
+  socket.once('close', onClose);
+  let outcome: SshOutcome;
+  try {
+    outcome = await admitSsh(
+      ask,
+      rules,
+      sshGateHooks(deps, session, {
+        tell: (line) => socket.write(encodeFrame(FrameType.stderr, `${line}${eol}`)),
+        gone: gone.signal,
+        streamId,
+      }),
+    );
+  } finally {
+    socket.off('close', onClose);
   }
-  if (verdict.action !== 'allow' && !approval) {
-    const refused = auditRefusal(deps, session, verdict, { command });
-    const line = deniedLine ?? refused;
+  const { verdict } = outcome;
+  if (!outcome.run) {
     if (socket.destroyed) return;
-    socket.write(encodeFrame(FrameType.stderr, `${line}${eol}`));
-    sendExit(socket, { status: SSH_BLOCKED_STATUS, blocked: { rule: verdict.rule ?? 'jit', action: verdict.action } });
+    socket.write(encodeFrame(FrameType.stderr, `${outcome.line}${eol}`));
+    sendExit(socket, {
+      status: SSH_BLOCKED_STATUS,
+      blocked: { rule: verdict.rule ?? 'jit', action: verdict.action === 'require-approval' ? 'require-approval' : 'block' },
+    });
     return;
   }
+  const approval = outcome.approved;
   let client: ssh2.Client;
   try {
     const cert = deps.credentials.forSession(target.ca, session, rules);
@@ -380,53 +375,4 @@ async function runTerminal(
   recording.release();
   sendExit(socket, exit);
   client.end();
-}
-
-/** How a refusal names what it refused (as refusalLine does). */
-function refusalSubject(v: CommandVerdict): string {
-  return v.message ?? (v.command ? `\`${v.command.slice(0, 200)}\`` : 'interactive shell');
-}
-
-/**
- * Hold a `require-approval` command (or shell) until the control plane's decision. The approver
- * is shown exactly the command line; StatementApprovals releases it only under an approval whose
- * digest is that of this exact line (params []), so an approval of X never runs Y. The user hears
- * one stderr line that it waits. The wait ends (refused) when the stream closes.
- */
-async function holdForApproval(
-  socket: Duplex,
-  session: SessionInfo,
-  approve: AwaitApproval,
-  v: CommandVerdict,
-  command: string | undefined,
-  streamId: string,
-  eol: string,
-): Promise<ApprovalDecision> {
-  const text = command ?? SHELL_APPROVAL_TEXT;
-  const rule = session.ssh?.guardrails.find((g) => g.name === v.rule);
-  const approvers = [...(rule?.approvers?.users ?? []), ...(rule?.approvers?.groups ?? []).map((g) => `group ${g}`)];
-  const shown = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, 200);
-  socket.write(
-    encodeFrame(
-      FrameType.stderr,
-      `jit: waiting for approval of: ${shown} (rule ${v.rule}${approvers.length ? `; approvers: ${approvers.join(', ')}` : ''})${eol}`,
-    ),
-  );
-  const abort = new AbortController();
-  const onClose = () => abort.abort();
-  socket.once('close', onClose);
-  try {
-    return await approve({
-      session,
-      target: session.target,
-      stream: streamId,
-      sql: text,
-      params: [],
-      rule: v.rule,
-      kind: command !== undefined ? 'command' : 'shell',
-      signal: abort.signal,
-    });
-  } finally {
-    socket.off('close', onClose);
-  }
 }

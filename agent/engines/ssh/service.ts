@@ -27,6 +27,8 @@ export interface SshServiceDeps {
   clock: Clock;
   /** The hold point for require-approval commands (the agent's StatementApprovals.await). */
   approve?: AwaitApproval;
+  /** False while audit events cannot reach the control plane: no command starts (fail closed). */
+  recorderReady?: () => boolean;
 }
 
 export interface SshService {
@@ -55,6 +57,7 @@ export function createSshService(deps: SshServiceDeps): SshService {
     clock: deps.clock,
     random: randomBytes,
     ...(deps.approve ? { approve: deps.approve } : {}),
+    ...(deps.recorderReady ? { recorderReady: deps.recorderReady } : {}),
   };
   return {
     serves: (target) => targets.has(target),

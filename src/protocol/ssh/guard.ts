@@ -463,12 +463,3 @@ export function judgeShell(rules: readonly Guardrail[]): CommandVerdict {
   }
   return { action: 'allow', reason: 'no guardrail matched' };
 }
-
-/** The one line a refused command prints on stderr. */
-export function refusalLine(v: CommandVerdict): string {
-  const what = v.message ?? (v.command ? `\`${v.command.slice(0, 200)}\`` : 'interactive shell');
-  if (v.action === 'require-approval') {
-    return `jit: rule ${v.rule} requires approval, which jit ssh cannot ask for yet: ${what}`;
-  }
-  return `jit: blocked by rule ${v.rule}: ${what}`;
-}

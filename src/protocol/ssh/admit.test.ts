@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { Guardrail } from '#shared/config/policy.js';
+import { admitSsh, approvalText, type SshAsk, type SshGateHooks, type SshHoldDecision } from './admit.js';
+
+const rule = (name: string, action: Guardrail['action'], match: Record<string, unknown>) => Guardrail.parse({ name, action, match });
+
+const rules = {
+  allowForwarding: false,
+  guardrails: [
+    rule('no-reboot', 'block', { commands: ['reboot'] }),
+    rule('restart-needs-ok', 'require-approval', { commands: ['systemctl restart'] }),
+    rule('sftp-needs-ok', 'require-approval', { commands: ['sftp'] }),
+    rule('shells-need-ok', 'require-approval', { interactive: true }),
+  ],
+};
+
+/** What the gate did, in order. */
+function run(ask: SshAsk, opts: { decision?: SshHoldDecision; recorder?: boolean; forwarding?: boolean } = {}) {
+  const steps: string[] = [];
+  const hooks: SshGateHooks = {
+    blocked: (a, v) => void steps.push(`blocked ${a.kind} ${v.rule}`),
+    hold: async (a) => {
+      steps.push(`hold ${approvalText(a)}`);
+      return opts.decision ?? { approved: false, reason: 'nobody answered' };
+    },
+    recorderReady: () => {
+      steps.push('recorder?');
+      return opts.recorder ?? true;
+    },
+  };
+  return { steps, outcome: admitSsh(ask, { ...rules, allowForwarding: opts.forwarding ?? false }, hooks) };
+}
+
+describe('the SSH gate', () => {
+  it('runs an allowed command at once, only with the recorder connected', () => {
+    expect(run({ kind: 'exec', command: 'uptime' })).toEqual({
+      steps: ['recorder?'],
+      outcome: { run: true, verdict: expect.objectContaining({ action: 'allow' }) },
+    });
+    const down = run({ kind: 'exec', command: 'uptime' }, { recorder: false });
+    expect(down.outcome).toMatchObject({ run: false, verdict: { rule: 'jit.recorder' }, line: expect.stringMatching(/cannot record/) });
+  });
+
+  it('refuses a blocked command before anything else, recording it', () => {
+    const r = run({ kind: 'exec', command: 'sudo reboot' });
+    expect(r.steps).toEqual(['blocked exec no-reboot']);
+    expect(r.outcome).toMatchObject({ run: false, line: 'jit: blocked by rule no-reboot: `reboot`' });
+  });
+
+  it('holds exec, shell and subsystem alike under require-approval, bound to exactly what runs', async () => {
+    for (const [ask, text] of [
+      [{ kind: 'exec', command: 'systemctl restart nginx' }, 'systemctl restart nginx'],
+      [{ kind: 'shell' }, '<interactive shell>'],
+      [{ kind: 'subsystem', name: 'sftp' }, '<subsystem sftp>'],
+    ] as [SshAsk, string][]) {
+      const approved = run(ask, { decision: { approved: true, request: 'req-1', by: 'bob' } });
+      await expect(approved.outcome).resolves.toMatchObject({ run: true, approved: { request: 'req-1', by: 'bob' } });
+      expect(approved.steps).toEqual([`hold ${text}`, 'recorder?']);
+      const denied = run(ask, { decision: { approved: false, reason: 'denied by bob' } });
+      await expect(denied.outcome).resolves.toMatchObject({
+        run: false,
+        verdict: { action: 'require-approval', reason: 'denied by bob' },
+        line: expect.stringMatching(/needs approval \(rule [a-z-]+\) and denied by bob$/),
+      });
+      expect(denied.steps).toEqual([
+        `hold ${text}`,
+        `blocked ${ask.kind} ${ask.kind === 'exec' ? 'restart-needs-ok' : ask.kind === 'shell' ? 'shells-need-ok' : 'sftp-needs-ok'}`,
+      ]);
+    }
+  });
+
+  it('an approved command still does not run while the recorder is down', async () => {
+    const r = run({ kind: 'exec', command: 'systemctl restart nginx' }, { decision: { approved: true }, recorder: false });
+    await expect(r.outcome).resolves.toMatchObject({ run: false, verdict: { rule: 'jit.recorder' } });
+  });
+
+  it('port forwarding runs only where policy allows it; X11, agent and remote forwarding never, and each refusal is recorded', () => {
+    expect(run({ kind: 'port-forward', host: '10.0.0.5', port: 5432 }, { forwarding: true }).outcome).toMatchObject({ run: true });
+    for (const [ask, ruleName] of [
+      [{ kind: 'port-forward', host: '10.0.0.5', port: 5432 }, 'jit.forwarding'],
+      [{ kind: 'x11' }, 'jit.x11'],
+      [{ kind: 'agent-forward' }, 'jit.agent-forwarding'],
+      [{ kind: 'remote-forward', request: 'tcpip-forward' }, 'jit.remote-forwarding'],
+    ] as [SshAsk, string][]) {
+      const r = run(ask, { forwarding: ask.kind !== 'port-forward' });
+      expect(r.outcome).toMatchObject({ run: false, verdict: { action: 'block', rule: ruleName } });
+      expect(r.steps).toEqual([`blocked ${ask.kind} ${ruleName}`]);
+    }
+  });
+});

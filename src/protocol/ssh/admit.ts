@@ -1,0 +1,179 @@
+/**
+ * The SSH gate: the one decision everything an SSH client asks for passes before the agent does
+ * it, whichever way it arrives — a `jit ssh` request frame (exec, shell) or a channel or request
+ * of the user's own OpenSSH client through ProxyCommand (exec, shell, subsystem, port forwarding,
+ * X11, agent forwarding, remote forwarding). Pure: the engines (agent/engines/ssh/engine.ts for
+ * frames, bridge.ts for ProxyCommand) say what was asked and carry out the answer.
+ *
+ * The order is fixed and written here only:
+ *   1. judge    — exec and subsystem by the command guard (a subsystem's name is its command),
+ *                 shell by the interactive rules, forwarding by policy (`allowForwarding`); X11,
+ *                 agent and remote forwarding are never served (they would hand the host a way
+ *                 back to the user's machine, outside every rule).
+ *   2. policy   — `block` refuses: `command.blocked` is recorded first, then one stderr line.
+ *   3. approval — `require-approval` holds until a human decides, bound to exactly the command
+ *                 line (`approvalText`); anything but an approval refuses. The same for both ways in.
+ *   4. audit    — nothing runs unless the recorder is connected (fail closed).
+ *   5. run      — the caller records `*.started` and only then starts it.
+ */
+import type { SshSessionRules } from '#shared/contract/agent.js';
+import { type CommandVerdict, judgeCommand, judgeShell } from './guard.js';
+
+/** What an SSH client asks for. */
+export type SshAsk =
+  | { kind: 'exec'; command: string }
+  | { kind: 'shell' }
+  | { kind: 'subsystem'; name: string }
+  | { kind: 'port-forward'; host: string; port: number }
+  | { kind: 'remote-forward'; request: string }
+  | { kind: 'x11' }
+  | { kind: 'agent-forward' };
+
+/** What a human (or the hold's fail-closed path) decided. */
+export type SshHoldDecision =
+  | { approved: true; by?: string | undefined; request?: string | undefined; scope?: 'statement' | 'session-kind' | undefined }
+  | { approved: false; reason: string; request?: string | undefined };
+
+export interface SshGateHooks {
+  /** Step 2's audit (and step 3's when not approved): `command.blocked`. */
+  blocked(ask: SshAsk, verdict: CommandVerdict): void;
+  /** Step 3: tell the user it waits, then wait for the decision on `approvalText(ask)`. */
+  hold(ask: SshAsk, verdict: CommandVerdict): Promise<SshHoldDecision>;
+  /** Step 4: false while audit events cannot reach the control plane. */
+  recorderReady(): boolean;
+}
+
+export type SshOutcome =
+  | { run: true; verdict: CommandVerdict; approved?: Extract<SshHoldDecision, { approved: true }> }
+  /** `line`: the one stderr line the user gets (no newline). */
+  | { run: false; verdict: CommandVerdict; line: string };
+
+/** Rule names of refusals no guardrail makes. */
+export const SSH_BUILTIN_RULES = {
+  forwarding: 'jit.forwarding',
+  x11: 'jit.x11',
+  agentForwarding: 'jit.agent-forwarding',
+  remoteForwarding: 'jit.remote-forwarding',
+  recorder: 'jit.recorder',
+} as const;
+
+/** Step 1: the verdict for one ask, before any approval. */
+export function judgeAsk(ask: SshAsk, rules: Pick<SshSessionRules, 'guardrails' | 'allowForwarding'>): CommandVerdict {
+  switch (ask.kind) {
+    case 'exec':
+      return judgeCommand(ask.command, rules.guardrails);
+    case 'subsystem':
+      return judgeCommand(ask.name, rules.guardrails);
+    case 'shell':
+      return judgeShell(rules.guardrails);
+    case 'port-forward':
+      return rules.allowForwarding
+        ? { action: 'allow', reason: 'policy allows port forwarding' }
+        : builtin(SSH_BUILTIN_RULES.forwarding, 'port forwarding is not allowed on this target');
+    case 'remote-forward':
+      return builtin(SSH_BUILTIN_RULES.remoteForwarding, 'remote port forwarding is not served by jit');
+    case 'x11':
+      return builtin(SSH_BUILTIN_RULES.x11, 'X11 forwarding is not served by jit');
+    case 'agent-forward':
+      return builtin(SSH_BUILTIN_RULES.agentForwarding, 'agent forwarding is not served by jit (the host would get to use your keys)');
+  }
+}
+
+/** Run one ask through the gate. Synchronous unless it is held. */
+export function admitSsh(
+  ask: SshAsk,
+  rules: Pick<SshSessionRules, 'guardrails' | 'allowForwarding'>,
+  hooks: SshGateHooks,
+): SshOutcome | Promise<SshOutcome> {
+  const verdict = judgeAsk(ask, rules);
+  if (verdict.action === 'block') {
+    hooks.blocked(ask, verdict);
+    return { run: false, verdict, line: blockedLine(verdict) };
+  }
+  if (verdict.action === 'require-approval' && holdable(ask)) {
+    return hooks.hold(ask, verdict).then((d) => {
+      if (!d.approved) {
+        const denied = { ...verdict, reason: d.reason };
+        hooks.blocked(ask, denied);
+        return { run: false, verdict: denied, line: `jit: ${subject(verdict)} needs approval (rule ${verdict.rule}) and ${d.reason}` };
+      }
+      return afterPolicy(verdict, hooks, d);
+    });
+  }
+  if (verdict.action === 'require-approval') {
+    hooks.blocked(ask, verdict);
+    return { run: false, verdict, line: blockedLine(verdict) };
+  }
+  return afterPolicy(verdict, hooks);
+}
+
+/** What an approver is shown, and what the approval's digest binds: exactly what will run. */
+export function approvalText(ask: SshAsk): string {
+  if (ask.kind === 'exec') return ask.command;
+  if (ask.kind === 'subsystem') return `<subsystem ${ask.name}>`;
+  return SHELL_APPROVAL_TEXT;
+}
+
+/** What an approver is shown for an interactive shell (it has no command line). */
+export const SHELL_APPROVAL_TEXT = '<interactive shell>';
+
+/** The approval request's kind for an ask. */
+export function approvalKind(ask: SshAsk): 'command' | 'shell' {
+  return ask.kind === 'shell' ? 'shell' : 'command';
+}
+
+/** The one line a user waiting for approval is shown. */
+export function waitingLine(ask: SshAsk, v: CommandVerdict, approvers: string[]): string {
+  const shown = approvalText(ask)
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .slice(0, 200);
+  return `jit: waiting for approval of: ${shown} (rule ${v.rule}${approvers.length ? `; approvers: ${approvers.join(', ')}` : ''})`;
+}
+
+/** How an ask appears in audit events (`command.blocked`, `*.started`). */
+export function askData(ask: SshAsk): Record<string, unknown> {
+  switch (ask.kind) {
+    case 'exec':
+      return { command: ask.command };
+    case 'subsystem':
+      return { subsystem: ask.name };
+    case 'shell':
+      return { interactive: true };
+    case 'port-forward':
+      return { forward: { host: ask.host, port: ask.port } };
+    case 'remote-forward':
+      return { remoteForward: ask.request };
+    case 'x11':
+      return { x11: true };
+    case 'agent-forward':
+      return { agentForwarding: true };
+  }
+}
+
+/** The one line a refused ask prints on stderr. */
+export function blockedLine(v: CommandVerdict): string {
+  return `jit: blocked by rule ${v.rule}: ${subject(v)}`;
+}
+
+function subject(v: CommandVerdict): string {
+  return v.message ?? (v.command ? `\`${v.command.slice(0, 200)}\`` : 'interactive shell');
+}
+
+function holdable(ask: SshAsk): boolean {
+  return ask.kind === 'exec' || ask.kind === 'shell' || ask.kind === 'subsystem';
+}
+
+function afterPolicy(verdict: CommandVerdict, hooks: SshGateHooks, approved?: Extract<SshHoldDecision, { approved: true }>): SshOutcome {
+  if (!hooks.recorderReady()) {
+    return {
+      run: false,
+      verdict: { action: 'block', rule: SSH_BUILTIN_RULES.recorder, reason: 'recorder down' },
+      line: 'jit: cannot record this session right now (the agent lost its control plane); try again in a moment',
+    };
+  }
+  return approved ? { run: true, verdict, approved } : { run: true, verdict };
+}
+
+function builtin(rule: string, message: string): CommandVerdict {
+  return { action: 'block', rule, message, reason: message };
+}
