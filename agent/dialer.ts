@@ -60,6 +60,8 @@ type LiveWaiter = { resolve(v: string[] | undefined): void; timer: NodeJS.Timeou
 /** The control WebSocket, kept connected until close(). */
 export class ControlChannel {
   private ws: WebSocket | undefined;
+  /** The TCP/TLS socket each WebSocket runs on (corked to batch event writes). */
+  private readonly wsSocket = new WeakMap<WebSocket, Socket>();
   private closed = false;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -107,8 +109,8 @@ export class ControlChannel {
    */
   private batchWrites(ws: WebSocket): void {
     if (this.corked) return;
-    const sock = (ws as unknown as { _socket?: Socket })._socket;
-    if (!sock || typeof sock.cork !== 'function') return;
+    const sock = this.wsSocket.get(ws);
+    if (!sock) return;
     sock.cork();
     this.corked = sock;
     queueMicrotask(() => this.flush());
@@ -200,6 +202,10 @@ export class ControlChannel {
       perMessageDeflate: false,
     });
     this.ws = ws;
+    // The socket under the WebSocket, from ws's public 'upgrade' event (the HTTP response's socket).
+    ws.on('upgrade', (res) => {
+      if (res.socket) this.wsSocket.set(ws, res.socket as Socket);
+    });
     ws.on('unexpected-response', (_req, res) => {
       status = res.statusCode;
       res.resume();

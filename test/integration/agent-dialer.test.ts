@@ -325,4 +325,47 @@ describe('agent control channel', () => {
       await ch.close();
     }
   });
+
+  it('sends a burst of audit events in one socket write, through the socket ws hands out publicly', async () => {
+    // A bare WebSocket server that counts the TCP chunks it receives from the agent.
+    const server = http.createServer();
+    const wss = new WebSocketServer({ server });
+    let chunks = 0;
+    let messages = 0;
+    let counting = false;
+    wss.on('connection', (ws, req) => {
+      req.socket.on('data', () => {
+        if (counting) chunks++;
+      });
+      ws.on('message', () => {
+        if (counting) messages++;
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const ch = new ControlChannel({
+      controlPlane: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+      token: TOKEN,
+      hello: { type: 'hello', agent: 'x', version: '0', protocol: 1, capabilities: [], targets: [] },
+      onMessage: () => {},
+      logger: createLogger({ level: 'silent' }),
+      clock: systemClock,
+    });
+    ch.start();
+    try {
+      await ch.whenConnected();
+      await new Promise((r) => setTimeout(r, 100)); // the hello has arrived
+      counting = true;
+      for (let i = 0; i < 200; i++) {
+        ch.emit({ event: 'statement.executed', session: 'abcdefghij0123456789', target: 't', outcome: 'success', data: { seq: i } });
+      }
+      const deadline = Date.now() + 5_000;
+      while (messages < 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(messages).toBe(200);
+      expect(chunks).toBe(1);
+    } finally {
+      await ch.close();
+      wss.close();
+      server.close();
+    }
+  });
 });
