@@ -17,10 +17,13 @@ const RULES = {
     ...DEFAULT_RULES.guardrails,
     { name: 'no-gate-block', match: { functions: ['gate_block'] }, action: 'block' },
     { name: 'hold-gate', match: { functions: ['gate_hold'] }, action: 'require-approval' },
+    // Listed approval-first on purpose: the block must still win (the strictest matching rule).
+    { name: 'hold-both', match: { functions: ['gate_both'] }, action: 'require-approval' },
+    { name: 'no-both', match: { functions: ['gate_both'] }, action: 'block' },
   ],
 };
 
-const FUNCTIONS = ['gate_ok', 'gate_block', 'gate_hold'];
+const FUNCTIONS = ['gate_ok', 'gate_block', 'gate_hold', 'gate_both'];
 const held: ApprovalRequest[] = [];
 let h: Harness;
 const oids = new Map<string, number>();
@@ -59,6 +62,8 @@ const CASES = [
   { outcome: 'block', fn: 'gate_block', runs: false },
   { outcome: 'approve', fn: 'gate_hold', runs: true },
   { outcome: 'deny', fn: 'gate_hold', runs: false },
+  // An approver would approve it (tagged approve-…), but a block rule also matches: never held, never run.
+  { outcome: 'approve-but-blocked', fn: 'gate_both', runs: false },
 ] as const;
 
 /** Send `fn(tag)` through the carrier; the messages up to the statement's ReadyForQuery. */
@@ -103,7 +108,7 @@ describe('every carrier passes the same gate', () => {
   for (const carrier of CARRIERS) {
     for (const k of CASES) {
       it(`${carrier} × ${k.outcome}`, async () => {
-        const tag = `${k.outcome === 'approve' ? 'approve' : k.outcome}-${carrier}-${Math.random().toString(36).slice(2, 8)}`;
+        const tag = `${k.outcome}-${carrier}-${Math.random().toString(36).slice(2, 8)}`;
         const c = await RawClient.connect(h, RULES);
         const before = h.events.length;
         const heldBefore = held.length;
@@ -123,7 +128,11 @@ describe('every carrier passes the same gate', () => {
         } else {
           expect(errors.map((e) => e['C'])).toEqual(['42501']);
           expect(errors[0]!['M']).toMatch(
-            k.outcome === 'block' ? /blocked by rule no-gate-block/ : /needs approval \(rule hold-gate\) and it was denied/,
+            k.outcome === 'block'
+              ? /blocked by rule no-gate-block/
+              : k.outcome === 'deny'
+                ? /needs approval \(rule hold-gate\) and it was denied/
+                : /blocked by rule no-both/,
           );
           expect(events.map((e) => e.event)).toEqual(['statement.blocked']);
         }

@@ -1,7 +1,15 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InspectionRules } from '#shared/contract/agent.js';
 import { classifySql, loadSqlParser } from './classify.js';
-import { admitStatement, type Carrier, functionCallStatement, type GateHooks, type GateRequest, type HoldDecision } from './gate.js';
+import {
+  admitStatement,
+  type Carrier,
+  functionCallStatement,
+  type GateHooks,
+  type GateRequest,
+  type HoldDecision,
+  ruleRefusal,
+} from './gate.js';
 import { judge } from './guard.js';
 
 beforeAll(async () => {
@@ -99,5 +107,19 @@ describe('the PostgreSQL gate', () => {
     const r = run(fcallRequest('pg_catalog.pg_terminate_backend', ['4242']));
     await r.outcome;
     expect(r.steps).toEqual(['hold FUNCTION CALL pg_catalog.pg_terminate_backend [4242]']);
+  });
+});
+
+describe('refusal wording', () => {
+  it('names the deciding rule, or every rule that matched at that strictness', () => {
+    const two = InspectionRules.parse({
+      guardrails: [
+        { name: 'no-drop', match: { kinds: ['drop'] }, action: 'block' },
+        { name: 'no-billing', match: { relations: ['billing.*'] }, action: 'block' },
+      ],
+    });
+    const both = ruleRefusal(judge(classifySql('drop table billing.invoices'), two));
+    expect(both).toMatchObject({ code: '42501', message: 'jit: blocked by rule no-drop', detail: 'rules: no-drop, no-billing' });
+    expect(ruleRefusal(judge(classifySql('drop table t'), two)).detail).toBe('rule: no-drop');
   });
 });

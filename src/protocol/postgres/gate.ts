@@ -95,7 +95,7 @@ export function ruleRefusal(v: Verdict): Refusal {
   return {
     code: '42501',
     message: `jit: ${message}`,
-    detail: `rule: ${rule}`,
+    detail: v.rules && v.rules.length > 1 ? `rules: ${v.rules.join(', ')}` : `rule: ${rule}`,
     hint: 'jit policy refuses this statement on this target; ask an admin if you need it',
   };
 }

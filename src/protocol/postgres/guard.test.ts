@@ -64,15 +64,43 @@ describe('judge', () => {
     expect(verdict('delete from app.secrets where id = 1', both).action).toBe('block');
   });
 
-  it('first matching guardrail wins: an allow before a block lets it through', () => {
+  it('the strictest matching guardrail wins, whatever the order: an allow never lifts a block', () => {
     const r = rules({
       guardrails: [
         { name: 'scratch-ok', match: { relations: ['scratch.*'] }, action: 'allow' },
         { name: 'no-drop', match: { kinds: ['drop'] }, action: 'block' },
       ],
     });
-    expect(verdict('drop table scratch.tmp', r)).toMatchObject({ action: 'allow', rule: 'scratch-ok' });
-    expect(verdict('drop table public.tmp', r)).toMatchObject({ action: 'block', rule: 'no-drop' });
+    expect(verdict('drop table scratch.tmp', r)).toMatchObject({ action: 'block', rule: 'no-drop' });
+    expect(verdict('select * from scratch.tmp', r)).toMatchObject({ action: 'allow', rule: 'scratch-ok' });
+  });
+
+  it('an approval rule listed first never releases what a block rule matches', () => {
+    const r = rules({
+      guardrails: [
+        { name: 'billing-needs-ok', match: { relations: ['billing.*'] }, action: 'require-approval' },
+        { name: 'no-kill', match: { functions: ['pg_terminate_backend'] }, action: 'block' },
+      ],
+    });
+    expect(verdict('select pg_terminate_backend(pid) from billing.sessions', r)).toMatchObject({ action: 'block', rule: 'no-kill' });
+    expect(verdict('select * from billing.invoices', r)).toMatchObject({ action: 'require-approval', rule: 'billing-needs-ok' });
+  });
+
+  it('names every rule that matched at the deciding strictness; the first in policy order leads', () => {
+    const r = rules({
+      guardrails: [
+        { name: 'no-drop', match: { kinds: ['drop'] }, action: 'block', message: 'no dropping' },
+        { name: 'no-billing', match: { relations: ['billing.*'] }, action: 'block' },
+        { name: 'billing-ok', match: { relations: ['billing.*'] }, action: 'require-approval' },
+      ],
+    });
+    expect(verdict('drop table billing.invoices', r)).toMatchObject({
+      action: 'block',
+      rule: 'no-drop',
+      rules: ['no-drop', 'no-billing'],
+      message: 'no dropping',
+    });
+    expect(verdict('drop table public.t', r).rules).toBeUndefined();
   });
 
   it('a guardrail without conditions matches every statement', () => {

@@ -1,7 +1,10 @@
 /**
  * The statement guard: turns a Classification and one session's InspectionRules into a verdict.
  *
- * Order, per statement: guardrails top-down, first match wins (no match → allow); then, when
+ * Order, per statement: every guardrail that matches counts and the strictest wins (block >
+ * require-approval > allow; no match → allow); among equally strict ones the first in policy order
+ * names the verdict (its message, its approvers) and `rules` lists them all. So an allow rule never
+ * lifts a block, and an approval never releases a statement a block rule matched. Then, when
  * maskedComputation is 'refuse' (also when it is missing: fail closed), a statement that computes
  * on a masked column is blocked. The message's verdict is the most severe statement verdict
  * (block > require-approval > allow; the first statement wins a tie). An allow guardrail never
@@ -25,7 +28,10 @@ export type Action = 'allow' | 'block' | 'require-approval';
 
 export interface Verdict {
   action: Action;
+  /** The deciding rule: the first, in policy order, of the strictest that matched. */
   rule?: string;
+  /** Every rule that matched at the deciding strictness, when more than one did. */
+  rules?: string[];
   message?: string;
   statementIndex?: number;
   reason: string;
@@ -52,8 +58,13 @@ export function judge(c: Classification, rules: InspectionRules): Verdict {
 /** Verdict for one statement. */
 export function judgeStatement(s: StatementInfo, index: number, rules: InspectionRules): Verdict {
   let verdict: Verdict = { action: 'allow', statementIndex: index, reason: 'no guardrail matched' };
+  let tied: string[] = [];
   for (const g of rules.guardrails ?? []) {
     if (!guardrailMatches(g, s)) continue;
+    if (verdict.rule !== undefined && SEVERITY[g.action] <= SEVERITY[verdict.action]) {
+      if (SEVERITY[g.action] === SEVERITY[verdict.action]) tied.push(g.name);
+      continue;
+    }
     verdict = {
       action: g.action,
       rule: g.name,
@@ -61,7 +72,11 @@ export function judgeStatement(s: StatementInfo, index: number, rules: Inspectio
       reason: `${s.kind} statement matches guardrail ${g.name}`,
     };
     if (g.message !== undefined) verdict.message = g.message;
-    break;
+    tied = [g.name];
+  }
+  if (tied.length > 1) {
+    verdict.rules = tied;
+    verdict.reason = `${s.kind} statement matches guardrails ${tied.join(', ')}`;
   }
   if (verdict.action === 'block' || rules.maskedComputation === 'allow') return verdict;
   const hit = maskedComputation(s, rules.masking ?? []);

@@ -194,7 +194,7 @@ export const Policy = z.object({
     .array(Guardrail)
     .default([])
     .describe(
-      'postgres: per-statement rules; ssh: per-command and interactive-shell rules (commands, interactive). First match wins; what no rule matches is allowed',
+      'postgres: per-statement rules, the strictest matching rule wins (block > require-approval > allow); ssh: per-command and interactive-shell rules (commands, interactive), first match wins; what no rule matches is allowed',
     ),
   masking: z.array(MaskRule).default([]).describe('postgres: columns and content masked in results'),
   maskedComputation: z
