@@ -34,7 +34,13 @@ interface PgTarget {
   config: AgentPostgresTarget;
   roles: PostgresRoles;
   catalog: Catalog;
+  /** When a probe last reached the target (0: never). */
+  reachableAt: number;
+  probing: Promise<void> | undefined;
 }
+
+/** A successful reachability probe counts for this long. */
+const PROBE_FRESH_MS = 10_000;
 
 /** Load the postgres targets of the agent config (throws JIT_CONFIG_INVALID without an admin URL). */
 export function createPostgresService(deps: PostgresServiceDeps) {
@@ -51,30 +57,43 @@ export function createPostgresService(deps: PostgresServiceDeps) {
     }
     const roles = new PostgresRoles({ target: name, config: t, adminUrl, emit: deps.emit, logger, clock, random: randomBytes });
     const catalog = new Catalog({ adminUrl, target: name, logger, clock });
-    targets.set(name, { config: t, roles, catalog });
+    targets.set(name, { config: t, roles, catalog, reachableAt: 0, probing: undefined });
   }
+
+  /** A TCP connect to the target (closed at once), fresh for PROBE_FRESH_MS after a success. */
+  const probe = (t: PgTarget): Promise<void> => {
+    if (clock.now() - t.reachableAt < PROBE_FRESH_MS) return Promise.resolve();
+    t.probing ??= dialTarget(t.config, clock, 5_000)
+      .then((sock) => {
+        sock.destroy();
+        t.reachableAt = clock.now();
+      })
+      .finally(() => {
+        t.probing = undefined;
+      });
+    return t.probing;
+  };
 
   return {
     /** Session roles per target, for the reaper. */
     roles: new Map([...targets].map(([n, t]) => [n, t.roles])),
 
-    /** Reach the target first, so the user gets a clear error instead of a stream that dies. */
+    /**
+     * Reach the target first, so the user gets a clear error instead of a stream that dies — but
+     * never one target connection per stream: a connection that sends nothing must not take a
+     * server slot. The target connection is opened only after the client's startup message and
+     * the session secret (handlePostgresClient); this is a probe, made at most once per
+     * PROBE_FRESH_MS per target and shared by concurrent streams.
+     */
     async open(session: SessionInfo, streamId: string, dial: () => Promise<Duplex>): Promise<void> {
       const t = targets.get(session.target)!;
-      let upstream: Awaited<ReturnType<typeof dialTarget>>;
       try {
-        upstream = await dialTarget(t.config, clock, 5_000);
+        await probe(t);
       } catch (err) {
         logger.warn({ target: session.target, err: (err as Error).message }, 'target unreachable');
         throw new JitError('JIT_TARGET_UNREACHABLE', { message: `The target ${session.target} cannot be reached from its agent` });
       }
-      let socket: Duplex;
-      try {
-        socket = await dial();
-      } catch (err) {
-        upstream.destroy();
-        throw err;
-      }
+      const socket = await dial();
       const engineDeps = {
         roles: t.roles,
         catalog: t.catalog,
@@ -87,7 +106,7 @@ export function createPostgresService(deps: PostgresServiceDeps) {
         flushAudit: deps.flushAudit,
         approve: deps.approve,
       };
-      await handlePostgresClient(socket, session, { name: session.target, config: t.config }, engineDeps, { streamId, upstream });
+      await handlePostgresClient(socket, session, { name: session.target, config: t.config }, engineDeps, { streamId });
     },
 
     async sessionEnded(session: string, target: string, reason: string): Promise<void> {

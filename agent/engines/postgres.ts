@@ -3,7 +3,9 @@
  *
  * Order (fixed; each step MUST pass before the next):
  *   1. first packet: SSLRequest/GSSENCRequest → 'N'; CancelRequest → forward to the real backend
- *      of a live stream of THIS session only, then close; StartupMessage → checks below.
+ *      of a live stream of THIS session only (unknown keys are answered here: nothing reaches the
+ *      target), then close; StartupMessage → checks below. Nothing touches the target before
+ *      step 4; a session over its connection cap is refused (53300); startup ends in 10 s.
  *   2. refuse replication; drop `options` and every GUC not on the allow-list; the user MUST be
  *      `jit_<sessionId>`.
  *   3. authenticate the client with SCRAM-SHA-256 against the session's local verifier. NEVER
@@ -68,7 +70,7 @@ export interface PostgresEngineDeps {
   logger: Logger;
   clock: Clock;
   random(bytes: number): Buffer;
-  /** The client must finish the startup phase within this (default 30 s). */
+  /** The client must finish the startup phase within this (default STARTUP_TIMEOUT_MS). */
   startupTimeoutMs?: number;
   /** Catalog of the target, for masking (column identities) under inspection. */
   catalog?: Catalog;
@@ -105,6 +107,9 @@ const PASSTHROUGH_PARAMS = new Set(['application_name', 'client_encoding', 'date
 
 const MAX_PARAM_VALUE = 256;
 
+/** Startup and authentication must be over within this: a client that stalls holds nothing long. */
+const STARTUP_TIMEOUT_MS = 10_000;
+
 type Fatal = { code: string; message: string; hint?: string };
 
 /** Run the engine for one client connection; resolves when the connection is over. */
@@ -138,7 +143,7 @@ export async function handlePostgresClient(
   });
   const startupTimer = deps.clock.setTimeout(() => {
     if (!done) stream.destroy();
-  }, deps.startupTimeoutMs ?? 30_000);
+  }, deps.startupTimeoutMs ?? STARTUP_TIMEOUT_MS);
   const expiryTimer = armExpiry(session, deps.clock, () => stream.destroy());
   const started = deps.clock.now();
   let relaying = false;
@@ -150,6 +155,24 @@ export async function handlePostgresClient(
       return;
     }
     if (first.kind !== 'startup') throw new PgProtocolError('unexpected negotiation request');
+    // One session must not fill the target's connection slots for everyone else.
+    const cap = target.config.maxConnectionsPerSession;
+    const open = deps.registry.count(session.id);
+    if (open > cap) {
+      deps.emit({
+        event: 'connection.refused',
+        session: session.id,
+        target: target.name,
+        outcome: 'failure',
+        data: { stream: streamId, reason: 'too-many-connections', limit: cap },
+      });
+      sendFatal(client, {
+        code: '53300',
+        message: `too many connections for this jit session (the limit is ${cap})`,
+        hint: 'close idle connections, or ask the agent operator to raise maxConnectionsPerSession',
+      });
+      return;
+    }
     const req = checkStartup(first, session, target, client);
     if ('fatal' in req) {
       sendFatal(client, req.fatal);

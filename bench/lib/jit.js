@@ -142,6 +142,8 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword, policyL
           port: pgPort,
           database: DATABASE,
           adminUrlEnv: 'JIT_BENCH_ADMIN_URL',
+          // The bench opens up to 1000 idle connections through one session.
+          maxConnectionsPerSession: 2000,
           sslmode: 'disable',
         },
         [MASK_TARGET]: {
@@ -150,6 +152,8 @@ export async function startSeparate({ procs, dir, pgPort, adminPassword, policyL
           port: pgPort,
           database: DATABASE,
           adminUrlEnv: 'JIT_BENCH_ADMIN_URL',
+          // The bench opens up to 1000 idle connections through one session.
+          maxConnectionsPerSession: 2000,
           sslmode: 'disable',
         },
       },

@@ -17,6 +17,13 @@ export const AgentPostgresTarget = z.object({
   adminUrlEnv: z.string().optional().describe('Environment variable holding the admin connection URL'),
   /** TLS to the target: disable, prefer (default) or require. */
   sslmode: z.enum(['disable', 'prefer', 'require']).default('prefer').describe('TLS to the target'),
+  maxConnectionsPerSession: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(32)
+    .describe('Connections one session may hold open to this target at once; more are refused with SQLSTATE 53300'),
 });
 
 export const AgentSshTarget = z
