@@ -337,8 +337,19 @@ function checkStartup(
     };
   }
   let database = params.get('database') ?? '';
+  const own = session.database ?? target.config.database;
   // libpq and node-postgres default the database to the user name; that means "not chosen".
-  if (database === '' || database === user) database = session.database ?? target.config.database;
+  if (database === '' || database === user) database = own;
+  // The session was opened for one database; another one on the same server is not open to it.
+  if (database !== own) {
+    return {
+      fatal: {
+        code: '42501',
+        message: `this jit session is for database "${own}", not "${database.slice(0, 63)}"`,
+        hint: 'open a session for that database with jit connect --database <name> (policy decides)',
+      },
+    };
+  }
   const passthrough: Record<string, string> = {};
   for (const [k, v] of params) {
     if (PASSTHROUGH_PARAMS.has(k.toLowerCase()) && v.length <= MAX_PARAM_VALUE) passthrough[k] = v;

@@ -112,6 +112,19 @@ describe('targets and policy', () => {
     expect(unknown.body.error.code).toBe(forbidden.body.error.code);
   });
 
+  it('opens only the databases policy names for a target (--database)', async () => {
+    const other = await api(cp.url, alice.accessToken, 'POST', '/v1/sessions', { target: 'app-db', database: 'postgres' });
+    expect(other.status).toBe(403);
+    expect(other.body.error).toMatchObject({
+      code: 'JIT_ACCESS_DENIED',
+      message: 'The database postgres is not open through jit on app-db',
+      hint: 'databases on this target: app',
+    });
+    const own = await api(cp.url, alice.accessToken, 'POST', '/v1/sessions', { target: 'app-db', database: 'app' });
+    expect(own.status).toBe(201);
+    await api(cp.url, alice.accessToken, 'DELETE', `/v1/sessions/${own.body.session.id}`);
+  });
+
   it('refuses a duration longer than policy allows', async () => {
     const res = await api(cp.url, alice.accessToken, 'POST', '/v1/sessions', { target: 'app-db', durationSeconds: 3 * 3600 });
     expect(res.body.error.code).toBe('JIT_SESSION_DURATION');

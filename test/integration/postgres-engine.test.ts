@@ -176,6 +176,14 @@ describe('postgres engine', () => {
     expect(await roleExists(`jit_${session.id}`)).toBe(false);
   });
 
+  it('refuses another database on the same server (42501), touching neither the role nor the target', async () => {
+    const { session, secret } = newSession();
+    current = session;
+    const c = client(session, secret, { database: 'postgres' });
+    await expect(c.connect()).rejects.toMatchObject({ code: '42501', message: `this jit session is for database "${DB}", not "postgres"` });
+    expect(await roleExists(`jit_${session.id}`)).toBe(false);
+  });
+
   it('refuses replication connections', async () => {
     const { session, secret } = newSession();
     current = session;

@@ -92,6 +92,23 @@ export class SessionService {
       });
       throw err;
     }
+    // postgres: a session reaches one database, the target's or one the policy opens besides it.
+    if (req.database !== undefined && decision.target.type === 'postgres') {
+      const open = [...(decision.target.database ? [decision.target.database] : []), ...(decision.target.databases ?? [])];
+      if (!open.includes(req.database)) {
+        await audit.append({
+          type: 'session.denied',
+          actor: who.username,
+          target: decision.target.name,
+          outcome: 'failure',
+          data: { reason: 'database not open through jit', database: req.database.slice(0, 63) },
+        });
+        throw new JitError('JIT_ACCESS_DENIED', {
+          message: `The database ${req.database.slice(0, 63)} is not open through jit on ${decision.target.name}`,
+          hint: open.length ? `databases on this target: ${open.join(', ')}` : 'leave out --database to use the target’s own',
+        });
+      }
+    }
     // ssh: the login is checked before anything else is spent on the request.
     const sshRules = decision.target.type === 'ssh' ? sshSessionRules(policy, who, decision, req.login) : undefined;
     const id = newId(this.deps.random);

@@ -14,6 +14,10 @@ export const PolicyTarget = z
     agent: Name.describe('Agent that reaches this target'),
     description: z.string().default('').describe('Shown by jit targets'),
     database: PgIdent.optional().describe('postgres: default database'),
+    databases: z
+      .array(PgIdent)
+      .optional()
+      .describe('postgres: other databases a session may choose with --database (any other is refused)'),
     maxDuration: DurationString.optional().describe('Longest session on this target'),
     recordInput: z
       .boolean()

@@ -20,7 +20,7 @@ export interface EngineSpec {
 }
 
 export const ENGINES = {
-  postgres: { title: 'a PostgreSQL database', verbs: ['connect', 'exec'], targetFields: ['database'] },
+  postgres: { title: 'a PostgreSQL database', verbs: ['connect', 'exec'], targetFields: ['database', 'databases'] },
   ssh: { title: 'an SSH host', verbs: ['ssh', 'exec'], targetFields: ['recordInput'] },
 } as const satisfies Record<string, EngineSpec>;
 
