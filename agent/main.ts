@@ -3,7 +3,9 @@
  * session's target, mints and destroys per-session credentials, and reaps orphans.
  */
 import { randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { configureMasking } from '#protocol/postgres/mask.js';
 import type { AgentConfig } from '#shared/config/agent.js';
 import { AGENT_PROTOCOL_VERSION, type ServerToAgent } from '#shared/contract/agent.js';
 import { isErrorCode } from '#shared/errors/codes.js';
@@ -38,6 +40,26 @@ export interface StartAgentOptions {
   backoff?: { baseDelayMs?: number; maxDelayMs?: number };
 }
 
+/**
+ * The key of masking style `hash`: the operator's file when configured (rotate by replacing it and
+ * restarting; masks change from then on), else derived from the agent token, which is as stable
+ * and as secret as the agent itself. Never random: masks would change at every restart.
+ */
+export function maskingKey(config: Pick<AgentConfig, 'maskingKeyFile'>, token: string): Buffer {
+  if (config.maskingKeyFile) {
+    const key = readFileSync(config.maskingKeyFile);
+    const trimmed = Buffer.from(key.toString('utf8').trim(), 'utf8');
+    if (trimmed.length < 16) {
+      throw new JitError('JIT_CONFIG_INVALID', {
+        message: `maskingKeyFile ${config.maskingKeyFile} holds fewer than 16 bytes`,
+        hint: 'openssl rand -base64 32 > <file>',
+      });
+    }
+    return trimmed;
+  }
+  return createHmac('sha256', token).update('jit masking hash key v1').digest();
+}
+
 /** Start the agent; it keeps (re)connecting to the control plane until close(). */
 export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent> {
   const { config, token, logger } = opts;
@@ -47,6 +69,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   // The SQL parser (WebAssembly) loads once, before any session can be inspected.
   await loadSqlParser();
   const ca = config.caFile ? readFileSync(config.caFile) : undefined;
+  // Masking style `hash` must give the same mask for the same value across sessions and restarts.
+  configureMasking({ hashKey: maskingKey(config, token) });
 
   // The channel exists before the roles so their events have somewhere to go (queued until connected).
   let channel: ControlChannel;

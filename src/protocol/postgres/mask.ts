@@ -36,8 +36,9 @@
  * - Hash input: the value's bytes for columns; for detector matches a normal form (e-mail
  *   lowercased, card/phone digits only, IBAN without spaces, uppercased).
  * - The hash key is per agent: pass `{ hashKey }` to planMasking/planCopyMasking or call
- *   configureMasking({ hashKey }) once at agent start. Without either, a random key is made per
- *   process (hashes then change on restart, but are never computed with a guessable key).
+ *   configureMasking({ hashKey }) once at agent start (agent/main.ts does: the operator's
+ *   maskingKeyFile, else a key derived from the agent token, so masks are stable across sessions
+ *   and restarts). Without either (tests), a random key is made per process — never a guessable one.
  */
 import { randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';

@@ -58,6 +58,10 @@ export const AgentConfig = z.object({
   caFile: z.string().optional().describe("Extra CA (PEM) to trust for the control plane's TLS"),
   targets: z.record(z.string(), AgentTarget).describe('Targets this agent serves, by name (as in the policy)'),
   reaperInterval: DurationString.default(60).describe('How often orphaned session credentials are looked for (default 60s)'),
+  maskingKeyFile: z
+    .string()
+    .optional()
+    .describe('File holding the key of masking style hash (≥ 16 bytes); default: derived from the agent token'),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 export type AgentPostgresTarget = z.infer<typeof AgentPostgresTarget>;
