@@ -94,7 +94,7 @@ describe('one session cannot starve the target', () => {
     const s = await connect();
     const clients: pg.Client[] = [];
     try {
-      for (let i = 0; i < 32; i++) {
+      for (let i = 0; i < 64; i++) {
         const c = new pg.Client({ connectionString: s.url });
         await c.connect();
         clients.push(c);
@@ -105,8 +105,8 @@ describe('one session cannot starve the target', () => {
         (e: unknown) => e,
       )) as { code?: string; message?: string } | undefined;
       expect(err?.code).toBe('53300');
-      expect(err?.message).toMatch(/too many connections for this jit session \(the limit is 32\)/);
-      expect((await clients[31]!.query('select 1 as ok')).rows).toEqual([{ ok: 1 }]);
+      expect(err?.message).toMatch(/too many connections for this jit session \(the limit is 64\)/);
+      expect((await clients[63]!.query('select 1 as ok')).rows).toEqual([{ ok: 1 }]);
     } finally {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     }

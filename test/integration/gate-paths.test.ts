@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApprovalRequest } from '#agent/engines/inspect/approval.js';
 import { buildExecute, buildParse, buildQuery, parseNoticeFields } from '#protocol/postgres/messages.js';
+import { statementDigest } from '#shared/contract/agent.js';
 import { sql } from '../helpers/postgres.js';
 import { DEFAULT_RULES, type Harness, startInspectHarness } from './inspect-harness.js';
 import { bind, dataValues, fcall, type Msg, RawClient, sync, types } from './raw-client.js';
@@ -124,7 +125,16 @@ describe('every carrier passes the same gate', () => {
           expect(errors).toEqual([]);
           const executed = events.find((e) => e.event === 'statement.executed');
           expect(executed?.data?.['protocol']).toBe(PROTOCOL[carrier]);
-          if (k.outcome === 'approve') expect(executed?.data?.['approval']).toBe('req-1');
+          if (k.outcome === 'approve') {
+            expect(executed?.data?.['approval']).toBe('req-1');
+            // The record joins the approval on its digest: exactly what the approver was shown.
+            const req = held[held.length - 1]!;
+            expect(executed?.data?.['digest']).toBe(statementDigest(req.sql, req.params));
+          }
+          const completed = h.events
+            .slice(before)
+            .find((e) => e.event === 'statement.completed' && e.data?.['ref'] === executed?.data?.['seq']);
+          expect(completed?.data?.['digest']).toBe(executed?.data?.['digest']);
         } else {
           expect(errors.map((e) => e['C'])).toEqual(['42501']);
           expect(errors[0]!['M']).toMatch(
@@ -135,6 +145,7 @@ describe('every carrier passes the same gate', () => {
                 : /blocked by rule no-both/,
           );
           expect(events.map((e) => e.event)).toEqual(['statement.blocked']);
+          expect(events[0]!.data?.['digest']).toMatch(/^[0-9a-f]{64}$/);
         }
         // Only require-approval statements were held, each once, showing the value that would run.
         const newHeld = held.slice(heldBefore);

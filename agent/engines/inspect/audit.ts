@@ -9,16 +9,21 @@ import type { Approved, Carrier } from '#protocol/postgres/gate.js';
 import type { Verdict } from '#protocol/postgres/guard.js';
 import { describeMasking, type MaskPlan, maskForAudit } from '#protocol/postgres/mask.js';
 import type { MaskRule } from '#shared/config/policy.js';
+import { statementDigest } from '#shared/contract/agent.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import type { EmitEvent } from '../../events.js';
 
 /** SQL text and parameter values in audit events are cut at these sizes. */
 export const MAX_AUDIT_SQL = 16 * 1024;
 export const MAX_AUDIT_PARAM = 4 * 1024;
+/** Statements whose digest is remembered for their result.masked event at once (a pipeline's depth). */
+const MAX_RUNNING = 4096;
 
 /** A statement on its way: the reference its completion is recorded against. */
 export interface Exec {
   seq: number;
+  /** statementDigest of what ran, as approvals compute it (audit, approvals and replay join on it). */
+  digest: string;
   started: number;
   info: StatementInfo | undefined;
 }
@@ -35,10 +40,14 @@ export interface ExecutedDetails {
   statementName?: string | undefined;
   portal?: string | undefined;
   approved?: Approved | undefined;
+  /** What the digest is of, when not `sql` + `params`: the whole message, or the approvers' parameters. */
+  digestOf?: { sql: string; params?: readonly (string | null)[] | undefined } | undefined;
 }
 
 export class StatementAudit {
   private seq = 0;
+  /** Digests of statements whose completion is still due, by seq (for result.masked). */
+  private readonly running = new Map<number, string>();
 
   constructor(
     private readonly deps: { emit: EmitEvent; clock: Clock },
@@ -66,7 +75,8 @@ export class StatementAudit {
     d: ExecutedDetails = {},
   ): Exec {
     const seq = ++this.seq;
-    const data: Record<string, unknown> = { seq, sql: clip(sql), protocol, kind };
+    const digest = statementDigest(d.digestOf?.sql ?? sql, d.digestOf ? d.digestOf.params : d.params);
+    const data: Record<string, unknown> = { seq, sql: clip(sql), digest, protocol, kind };
     if (sql.length > MAX_AUDIT_SQL) data['truncated'] = true;
     if (d.approved) {
       // The approval the statement runs under (its request id at the control plane).
@@ -78,14 +88,22 @@ export class StatementAudit {
     if (d.portal) data['portal'] = d.portal;
     if (rule) data['rule'] = rule;
     this.emit('statement.executed', 'success', data);
-    return { seq, started: this.deps.clock.now(), info };
+    if (this.running.size < MAX_RUNNING) this.running.set(seq, digest);
+    return { seq, digest, started: this.deps.clock.now(), info };
   }
 
   /** A statement a rule (or a hold that was not approved) refused. */
-  blocked(c: Classification, v: Verdict, sql: string, protocol: Carrier, extra: { reason?: string; approval?: string } = {}): void {
+  blocked(
+    c: Classification,
+    v: Verdict,
+    sql: string,
+    protocol: Carrier,
+    extra: { reason?: string; approval?: string; params?: readonly (string | null)[] | undefined } = {},
+  ): void {
     const s = c.ok ? c.statements[v.statementIndex ?? 0] : undefined;
     this.emit('statement.blocked', 'failure', {
       sql: clip(s?.text ?? sql),
+      digest: statementDigest(sql, extra.params),
       rule: v.rule ?? 'jit',
       reason: extra.reason ?? v.reason,
       kind: s?.kind ?? 'other',
@@ -96,7 +114,8 @@ export class StatementAudit {
 
   completed(exec: Exec | undefined, rows: number, tag: string | undefined, sqlstate?: string): void {
     if (!exec) return;
-    const data: Record<string, unknown> = { ref: exec.seq, rows, durationMs: this.deps.clock.now() - exec.started };
+    this.running.delete(exec.seq);
+    const data: Record<string, unknown> = { ref: exec.seq, digest: exec.digest, rows, durationMs: this.deps.clock.now() - exec.started };
     if (tag) data['command'] = tag;
     if (sqlstate) data['sqlstate'] = sqlstate;
     this.emit('statement.completed', sqlstate ? 'failure' : 'success', data);
@@ -107,8 +126,10 @@ export class StatementAudit {
     if (cur.reported || !cur.plan) return;
     cur.reported = true;
     const d = describeMasking(cur.plan);
+    const digest = this.running.get(cur.ref);
     this.emit('result.masked', 'info', {
       ref: cur.ref,
+      ...(digest ? { digest } : {}),
       columns: d.columns.map((c) => c.name),
       rule: [...new Set([...d.columns.map((c) => c.rule), ...d.detectorRules])].join(','),
     });

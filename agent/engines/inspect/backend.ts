@@ -81,6 +81,8 @@ export class BackendInspector {
         while (conn.due.length > 0) {
           const e = conn.due[0]!;
           conn.pop();
+          // A FunctionCall that succeeded answers FunctionCallResponse, never CommandComplete: it completes here.
+          if (e.k === 'fcall' && e.exec) this.audit.completed(e.exec, 0, 'FUNCTION CALL');
           if (e.k === 'sync' || e.k === 'query' || e.k === 'fcall') break;
         }
         conn.cur = null;
@@ -143,6 +145,7 @@ export class BackendInspector {
     }
     if (head.k === 'fcall') {
       this.audit.completed(head.exec, 0, undefined, fields['C']);
+      head.exec = undefined;
       return;
     }
     if (head.k === 'parse') conn.undoParse(head);

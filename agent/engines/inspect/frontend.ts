@@ -82,7 +82,7 @@ export class FrontendInspector {
   ) {
     this.masking = ctx.rules.masking.length > 0;
     this.gate = {
-      blocked: (req) => this.audit.blocked(req.c, req.verdict, req.sql, req.carrier),
+      blocked: (req) => this.audit.blocked(req.c, req.verdict, req.sql, req.carrier, { params: req.params }),
       hold: (req) => this.hold(req),
       recorderReady: () => this.deps.recorderReady(),
     };
@@ -216,7 +216,9 @@ export class FrontendInspector {
 
   private allowQuery(c: Classification, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
     const stmts = c.ok ? c.statements : [];
-    const execs = stmts.map((s) => this.audit.executed(s.text, s.kind, 'simple', v.rule, s, { approved }));
+    // The digest is the whole message's, as an approval of it binds.
+    const whole = { sql: buf.toString('utf8', start + 5, end - 1) };
+    const execs = stmts.map((s) => this.audit.executed(s.text, s.kind, 'simple', v.rule, s, { approved, digestOf: whole }));
     this.conn.forward(buf, start, end, { k: 'query', execs, idx: 0 });
   }
 
@@ -307,6 +309,7 @@ export class FrontendInspector {
       statementName: s.statementName,
       portal: portal.name || undefined,
       approved,
+      ...(portal.approvalParams ? { digestOf: { sql: s.sql, params: portal.approvalParams } } : {}),
     });
     this.conn.forward(buf, start, end, { k: 'execute', exec, portal });
   }
@@ -341,6 +344,7 @@ export class FrontendInspector {
         const exec = this.audit.executed(sql, 'call', 'function-call', v.rule, undefined, {
           params: this.audit.params(m.args, m.argFormats),
           approved: out.approved,
+          digestOf: { sql, params },
         });
         this.conn.forward(buf, start, end, { k: 'fcall', exec });
       });
@@ -377,7 +381,11 @@ export class FrontendInspector {
       if (this.holding === holding) this.holding = undefined;
     }
     if (!decision.approved) {
-      this.audit.blocked(req.c, v, req.sql, req.carrier, { reason: `needs approval: ${decision.reason}`, approval: decision.request });
+      this.audit.blocked(req.c, v, req.sql, req.carrier, {
+        reason: `needs approval: ${decision.reason}`,
+        approval: decision.request,
+        params: req.params,
+      });
     }
     return decision;
   }

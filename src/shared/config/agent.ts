@@ -22,7 +22,7 @@ export const AgentPostgresTarget = z.object({
     .int()
     .min(1)
     .max(10_000)
-    .default(32)
+    .default(64)
     .describe('Connections one session may hold open to this target at once; more are refused with SQLSTATE 53300'),
 });
 
