@@ -209,15 +209,15 @@ export class FrontendInspector {
     const c = this.cache.get(text);
     const v = this.verdictOf(c);
     return this.carry({ carrier: 'simple', sql: text, c, verdict: v }, (out) => {
-      if (out.forward) this.allowQuery(c, v, buf, start, end, out.approved);
+      if (out.forward) this.allowQuery(text, c, v, buf, start, end, out.approved);
       else this.refuseAsQuery({ k: 'query', execs: [], idx: 0 }, out.refusal);
     });
   }
 
-  private allowQuery(c: Classification, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
+  private allowQuery(text: string, c: Classification, v: Verdict, buf: Buffer, start: number, end: number, approved?: Approved): void {
     const stmts = c.ok ? c.statements : [];
     // The digest is the whole message's, as an approval of it binds.
-    const whole = { sql: buf.toString('utf8', start + 5, end - 1) };
+    const whole = { sql: text };
     const execs = stmts.map((s) => this.audit.executed(s.text, s.kind, 'simple', v.rule, s, { approved, digestOf: whole }));
     this.conn.forward(buf, start, end, { k: 'query', execs, idx: 0 });
   }

@@ -16,7 +16,7 @@
  */
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
-import { admitSsh, type SshAsk } from '#protocol/ssh/admit.js';
+import { admitSsh, type SshAsk, type SshGateHooks } from '#protocol/ssh/admit.js';
 import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
 import { SSH_BLOCKED_STATUS } from '#shared/contract/ssh-stream.js';
 import { isJitError, JitError } from '#shared/errors/jit-error.js';
@@ -48,6 +48,8 @@ export async function runBridge(
     return upstream;
   };
   const done = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  // For asks that are never held (forwarding, X11, agent): they are allowed or refused at once.
+  const refusals = sshGateHooks(deps, session, { tell: () => {}, gone: new AbortController().signal, streamId });
 
   server.on('connection', (conn) => {
     conn.on('error', (err) => deps.logger.debug({ err: err.message }, 'bridge client error'));
@@ -78,12 +80,10 @@ export async function runBridge(
         });
         conn.end();
       });
-      conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login, streamId));
-      const connectionGate = (ask: SshAsk) =>
-        admitSsh(ask, rules, sshGateHooks(deps, session, { tell: () => {}, gone: new AbortController().signal, streamId }));
+      conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login, streamId, refusals));
       conn.on('tcpip', (accept, reject, info) => {
         // Not holdable: forwarding is allowed by policy or refused (and recorded) at once.
-        const out = connectionGate({ kind: 'port-forward', host: info.destIP, port: info.destPort });
+        const out = admitSsh({ kind: 'port-forward', host: info.destIP, port: info.destPort }, rules, refusals);
         if (out instanceof Promise || !out.run) return reject();
         login()
           .then((c) =>
@@ -104,7 +104,7 @@ export async function runBridge(
       });
       // Global requests: remote forwarding (tcpip-forward, streamlocal-forward…) and the like.
       conn.on('request', (_accept, reject, name) => {
-        if (/forward/.test(name)) void connectionGate({ kind: 'remote-forward', request: name.slice(0, 64) });
+        if (/forward/.test(name)) void admitSsh({ kind: 'remote-forward', request: name.slice(0, 64) }, rules, refusals);
         reject?.();
       });
     });
@@ -123,6 +123,7 @@ function serveSession(
   deps: SshEngineDeps,
   login: () => Promise<ssh2.Client>,
   streamId: string,
+  refusals: SshGateHooks,
 ): void {
   let pty: Pty | undefined;
   const env: Record<string, string> = {};
@@ -147,15 +148,12 @@ function serveSession(
   });
   const eol = () => (pty ? '\r\n' : '\n');
   // Never served: refused by the gate (and recorded) whatever policy says.
-  const gone = new AbortController();
-  s.on('close', () => gone.abort());
-  const hooks = sshGateHooks(deps, session, { tell: () => {}, gone: gone.signal, streamId });
   s.on('auth-agent', (_accept, reject) => {
-    void admitSsh({ kind: 'agent-forward' }, rules, hooks);
+    void admitSsh({ kind: 'agent-forward' }, rules, refusals);
     reject?.();
   });
   s.on('x11', (_accept, reject) => {
-    void admitSsh({ kind: 'x11' }, rules, hooks);
+    void admitSsh({ kind: 'x11' }, rules, refusals);
     reject?.();
   });
 
