@@ -14,7 +14,7 @@ import type { ApiClient } from '../api/client.js';
 import type { ApprovalObserver } from '../approvals/wait.js';
 import { type ConnectEnd, runConnect } from '../commands/connect.js';
 import { clean } from '../output/style.js';
-import { END_TIMEOUT_MS, endedByUserLine, leaseEndWords, sessionEndedError } from '../session/lease.js';
+import { endedByUserLine, leaseEndWords, sessionEndedError } from '../session/lease.js';
 import { type ChildEnd, exitCodeFor, type RunningChild, startChild } from './child.js';
 import { type Env, sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
 
@@ -143,7 +143,6 @@ export async function runExec(deps: ExecDeps, opts: ExecOptions): Promise<number
     } finally {
       onSignalDuringStop();
     }
-    if (end.by === 'expired') await api.endSession(end.session.id, 'exit', END_TIMEOUT_MS).catch(() => undefined);
     throw sessionEndedError(end, { during: 'the command ran', hint: 'jit exec again opens a new session' });
   }
   return (await childEnd!).code;

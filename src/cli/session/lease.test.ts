@@ -136,6 +136,9 @@ describe('the CLI session lease', () => {
     await vi.advanceTimersByTimeAsync(60_000);
     const end = await lease.ended;
     expect(end.by).toBe('expired');
+    // Over on the server now, not at its next sweep; and only once, however the command stops.
+    await lease.end();
+    expect(s.calls.end).toEqual(['exit']);
     expect(sessionEndedError(end, { during: 'the command ran', hint: 'again' })).toMatchObject({
       code: 'JIT_SESSION_ENDED',
       message: 'Session abcdefghij0123456789 ended while the command ran: its time ran out',
@@ -164,6 +167,16 @@ describe('the CLI session lease', () => {
     expect(s.calls.end).toEqual(['killed']);
     await vi.advanceTimersByTimeAsync(60_000);
     expect(s.calls.heartbeat).toBe(0);
+  });
+
+  it('asks nothing of the server when the server ended it', async () => {
+    const s = server();
+    s.onBeat(async () => ({ ...session, state: 'ended', endReason: 'admin' }) as Session);
+    const lease = startLease({ api: s.api, clock: systemClock }, created);
+    await vi.advanceTimersByTimeAsync(10_000);
+    await lease.ended;
+    expect(await lease.end()).toMatchObject({ endedOnServer: true, session: { state: 'ended' } });
+    expect(s.calls.end).toEqual([]);
   });
 
   it('counts a session already gone as ended, a server out of reach as not', async () => {

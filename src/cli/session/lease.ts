@@ -27,8 +27,8 @@ export interface Lease {
   /** Resolves when the server ends the session or its time runs out; never rejects. */
   readonly ended: Promise<LeaseEnd>;
   /**
-   * End the session on the server (idempotent, bounded). `endedOnServer` is true when the server
-   * confirmed, or the session was already gone.
+   * End the session on the server (idempotent, bounded; no call when the server ended it).
+   * `endedOnServer` is true when the server confirmed, or the session was already gone.
    */
   end(reason?: 'exit' | 'killed'): Promise<{ session: Session; endedOnServer: boolean }>;
 }
@@ -103,19 +103,29 @@ export function startLease(
   // An unparsable expiry leaves ending to the server rather than ending at once.
   if (!Number.isNaN(expiresAt)) {
     expiryTimer = clock.setTimeout(
-      () => finish({ by: 'expired', session: latest }),
+      () => {
+        finish({ by: 'expired', session: latest });
+        // Make sure it is over on the server now, not at its next sweep.
+        void lease.end('exit');
+      },
       Math.max(0, Math.min(expiresAt - clock.now(), 2 ** 31 - 1)),
     );
   }
 
   let ending: Promise<{ session: Session; endedOnServer: boolean }> | undefined;
-  return {
+  let endedByServer = false;
+  void ended.then((e) => {
+    endedByServer = e.by === 'server';
+  });
+  const lease: Lease = {
     get session() {
       return latest;
     },
     ended,
     end(reason = 'exit') {
       stop();
+      // Ended by the server: nothing to ask.
+      if (endedByServer) return Promise.resolve({ session: latest, endedOnServer: true });
       ending ??= api.endSession(id, reason, END_TIMEOUT_MS).then(
         (s) => {
           latest = s;
@@ -127,6 +137,7 @@ export function startLease(
       return ending;
     },
   };
+  return lease;
 }
 
 /** The words for how a lease ended, completing "Session X ended: …". */

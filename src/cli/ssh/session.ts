@@ -34,17 +34,12 @@ export async function openSshSession(deps: { api: ApiClient; clock: Clock }, opt
   });
   await admitSession(deps.api, 'ssh', opts.target, created.session);
   const lease = startLease(deps, created);
-  let over = false;
-  void lease.ended.then(() => {
-    over = true;
-  });
   return {
     session: created.session,
     grant: created.grant,
     ended: lease.ended,
     async close(reason = 'exit') {
-      // A session the server already ended needs no DELETE; one whose time ran out still gets one.
-      if (!over || (await lease.ended).by === 'expired') await lease.end(reason);
+      await lease.end(reason);
     },
   };
 }
