@@ -10,6 +10,7 @@
  */
 import pg from 'pg';
 import type { ColumnIdentity } from '#protocol/postgres/mask.js';
+import type { CatalogSnapshot } from '#protocol/postgres/provenance.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 
@@ -34,7 +35,12 @@ interface TableEntry {
   table: string;
   /** attnum → name; empty when the OID is not a table (any more). */
   columns: Map<number, string>;
+  /** pg_class.relkind ('r' table, 'v' view, 'm' materialised view, 'p' partitioned, …) */
+  kind: string;
 }
+
+/** How long a database's catalog snapshot (views, functions, inheritance) is shared between connections. */
+const SNAPSHOT_SHARE_MS = 5_000;
 
 const MAX_POOLS = 32;
 
@@ -42,6 +48,7 @@ const MAX_POOLS = 32;
 export class Catalog {
   private readonly pools = new Map<string, pg.Pool>();
   private readonly tables = new Map<string, TableEntry>();
+  private readonly snapshots = new Map<string, { at: number; snap: Promise<CatalogSnapshot> }>();
   private readonly ttlMs: number;
   private readonly maxTables: number;
 
@@ -59,6 +66,11 @@ export class Catalog {
     return name === undefined ? undefined : { schema: t.schema, table: t.table, column: name };
   }
 
+  /** The cached relkind of a relation OID ('v' view, 'm' materialised view, …); undefined when not cached. */
+  relationKind(database: string, tableOid: number): string | undefined {
+    return this.tables.get(key(database, tableOid))?.kind;
+  }
+
   /** Table OIDs among these that are not cached (or stale) and must be loaded first. */
   missing(database: string, tableOids: Iterable<number>): number[] {
     const now = this.deps.clock.now();
@@ -74,8 +86,15 @@ export class Catalog {
   /** Load the columns of these tables into the cache. Throws when the catalog cannot be read. */
   async load(database: string, tableOids: number[]): Promise<void> {
     if (tableOids.length === 0) return;
-    const res = await this.pool(database).query<{ oid: number; nspname: string; relname: string; attnum: number; attname: string }>(
-      `select c.oid::int8 as oid, n.nspname, c.relname, a.attnum, a.attname
+    const res = await this.pool(database).query<{
+      oid: number;
+      nspname: string;
+      relname: string;
+      relkind: string;
+      attnum: number;
+      attname: string;
+    }>(
+      `select c.oid::int8 as oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname
          from pg_catalog.pg_class c
          join pg_catalog.pg_namespace n on n.oid = c.relnamespace
          join pg_catalog.pg_attribute a on a.attrelid = c.oid
@@ -84,12 +103,13 @@ export class Catalog {
     );
     const now = this.deps.clock.now();
     const fresh = new Map<number, TableEntry>();
-    for (const oid of tableOids) fresh.set(oid, { at: now, schema: '', table: '', columns: new Map() });
+    for (const oid of tableOids) fresh.set(oid, { at: now, schema: '', table: '', columns: new Map(), kind: '' });
     for (const r of res.rows) {
       const t = fresh.get(Number(r.oid));
       if (!t) continue;
       t.schema = r.nspname;
       t.table = r.relname;
+      t.kind = r.relkind;
       t.columns.set(r.attnum, r.attname);
     }
     for (const [oid, t] of fresh) {
@@ -130,6 +150,82 @@ export class Catalog {
       [oid],
     );
     return res.rows[0]?.proname.toLowerCase();
+  }
+
+  /**
+   * What provenance needs of a database (src/protocol/postgres/provenance.ts): its views and
+   * materialised views with their definitions, its own functions (not built in) with their bodies,
+   * and table inheritance. Read in one read-only transaction with an empty search_path, so every
+   * relation in a view definition is schema-qualified. Shared between connections for a few
+   * seconds; throws when the catalog cannot be read (callers fail closed).
+   */
+  snapshot(database: string, maxAgeMs = SNAPSHOT_SHARE_MS): Promise<CatalogSnapshot> {
+    const now = this.deps.clock.now();
+    const hit = this.snapshots.get(database);
+    if (hit && now - hit.at < maxAgeMs) return hit.snap;
+    const snap = this.readSnapshot(database);
+    this.snapshots.set(database, { at: now, snap });
+    snap.catch(() => {
+      if (this.snapshots.get(database)?.snap === snap) this.snapshots.delete(database);
+    });
+    return snap;
+  }
+
+  private async readSnapshot(database: string): Promise<CatalogSnapshot> {
+    const client = await this.pool(database).connect();
+    try {
+      await client.query("begin read only; set local search_path to ''");
+      const views = await client.query<{ schema: string; name: string; def: string | null; cols: string[] }>(
+        `select n.nspname as schema, c.relname as name, pg_catalog.pg_get_viewdef(c.oid) as def,
+                array(select a.attname::text from pg_catalog.pg_attribute a
+                       where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as cols
+           from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+          where c.relkind in ('v', 'm') and n.nspname not in ('pg_catalog', 'information_schema')`,
+      );
+      const fns = await client.query<{
+        schema: string;
+        name: string;
+        language: string;
+        secdef: boolean;
+        kind: string;
+        ext: boolean;
+        def: string | null;
+      }>(
+        `select n.nspname as schema, p.proname as name, l.lanname as language, p.prosecdef as secdef, p.prokind::text as kind,
+                exists (select 1 from pg_catalog.pg_depend d
+                         where d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass and d.objid = p.oid and d.deptype = 'e') as ext,
+                case when l.lanname in ('sql', 'plpgsql') and p.prokind <> 'a' then pg_catalog.pg_get_functiondef(p.oid) end as def
+           from pg_catalog.pg_proc p
+           join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+           join pg_catalog.pg_language l on l.oid = p.prolang
+          where p.oid >= 16384`,
+      );
+      const inh = await client.query<{ parent: string; child: string }>(
+        `select pn.nspname || '.' || pc.relname as parent, cn.nspname || '.' || cc.relname as child
+           from pg_catalog.pg_inherits i
+           join pg_catalog.pg_class pc on pc.oid = i.inhparent join pg_catalog.pg_namespace pn on pn.oid = pc.relnamespace
+           join pg_catalog.pg_class cc on cc.oid = i.inhrelid join pg_catalog.pg_namespace cn on cn.oid = cc.relnamespace`,
+      );
+      await client.query('commit');
+      return {
+        views: views.rows.map((v) => ({ schema: v.schema, name: v.name, columns: v.cols, definition: v.def ?? '' })),
+        functions: fns.rows.map((f) => ({
+          schema: f.schema,
+          name: f.name,
+          language: f.language,
+          definition: f.def,
+          securityDefiner: f.secdef,
+          extension: f.ext,
+          kind: f.kind,
+        })),
+        inherits: inh.rows,
+      };
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   async close(): Promise<void> {

@@ -31,13 +31,15 @@ import {
   readyForQuery,
   type StartupPacket,
 } from '#protocol/postgres/codec.js';
-import { buildErrorResponse } from '#protocol/postgres/messages.js';
+import { buildErrorResponse, buildNoticeResponse } from '#protocol/postgres/messages.js';
 import { SCRAM_MECHANISM, ScramError, ScramServer } from '#protocol/postgres/scram.js';
 import type { AgentPostgresTarget } from '#shared/config/agent.js';
 import type { SessionInfo } from '#shared/contract/agent.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
+import { PG_BUILTIN_MAJOR } from '#protocol/postgres/pg-builtins.js';
+import { SessionProvenance } from './inspect/session-provenance.js';
 import type { Catalog } from '../catalog.js';
 import type { SessionCredential } from '../credentials/postgres-roles.js';
 import type { EmitEvent } from '../events.js';
@@ -208,6 +210,47 @@ export async function handlePostgresClient(
       throw err;
     }
 
+    // 4b. What the rules need before the first statement: a server whose grammar the parser
+    // knows, and the catalog's provenance (views, the database's functions).
+    let provenance: SessionProvenance | undefined;
+    let startupNotice: Buffer | undefined;
+    if (session.inspection) {
+      const refusal = serverVersionRefusal(up.parameters);
+      if (refusal && session.inspection.newerServer !== 'warn') throw new SessionRefused(refusal.reason, refusal.fatal);
+      if (refusal) {
+        deps.emit({
+          event: 'connection.warning',
+          session: session.id,
+          target: target.name,
+          outcome: 'success',
+          data: { stream: streamId, reason: refusal.reason, message: refusal.fatal.message },
+        });
+        startupNotice = buildNoticeResponse({
+          code: '01000',
+          message: refusal.fatal.message.replace('cannot be judged', 'may not be judged correctly'),
+          hint: refusal.fatal.hint,
+        });
+      }
+      if (deps.catalog && SessionProvenance.needed(session.inspection)) {
+        try {
+          provenance = await SessionProvenance.open(session.inspection, {
+            catalog: deps.catalog,
+            database: req.database,
+            clock: deps.clock,
+            logger: deps.logger,
+            target: target.name,
+          });
+        } catch (err) {
+          deps.logger.warn({ session: session.id, target: target.name, err: (err as Error).message }, 'catalog snapshot failed');
+          throw new SessionRefused('catalog-unavailable', {
+            code: '58000',
+            message: "jit: cannot read the target's catalog, which this session's masking rules need",
+            hint: 'try again in a moment; if it persists, the agent operator should check the admin role',
+          });
+        }
+      }
+    }
+
     // 5. Our own backend key, mapped to the real one for CancelRequest.
     let ours = makeKey(deps);
     if (up.backendKey) {
@@ -217,6 +260,7 @@ export async function handlePostgresClient(
     client.cork();
     client.write(authenticationSASLFinal(serverFinal));
     client.write(authenticationOk());
+    if (startupNotice) client.write(startupNotice);
     for (const p of up.parameters) client.write(parameterStatus(p.name, p.value));
     client.write(backendKeyData(ours.pid, ours.secret));
     client.write(readyForQuery(up.status));
@@ -245,6 +289,7 @@ export async function handlePostgresClient(
         {
           session,
           rules: session.inspection,
+          ...(provenance ? { provenance } : {}),
           target: target.name,
           streamId,
           database: req.database,
@@ -438,6 +483,38 @@ function sendFatal(client: Duplex, f: Fatal): void {
   if (client.writable) client.write(buildErrorResponse({ severity: 'FATAL', code: f.code, message: f.message, hint: f.hint }));
 }
 
+/** The agent refuses this connection before it starts (recorded as connection.refused). */
+class SessionRefused extends Error {
+  constructor(
+    readonly reason: string,
+    readonly fatal: { code: string; message: string; hint?: string },
+  ) {
+    super(fatal.message);
+  }
+}
+
+/**
+ * A server newer than the SQL parser has grammar jit cannot judge: refused. The major version
+ * comes from the server's own server_version (ParameterStatus), e.g. "18.4", "19beta1".
+ */
+export function serverVersionRefusal(
+  parameters: { name: string; value: string }[],
+): { reason: string; fatal: { code: string; message: string; hint: string } } | undefined {
+  const v = parameters.find((p) => p.name === 'server_version')?.value ?? '';
+  const major = Number(/^(\d+)/.exec(v)?.[1]);
+  if (Number.isInteger(major) && major <= PG_BUILTIN_MAJOR) return undefined;
+  return {
+    reason: 'server-version',
+    fatal: {
+      code: '0A000',
+      message: Number.isInteger(major)
+        ? `jit: the target runs PostgreSQL ${major}, newer than the SQL parser jit inspects with (${PG_BUILTIN_MAJOR}); its statements cannot be judged`
+        : `jit: the target did not report a PostgreSQL version jit can read ("${v.slice(0, 40)}")`,
+      hint: 'upgrade the jit agent to a version whose parser knows this server',
+    },
+  };
+}
+
 function reportStartupFailure(
   err: unknown,
   client: Duplex,
@@ -447,6 +524,17 @@ function reportStartupFailure(
 ): void {
   const log = { session: session.id, target: target.name };
   if (err instanceof PeerClosedError) return;
+  if (err instanceof SessionRefused) {
+    deps.emit({
+      event: 'connection.refused',
+      session: session.id,
+      target: target.name,
+      outcome: 'failure',
+      data: { reason: err.reason, message: err.fatal.message },
+    });
+    sendFatal(client, err.fatal);
+    return;
+  }
   if (err instanceof PgProtocolError) {
     deps.logger.warn({ ...log, err: err.message }, 'client broke the protocol during startup');
     sendFatal(client, { code: err.sqlstate, message: err.message });

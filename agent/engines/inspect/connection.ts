@@ -13,6 +13,7 @@ import type { InspectionRules, SessionInfo } from '#shared/contract/agent.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
 import type { Catalog } from '../../catalog.js';
+import type { SessionProvenance } from './session-provenance.js';
 import type { EmitEvent } from '../../events.js';
 import type { AwaitApproval } from './approval.js';
 import type { Exec, ResultState } from './audit.js';
@@ -40,6 +41,8 @@ export interface InspectDeps {
 export interface InspectContext {
   session: SessionInfo;
   rules: InspectionRules;
+  /** The rules as the catalog extends them (views over masked columns, the database's functions); absent: `rules` as they are. */
+  provenance?: SessionProvenance;
   target: string;
   streamId: string;
   database: string;

@@ -50,6 +50,7 @@ import { awaitApproval } from './approval.js';
 import type { StatementAudit } from './audit.js';
 import type { ClassificationCache } from './classification-cache.js';
 import type { Connection, Entry, InspectContext, InspectDeps, Portal, Prepared } from './connection.js';
+import type { SessionProvenance } from './session-provenance.js';
 
 /** What a refused Query/Parse is rewritten into: not a keyword, so a syntax error in any state. */
 const SYNTAX_ERROR_SQL = 'JIT_REFUSED_STATEMENT';
@@ -65,7 +66,8 @@ export interface FrontendIO {
 }
 
 export class FrontendInspector {
-  private readonly verdicts = new WeakMap<Classification, Verdict>();
+  private verdicts = new WeakMap<Classification, Verdict>();
+  private verdictsOf = 0;
   private readonly gate: GateHooks;
   private readonly refusedPortal: string;
   private readonly masking: boolean;
@@ -79,6 +81,7 @@ export class FrontendInspector {
     private readonly audit: StatementAudit,
     private readonly cache: ClassificationCache,
     private readonly io: FrontendIO,
+    private readonly provenance: SessionProvenance,
   ) {
     this.masking = ctx.rules.masking.length > 0;
     this.gate = {
@@ -103,6 +106,15 @@ export class FrontendInspector {
     if (buf[start] === 0x64 /* d */) {
       conn.toServer.pass(buf, start, end);
       return undefined;
+    }
+    const t = buf[start];
+    if ((t === 0x51 /* Q */ || t === 0x50 /* P */ || t === 0x46) /* F */ && this.provenance.needsRefresh()) {
+      // The catalog may have changed (a DDL statement passed, or the snapshot is old): read it
+      // again once what was sent has completed, then judge this message.
+      const p = this.provenance;
+      return this.whenSettled()
+        .then(() => p.refresh())
+        .then(() => this.handle(buf, start, end));
     }
     const m = parseFrontend(buf, start, end);
     switch (m.type) {
@@ -175,9 +187,14 @@ export class FrontendInspector {
   }
 
   private verdictOf(c: Classification): Verdict {
+    const p = this.provenance;
+    if (this.verdictsOf !== p.generation) {
+      this.verdicts = new WeakMap();
+      this.verdictsOf = p.generation;
+    }
     let v = this.verdicts.get(c);
     if (!v) {
-      v = judge(c, this.ctx.rules);
+      v = judge(c, p.rules, p.prov);
       this.verdicts.set(c, v);
     }
     return v;
@@ -200,7 +217,14 @@ export class FrontendInspector {
     return this.query(sql, buf, start, end, check);
   }
 
-  private query(sql: Buffer, buf: Buffer, start: number, end: number, textRefusal: Refusal | undefined): Promise<void> | undefined {
+  private query(
+    sql: Buffer,
+    buf: Buffer,
+    start: number,
+    end: number,
+    textRefusal: Refusal | undefined,
+    again = true,
+  ): Promise<void> | undefined {
     if (textRefusal) {
       this.refuseAsQuery({ k: 'query', execs: [], idx: 0 }, textRefusal);
       return undefined;
@@ -208,6 +232,8 @@ export class FrontendInspector {
     const text = sql.toString('utf8');
     const c = this.cache.get(text);
     const v = this.verdictOf(c);
+    if (v.unknownFunction && again && this.provenance.mayKnowMore())
+      return this.reread(() => this.query(sql, buf, start, end, undefined, false));
     return this.carry({ carrier: 'simple', sql: text, c, verdict: v }, (out) => {
       if (out.forward) this.allowQuery(text, c, v, buf, start, end, out.approved);
       else this.refuseAsQuery({ k: 'query', execs: [], idx: 0 }, out.refusal);
@@ -219,6 +245,7 @@ export class FrontendInspector {
     // The digest is the whole message's, as an approval of it binds.
     const whole = { sql: text };
     const execs = stmts.map((s) => this.audit.executed(s.text, s.kind, 'simple', v.rule, s, { approved, digestOf: whole }));
+    for (const s of stmts) this.provenance.noteStatement(s.effects);
     this.conn.forward(buf, start, end, { k: 'query', execs, idx: 0 });
   }
 
@@ -236,11 +263,25 @@ export class FrontendInspector {
   private onParse(m: Msg<'P'>, buf: Buffer, start: number, end: number): Promise<void> | undefined {
     const check = this.textCheck(m.sql);
     if (check instanceof Promise) return check.then((r) => this.parse(m, buf, start, end, r));
-    this.parse(m, buf, start, end, check);
-    return undefined;
+    return this.parse(m, buf, start, end, check);
   }
 
-  private parse(m: Msg<'P'>, buf: Buffer, start: number, end: number, textRefusal: Refusal | undefined): void {
+  /** Read the catalog again (once what was sent has completed), then go on. */
+  private reread(then: () => Promise<void> | undefined): Promise<void> {
+    const p = this.provenance;
+    return this.whenSettled()
+      .then(() => p.refresh(true))
+      .then(then);
+  }
+
+  private parse(
+    m: Msg<'P'>,
+    buf: Buffer,
+    start: number,
+    end: number,
+    textRefusal: Refusal | undefined,
+    again = true,
+  ): Promise<void> | undefined {
     const prev = this.conn.statements.get(m.name);
     if (textRefusal) {
       this.refuseParse(m.name, prev, textRefusal);
@@ -249,6 +290,8 @@ export class FrontendInspector {
     const text = m.sql.toString('utf8');
     const c = this.cache.get(text);
     const v = this.verdictOf(c);
+    if (v.unknownFunction && again && this.provenance.mayKnowMore())
+      return this.reread(() => this.parse(m, buf, start, end, undefined, false));
     if (v.action === 'block') {
       // Refused at once; require-approval passes the gate at Execute, where the parameters are known.
       this.gate.blocked({ carrier: 'extended', sql: text, c, verdict: v });
@@ -304,6 +347,7 @@ export class FrontendInspector {
     const s = portal.stmt;
     if (this.masking && portal.plan === undefined && !portal.describing) this.injectDescribe(portal, portal.name);
     const info = s.c.ok ? s.c.statements[0] : undefined;
+    this.provenance.noteStatement(info?.effects);
     const exec = this.audit.executed(s.sql, s.kind, 'extended', v.rule, info, {
       params: portal.params,
       statementName: s.statementName,

@@ -10,6 +10,7 @@ import { ClassificationCache } from './classification-cache.js';
 import { Connection, type InspectContext, type InspectDeps } from './connection.js';
 import { type FrontendIO, FrontendInspector } from './frontend.js';
 import { ResultPlanner } from './result-plans.js';
+import { SessionProvenance } from './session-provenance.js';
 
 let sharedCache: ClassificationCache | undefined;
 
@@ -21,10 +22,11 @@ export class Inspector {
   constructor(ctx: InspectContext, deps: InspectDeps, io: FrontendIO) {
     sharedCache ??= new ClassificationCache();
     const masking = ctx.rules.masking;
+    const provenance = ctx.provenance ?? SessionProvenance.fixed(ctx.rules);
     const audit = new StatementAudit(deps, { session: ctx.session.id, target: ctx.target, stream: ctx.streamId }, masking);
-    const plans = new ResultPlanner(masking, { database: ctx.database, target: ctx.target }, deps.catalog, deps.logger);
+    const plans = new ResultPlanner(provenance, { database: ctx.database, target: ctx.target }, deps.catalog, deps.logger);
     this.conn = new Connection(ctx.parameters);
-    this.front = new FrontendInspector(this.conn, ctx, deps, audit, deps.classifications ?? sharedCache, io);
+    this.front = new FrontendInspector(this.conn, ctx, deps, audit, deps.classifications ?? sharedCache, io, provenance);
     this.back = new BackendInspector(this.conn, masking.length > 0, audit, plans, deps.clock);
   }
 

@@ -10,6 +10,7 @@ import type { FieldDescription } from '#protocol/postgres/messages.js';
 import type { MaskRule } from '#shared/config/policy.js';
 import type { Logger } from '#shared/log.js';
 import type { Catalog } from '../../catalog.js';
+import type { SessionProvenance } from './session-provenance.js';
 
 /** Stands for "refuse every row of this result". */
 export const REFUSE_PLAN: MaskPlan = Object.freeze({ active: true });
@@ -19,14 +20,20 @@ export type PlanAnswer = MaskPlan | null | 'refuse';
 export class ResultPlanner {
   private readonly cache = new Map<string, MaskPlan | null>();
   private readonly columnRules: boolean;
+  private cacheOf = 0;
 
   constructor(
-    private readonly rules: MaskRule[],
+    private readonly provenance: SessionProvenance,
     private readonly where: { database: string; target: string },
     private readonly catalog: Catalog | undefined,
     private readonly logger: Logger,
   ) {
-    this.columnRules = rules.some((r) => r.columns.length > 0);
+    this.columnRules = provenance.rules.masking.some((r) => r.columns.length > 0);
+  }
+
+  /** The session's masking rules with the view and child-table columns the catalog adds. */
+  private get rules(): MaskRule[] {
+    return this.provenance.rules.masking;
   }
 
   /** The plan of a result, from cache when the same RowDescription was seen and its tables are fresh. */
@@ -40,6 +47,10 @@ export class ResultPlanner {
         db,
         fields.map((f) => f.tableOid),
       );
+    }
+    if (this.cacheOf !== this.provenance.generation) {
+      this.cache.clear();
+      this.cacheOf = this.provenance.generation;
     }
     if (missing.length === 0) {
       const cached = this.cache.get(body);
@@ -79,7 +90,24 @@ export class ResultPlanner {
 
   private make(fields: FieldDescription[]): MaskPlan | null {
     const db = this.where.database;
-    const plan = planMasking(fields, (oid, att) => this.catalog?.column(db, oid, att), this.rules);
+    const prov = this.provenance.prov;
+    const plan = planMasking(
+      fields,
+      (oid, att) => {
+        const id = this.catalog?.column(db, oid, att);
+        if (!id || !prov) return id;
+        // a view created after the snapshot: which columns it carries is unknown, so it is refused
+        // (system views show the catalog; the guard refuses those that show column values)
+        const kind = this.catalog!.relationKind(db, oid);
+        const system = id.schema === 'pg_catalog' || id.schema === 'information_schema';
+        if ((kind === 'v' || kind === 'm') && !system && !prov.views.has(`${id.schema}.${id.table}`.toLowerCase())) {
+          this.provenance.noteUnknown();
+          return undefined;
+        }
+        return id;
+      },
+      this.rules,
+    );
     return plan.active ? plan : null;
   }
 

@@ -65,6 +65,7 @@ export class PolicyEngine {
       guardrails: this.policy.guardrails.filter((g) => applies(g) && !isCommandGuardrail(g)),
       masking: this.policy.masking.filter(applies),
       maskedComputation: this.policy.maskedComputation,
+      newerServer: this.policy.newerServer,
     };
   }
 

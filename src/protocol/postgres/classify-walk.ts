@@ -15,6 +15,7 @@
  */
 import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import type { StatementKind } from '#shared/config/policy.js';
+import { sqlTextArgs } from './function-classes.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: the parse tree is untyped JSON from libpg-query; every access is guarded
 type N = any;
@@ -25,7 +26,7 @@ export interface ColumnRef {
 }
 
 /** Provenance of one output column of a (sub)select. */
-interface Out {
+export interface Out {
   /** Column refs the value passes through unchanged (plain) or was computed from. */
   refs: ColumnRef[];
   /** Relations used whole-row in the value. */
@@ -83,6 +84,14 @@ export class Acc {
   integrity: string | undefined = undefined;
   /** how deep we are inside code bodies (DO, functions) being looked into */
   bodyDepth = 0;
+  /** why what this statement runs cannot be known from its text (first reason found) */
+  unjudgeable: string | undefined = undefined;
+  /** why some value it returns cannot be traced to its columns (first reason found) */
+  untraced: string | undefined = undefined;
+
+  cannotJudge(why: string): void {
+    this.unjudgeable ??= why;
+  }
 
   addComputed(r: ColumnRef): void {
     const key = (r.relation ?? '') + '\u0000' + r.column;
@@ -172,6 +181,13 @@ function nestedDml(kind: StatementKind, n: N, scope: Scope, acc: Acc): void {
   for (const o of dmlStmt(kind, n, scope, acc)) consume(o, acc);
 }
 
+/** The columns and whole rows one output value comes from (everything it passes through or is computed from). */
+export function sourcesOf(o: Out): { columns: ColumnRef[]; wholeRows: string[] } {
+  const acc = new Acc();
+  consume(o, acc);
+  return { columns: [...acc.computed.values()], wholeRows: [...acc.wholeRow] };
+}
+
 /** Add a value's provenance to computedColumns / wholeRowRefs. */
 function consume(o: Out, acc: Acc): void {
   for (const r of o.refs) acc.addComputed(r);
@@ -239,7 +255,104 @@ function funcCall(n: N, scope: Scope, acc: Acc): void {
       checkSetting(setting, constString(n.args?.[1]) ?? (n.args?.[1] ? undefined : ''), 'VAR_SET_VALUE', acc);
     }
   }
+  const argc = Array.isArray(n.args) ? n.args.length : 0;
+  const sqlArgs = sqlTextArgs(last ?? '', argc);
+  if (sqlArgs) {
+    for (const i of sqlArgs) {
+      const text = constString(n.args?.[i]);
+      if (text === undefined) acc.cannotJudge(`${last}() is given SQL text that is not a constant`);
+      else judgeSqlText(text, `${last}()`, acc);
+    }
+  }
+  const relArg = RELATION_ARG[last ?? ''];
+  if (relArg !== undefined) {
+    // its value is rows of the table it names: a whole-row use of that table
+    const rel = regclassText(constString(n.args?.[relArg]));
+    if (rel === undefined) acc.cannotJudge(`${last}() is given a table name that is not a constant`);
+    else {
+      acc.read.add(rel);
+      acc.wholeRow.add(rel);
+    }
+  }
+  if (UNTRACED_VALUES.has(last ?? '')) acc.untraced ??= `${last}() returns values jit cannot trace to their columns`;
   walkExcept(n, ['funcname'], scope, acc);
+}
+
+/** Functions whose value holds rows of the table named by this argument. */
+const RELATION_ARG: Record<string, number> = {
+  table_to_xml: 0,
+  table_to_xml_and_xmlschema: 0,
+  connectby: 0,
+  dblink_build_sql_insert: 0,
+  dblink_build_sql_update: 0,
+  dblink_build_sql_delete: 0,
+};
+
+/** Functions whose value holds rows of relations or cursors jit cannot name from the call. */
+const UNTRACED_VALUES = new Set([
+  'schema_to_xml',
+  'schema_to_xml_and_xmlschema',
+  'database_to_xml',
+  'database_to_xml_and_xmlschema',
+  'cursor_to_xml',
+  'pg_mcv_list_items',
+  'pg_logical_slot_get_changes',
+  'pg_logical_slot_peek_changes',
+  'pg_logical_slot_get_binary_changes',
+  'pg_logical_slot_peek_binary_changes',
+  'lo_get',
+  'loread',
+]);
+
+/** A regclass literal as the server reads it ('"Customers"' keeps case, 'Public.T' folds), or undefined. */
+function regclassText(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  const parts: string[] = [];
+  const re = /\s*(?:"((?:[^"]|"")*)"|([^."\s]+))\s*(\.|$)/y;
+  let at = 0;
+  while (at < v.length) {
+    re.lastIndex = at;
+    const m = re.exec(v);
+    if (!m) return undefined;
+    parts.push(m[1] !== undefined ? m[1].replaceAll('""', '"') : m[2]!.toLowerCase());
+    at = re.lastIndex;
+    if (m[3] === '') break;
+  }
+  if (parts.length === 0 || parts.length > 3) return undefined;
+  return parts.slice(-2).join('.');
+}
+
+/**
+ * SQL text an SQL-executing function will run, judged as if the client had sent it: what it reads,
+ * writes, calls and performs counts for this statement, and every value it returns is computed
+ * (it comes back serialised, with no column origin the server could report).
+ */
+function judgeSqlText(text: string, who: string, acc: Acc): void {
+  if (acc.bodyDepth >= MAX_BODY_DEPTH) {
+    acc.cannotJudge(`SQL text given to ${who} is nested too deeply to inspect`);
+    return;
+  }
+  if (text.includes('\u0000')) {
+    acc.cannotJudge(`SQL text given to ${who} contains a NUL byte`);
+    return;
+  }
+  let tree: N;
+  try {
+    tree = parseSync(text);
+  } catch {
+    acc.cannotJudge(`SQL text given to ${who} does not parse`);
+    return;
+  }
+  acc.bodyDepth++;
+  try {
+    for (const r of tree.stmts ?? []) {
+      const w = walkStatement(r.stmt, acc);
+      acc.effects.add(w.kind);
+      for (const o of w.outs ?? []) consume(o, acc);
+    }
+  } finally {
+    acc.bodyDepth--;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,6 +500,23 @@ function resolveColumnRef(n: N, scope: Scope): Out {
   if (it) return itemColumn(it, col) ?? { refs: [{ column: col }], whole: [], plain: false };
   // not a FROM item: a field of a composite value or an outer name: any table's column of that name
   return { refs: [{ column: col }], whole: [], plain: false };
+}
+
+/** Walk a computed value: what it is computed from counts as computed, and is also its Out's provenance. */
+function tracked(v: N, scope: Scope, acc: Acc): Out {
+  const computed = acc.computed;
+  const wholeRow = acc.wholeRow;
+  acc.computed = new Map();
+  acc.wholeRow = new Set();
+  try {
+    walk(v, scope, acc);
+    return { refs: [...acc.computed.values()], whole: [...acc.wholeRow], plain: false };
+  } finally {
+    for (const [k, r] of acc.computed) if (!computed.has(k)) computed.set(k, r);
+    for (const w of acc.wholeRow) wholeRow.add(w);
+    acc.computed = computed;
+    acc.wholeRow = wholeRow;
+  }
 }
 
 function starOf(items: Item[]): Out {
@@ -635,10 +765,7 @@ export function selectStmt(n: N, outer: Scope, acc: Acc): SelectResult {
       const o = resolveColumnRef(v.ColumnRef, scope);
       if (!o.plain) consume(o, acc);
       outs.push(o);
-    } else {
-      walk(v, scope, acc);
-      outs.push(COMPUTED);
-    }
+    } else outs.push(tracked(v, scope, acc));
   }
   const byPosOrName = (list: N, inner: (x: N) => N): void => {
     if (!Array.isArray(list)) return;
@@ -938,6 +1065,7 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
       const lang = defElemString(n.args, 'language') ?? 'plpgsql';
       const body = defElemString(n.args, 'as');
       if (body !== undefined && lang.toLowerCase() === 'plpgsql') lookIntoPlpgsql(body, acc);
+      else acc.cannotJudge(`a DO block in language ${lang} cannot be inspected`);
       return simple('do');
     }
     case 'CallStmt':
@@ -954,6 +1082,7 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
       const body = as?.List ? str(as.List.items?.[0]) : str(as);
       if (body !== undefined && lang === 'sql') lookIntoSql(body, acc);
       else if (body !== undefined && lang === 'plpgsql') lookIntoPlpgsql(body, acc);
+      else if (as !== undefined) acc.cannotJudge(`a function body in language ${lang} cannot be inspected`);
       return simple('create-function');
     }
     case 'DeclareCursorStmt': {
@@ -1053,11 +1182,16 @@ function defElemString(list: N, name: string): string | undefined {
 
 /** Walk SQL text found inside a code body into `acc` (best effort: unparsable text stays opaque). */
 function lookIntoSql(sql: string, acc: Acc): void {
-  if (acc.bodyDepth >= MAX_BODY_DEPTH || sql.trim() === '' || sql.includes('\u0000')) return;
+  if (sql.trim() === '') return;
+  if (acc.bodyDepth >= MAX_BODY_DEPTH || sql.includes('\u0000')) {
+    acc.cannotJudge('a code body is nested too deeply to inspect');
+    return;
+  }
   let tree: N;
   try {
     tree = parseSync(sql);
   } catch {
+    acc.cannotJudge('a code body does not parse');
     return;
   }
   acc.bodyDepth++;
@@ -1073,13 +1207,22 @@ function lookIntoSql(sql: string, acc: Acc): void {
 }
 
 function lookIntoPlpgsql(body: string, acc: Acc): void {
-  if (acc.bodyDepth >= MAX_BODY_DEPTH) return;
+  if (acc.bodyDepth >= MAX_BODY_DEPTH) {
+    acc.cannotJudge('a code body is nested too deeply to inspect');
+    return;
+  }
   let tag = 'jit';
   while (body.includes(`$${tag}$`)) tag += '_';
+  // The body parses only under a return type it fits (RETURN x needs a scalar, RETURN NEXT a set).
   let tree: N;
-  try {
-    tree = parsePlPgSQLSync(`CREATE FUNCTION jit_inspect() RETURNS void LANGUAGE plpgsql AS $${tag}$${body}$${tag}$`);
-  } catch {
+  for (const returns of ['void', 'text', 'setof text', 'trigger']) {
+    try {
+      tree = parsePlPgSQLSync(`CREATE FUNCTION jit_inspect() RETURNS ${returns} LANGUAGE plpgsql AS $${tag}$${body}$${tag}$`);
+      break;
+    } catch {}
+  }
+  if (tree === undefined) {
+    acc.cannotJudge('a PL/pgSQL body does not parse');
     return;
   }
   const exprs: { query: string; mode: number }[] = [];
@@ -1089,6 +1232,8 @@ function lookIntoPlpgsql(body: string, acc: Acc): void {
       for (const x of v) collect(x);
       return;
     }
+    // EXECUTE, FOR … IN EXECUTE, RETURN QUERY EXECUTE, OPEN … FOR EXECUTE: SQL built at run time
+    if (v.PLpgSQL_stmt_dynexecute || v.PLpgSQL_stmt_dynfors || v.dynquery) acc.cannotJudge('a code body runs dynamic SQL (EXECUTE)');
     const e = v.PLpgSQL_expr;
     if (e && typeof e.query === 'string') exprs.push({ query: e.query, mode: e.parseMode ?? 0 });
     for (const k in v) if (k !== 'PLpgSQL_expr') collect(v[k]);

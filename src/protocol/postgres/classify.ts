@@ -53,6 +53,14 @@ export interface StatementInfo {
   copy?: { direction: 'to' | 'from'; relation?: string; columns?: string[]; query: boolean; program: boolean; stdio: boolean };
   /** every kind the statement performs, its own included (see the module comment); always set by classifySql */
   effects?: StatementKind[];
+  /**
+   * Why what the statement runs cannot be known from its text: dynamic SQL in a code body, SQL
+   * text or a table name given to a function as something other than a constant, a body in a
+   * language jit cannot read. The guard refuses it whenever a rule could apply.
+   */
+  unjudgeable?: string;
+  /** Why some value it returns cannot be traced to the columns it comes from (refused under column masking). */
+  untraced?: string;
 }
 
 export type Classification = { ok: true; statements: StatementInfo[] } | { ok: false; error: string };
@@ -122,6 +130,8 @@ function classifyOne(stmt: unknown, text: string): StatementInfo | string {
     effects: [...acc.effects],
   };
   if (acc.hasWhere !== undefined) info.hasWhere = acc.hasWhere;
+  if (acc.unjudgeable !== undefined) info.unjudgeable = acc.unjudgeable;
+  if (acc.untraced !== undefined) info.untraced = acc.untraced;
   if (w.outs) {
     const o = outputsOf(w.outs);
     info.outputs = o.outputs;

@@ -20,9 +20,11 @@
  * - opaque: DO, function bodies, EXECUTE, CALL.
  * A guardrail with several conditions needs all of them; one without any matches every statement.
  */
-import type { Guardrail, MaskRule } from '#shared/config/policy.js';
+import { type Guardrail, isCommandGuardrail, type MaskRule } from '#shared/config/policy.js';
 import type { InspectionRules } from '#shared/contract/agent.js';
 import type { Classification, ColumnRef, StatementInfo } from './classify.js';
+import { builtinClasses, type FunctionClass, isBuiltinFunction } from './function-classes.js';
+import { columnMatches, functionFacts, type Provenance, relationMayHold, UNTRACED_RULE } from './provenance.js';
 
 export type Action = 'allow' | 'block' | 'require-approval';
 
@@ -35,20 +37,24 @@ export interface Verdict {
   message?: string;
   statementIndex?: number;
   reason: string;
+  /** Refused because a function is not in the catalog snapshot: a fresher snapshot may know it. */
+  unknownFunction?: true;
 }
 
 /** Rule name reported when a query cannot be parsed. */
 export const PARSE_ERROR_RULE = 'jit.parse-error';
+/** Rule name reported when what a statement runs cannot be known from its text. */
+export const UNJUDGEABLE_RULE = 'jit.unjudgeable';
 
 const SEVERITY: Record<Action, number> = { allow: 0, 'require-approval': 1, block: 2 };
 
 /** Whole-message verdict: the most severe per-statement verdict (block > require-approval > allow). */
-export function judge(c: Classification, rules: InspectionRules): Verdict {
+export function judge(c: Classification, rules: InspectionRules, prov?: Provenance): Verdict {
   if (!c.ok) return { action: 'block', rule: PARSE_ERROR_RULE, reason: `could not parse: ${c.error}` };
   if (c.statements.length === 0) return { action: 'allow', reason: 'empty query' };
   let worst: Verdict | undefined;
   for (let i = 0; i < c.statements.length; i++) {
-    const v = judgeStatement(c.statements[i]!, i, rules);
+    const v = judgeStatement(c.statements[i]!, i, rules, prov);
     if (!worst || SEVERITY[v.action] > SEVERITY[worst.action]) worst = v;
     if (worst.action === 'block') break;
   }
@@ -56,11 +62,11 @@ export function judge(c: Classification, rules: InspectionRules): Verdict {
 }
 
 /** Verdict for one statement. */
-export function judgeStatement(s: StatementInfo, index: number, rules: InspectionRules): Verdict {
+export function judgeStatement(s: StatementInfo, index: number, rules: InspectionRules, prov?: Provenance): Verdict {
   let verdict: Verdict = { action: 'allow', statementIndex: index, reason: 'no guardrail matched' };
   let tied: string[] = [];
   for (const g of rules.guardrails ?? []) {
-    if (!guardrailMatches(g, s)) continue;
+    if (!guardrailMatches(g, s, prov)) continue;
     if (verdict.rule !== undefined && SEVERITY[g.action] <= SEVERITY[verdict.action]) {
       if (SEVERITY[g.action] === SEVERITY[verdict.action]) tied.push(g.name);
       continue;
@@ -78,8 +84,32 @@ export function judgeStatement(s: StatementInfo, index: number, rules: Inspectio
     verdict.rules = tied;
     verdict.reason = `${s.kind} statement matches guardrails ${tied.join(', ')}`;
   }
-  if (verdict.action === 'block' || rules.maskedComputation === 'allow') return verdict;
-  const hit = maskedComputation(s, rules.masking ?? []);
+  if (verdict.action === 'block') return verdict;
+  if (s.unjudgeable !== undefined && anyRuleCouldApply(rules)) {
+    return {
+      action: 'block',
+      rule: UNJUDGEABLE_RULE,
+      statementIndex: index,
+      message: `jit cannot judge this statement: ${s.unjudgeable}`,
+      reason: `${s.kind} statement cannot be judged (${s.unjudgeable})`,
+    };
+  }
+  const masking = rules.masking ?? [];
+  if (hasColumnMasking(rules)) {
+    const p = provenanceRefusal(s, rules, prov);
+    if (p) {
+      return {
+        action: 'block',
+        rule: p.rule,
+        statementIndex: index,
+        message: p.message,
+        reason: `${s.kind} statement: ${p.message} (rule ${p.rule})`,
+        ...(p.unknownFunction ? { unknownFunction: true as const } : {}),
+      };
+    }
+  }
+  if (rules.maskedComputation === 'allow') return verdict;
+  const hit = maskedComputation(s, masking);
   if (hit) {
     return {
       action: 'block',
@@ -96,7 +126,7 @@ export function judgeStatement(s: StatementInfo, index: number, rules: Inspectio
 // guardrails
 
 /** Does guardrail `g` match statement `s`? Every condition given must hold. */
-export function guardrailMatches(g: Guardrail, s: StatementInfo): boolean {
+export function guardrailMatches(g: Guardrail, s: StatementInfo, prov?: Provenance): boolean {
   const m = g.match;
   if (m.kinds?.length) {
     const effects = s.effects ?? [s.kind];
@@ -107,6 +137,10 @@ export function guardrailMatches(g: Guardrail, s: StatementInfo): boolean {
   }
   if (m.relationsWritten?.length && !anyMatch(m.relationsWritten, s.relationsWritten)) return false;
   if (m.functions?.length && !anyMatch(m.functions, s.functions)) return false;
+  if (m.functionClasses?.length) {
+    const classes = statementClasses(s, prov);
+    if (!m.functionClasses.some((c) => classes.has(c))) return false;
+  }
   if (m.withoutWhere && s.hasWhere !== false) return false;
   if (m.opaque && !s.opaque) return false;
   return true;
@@ -137,6 +171,74 @@ export function nameMatches(pattern: string, name: string): boolean {
   return pName === nName;
 }
 
+/** The classes of every function a statement calls (shipped by name, or from the catalog; unknown otherwise). */
+export function statementClasses(s: StatementInfo, prov?: Provenance): Set<FunctionClass> {
+  const out = new Set<FunctionClass>();
+  for (const fn of s.functions) {
+    for (const c of builtinClasses(fn)) out.add(c);
+    const facts = prov ? functionFacts(prov.functions, fn) : [];
+    for (const f of facts) for (const c of f.classes) out.add(c);
+    if (facts.length === 0 && !isBuiltinFunction(fn)) out.add('unknown');
+  }
+  return out;
+}
+
+const couldApply = new WeakMap<InspectionRules, boolean>();
+
+/** Does any rule of the session restrict SQL at all (a block or approval guardrail, or column masking)? */
+function anyRuleCouldApply(rules: InspectionRules): boolean {
+  let v = couldApply.get(rules);
+  if (v === undefined) {
+    v = hasColumnMasking(rules) || (rules.guardrails ?? []).some((g) => g.action !== 'allow' && !isCommandGuardrail(g));
+    couldApply.set(rules, v);
+  }
+  return v;
+}
+
+function hasColumnMasking(rules: InspectionRules): boolean {
+  return (rules.masking ?? []).some((r) => r.columns.length > 0);
+}
+
+/** Relations whose rows hold sample values of other tables' columns (planner statistics). */
+const STATISTICS_RELATIONS = new Set(['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic', 'pg_statistic_ext_data']);
+
+/**
+ * Under column masking, a statement whose values may carry masked data past the RowDescription
+ * check: planner statistics, values jit cannot trace, functions whose body reads masked data or
+ * cannot be inspected, and functions jit does not know at all.
+ */
+function provenanceRefusal(
+  s: StatementInfo,
+  rules: InspectionRules,
+  prov: Provenance | undefined,
+): { rule: string; message: string; unknownFunction?: boolean } | undefined {
+  if (s.untraced !== undefined) return { rule: UNTRACED_RULE, message: `${s.untraced}, and this session masks columns` };
+  for (const r of s.relationsRead) {
+    const bare = r.slice(r.lastIndexOf('.') + 1).toLowerCase();
+    if (STATISTICS_RELATIONS.has(bare)) {
+      return { rule: UNTRACED_RULE, message: `${r} holds sample values of columns, masked ones among them` };
+    }
+  }
+  for (const fn of s.functions) {
+    const facts = prov ? functionFacts(prov.functions, fn) : [];
+    if (facts.length === 0) {
+      if (isBuiltinFunction(fn)) continue;
+      return {
+        rule: UNTRACED_RULE,
+        message: `jit does not know function ${fn}() (not built in, not in the catalog read when the session started), so it cannot tell whether it returns masked data`,
+        unknownFunction: true,
+      };
+    }
+    for (const f of facts) {
+      if (f.taint === undefined) continue;
+      // computing on a masked column inside a function is still computing on it
+      if (f.rule && rules.maskedComputation === 'allow') continue;
+      return { rule: f.rule?.name ?? UNTRACED_RULE, message: `function ${f.schema}.${f.name}() may return masked data: ${f.taint}` };
+    }
+  }
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------------------------
 // masked computation
 
@@ -154,28 +256,4 @@ function maskedComputation(s: StatementInfo, masking: MaskRule[]): { rule: MaskR
 
 function describe(c: ColumnRef): string {
   return c.relation ? `${c.relation}.${c.column}` : c.column;
-}
-
-/** Mask pattern parts (`column` | `table.column` | `schema.table.column`) against a column ref. */
-function columnMatches(parts: string[], c: ColumnRef): boolean {
-  const col = parts[parts.length - 1];
-  if (c.column.toLowerCase() !== col) return false;
-  if (parts.length === 1 || c.relation === undefined) return true;
-  return relationMatches(parts.slice(0, -1), c.relation.toLowerCase());
-}
-
-/** Could relation `rel` (used whole-row) contain the column the pattern names? */
-function relationMayHold(parts: string[], rel: string): boolean {
-  if (parts.length === 1) return true; // any table may have a column of that name
-  return relationMatches(parts.slice(0, -1), rel.toLowerCase());
-}
-
-function relationMatches(tableParts: string[], rel: string): boolean {
-  const dot = rel.lastIndexOf('.');
-  const relTable = dot >= 0 ? rel.slice(dot + 1) : rel;
-  const relSchema = dot >= 0 ? rel.slice(0, dot) : undefined;
-  const table = tableParts[tableParts.length - 1];
-  if (relTable !== table) return false;
-  if (tableParts.length === 1 || relSchema === undefined) return true;
-  return tableParts.slice(0, -1).join('.') === relSchema;
 }

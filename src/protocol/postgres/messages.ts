@@ -564,8 +564,8 @@ export interface ErrorResponseFields {
 }
 
 /** ErrorResponse ('E'): S, V, C, M and optional D, H. */
-export function buildErrorResponse(f: ErrorResponseFields): Buffer {
-  const sev = f.severity ?? 'ERROR';
+export function buildErrorResponse(f: ErrorResponseFields, type = 0x45): Buffer {
+  const sev = f.severity ?? (type === 0x45 ? 'ERROR' : 'WARNING');
   const fields: [string, string][] = [
     ['S', sev],
     ['V', sev],
@@ -576,7 +576,7 @@ export function buildErrorResponse(f: ErrorResponseFields): Buffer {
   if (f.hint) fields.push(['H', f.hint]);
   let len = 1;
   for (const [, v] of fields) len += 1 + cstrLen(v);
-  const out = header(0x45, len);
+  const out = header(type, len);
   let p = 5;
   for (const [k, v] of fields) {
     out[p++] = k.charCodeAt(0);
@@ -584,6 +584,11 @@ export function buildErrorResponse(f: ErrorResponseFields): Buffer {
   }
   out[p] = 0;
   return out;
+}
+
+/** NoticeResponse ('N'): the same fields as an error, severity WARNING unless given. */
+export function buildNoticeResponse(f: ErrorResponseFields): Buffer {
+  return buildErrorResponse(f, 0x4e);
 }
 
 /** CommandComplete ('C') with a tag. */

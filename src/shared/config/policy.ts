@@ -95,6 +95,25 @@ export const STATEMENT_KINDS = [
 export const StatementKind = z.enum(STATEMENT_KINDS);
 export type StatementKind = z.infer<typeof StatementKind>;
 
+/** Function classes guardrails can name (src/protocol/postgres/function-classes.ts says which function is which). */
+export const FUNCTION_CLASSES = [
+  'sql-executing',
+  'serialiser',
+  'backend-signal',
+  'server-file',
+  'large-object',
+  'advisory-lock',
+  'notification',
+  'configuration',
+  'replication-admin',
+  'extension-management',
+  'statistics-values',
+  'user-defined',
+  'security-definer',
+  'unknown',
+] as const;
+export type FunctionClass = (typeof FUNCTION_CLASSES)[number];
+
 const Who = {
   targets: z.array(z.string()).default(['*']).describe('Target names, or "*" (default)'),
   users: z.array(z.string()).default([]).describe('Users it applies to (empty users and groups: everyone)'),
@@ -110,6 +129,10 @@ export const GuardrailMatch = z
       .array(z.string())
       .default([])
       .describe('Functions called, e.g. pg_terminate_backend, dblink* (trailing * matches a prefix)'),
+    functionClasses: z
+      .array(z.enum(FUNCTION_CLASSES))
+      .default([])
+      .describe('Classes of functions called, e.g. sql-executing, server-file (docs/policy.md lists them and their members)'),
     withoutWhere: z.boolean().default(false).describe('DELETE or UPDATE without a WHERE clause'),
     opaque: z.boolean().default(false).describe('Code jit cannot judge: DO blocks, function bodies, EXECUTE, CALL'),
     commands: z
@@ -125,7 +148,9 @@ export const GuardrailMatch = z
     (m) =>
       !(
         (m.commands.length > 0 || m.interactive) &&
-        (m.kinds.length + m.relations.length + m.relationsWritten.length + m.functions.length > 0 || m.withoutWhere || m.opaque)
+        (m.kinds.length + m.relations.length + m.relationsWritten.length + m.functions.length + m.functionClasses.length > 0 ||
+          m.withoutWhere ||
+          m.opaque)
       ),
     { message: 'a guardrail matches SQL statements or SSH commands, not both' },
   )
@@ -205,6 +230,12 @@ export const Policy = z.object({
     .enum(['refuse', 'allow'])
     .default('refuse')
     .describe('What to do with queries that compute on a masked column (lower(email), GROUP BY email, LIKE probes)'),
+  newerServer: z
+    .enum(['refuse', 'warn'])
+    .default('refuse')
+    .describe(
+      "postgres: a target newer than jit's SQL parser (whose new grammar jit cannot judge): refuse its sessions, or let them in with a warning and a connection.warning audit event",
+    ),
 });
 export type Policy = z.infer<typeof Policy>;
 export type PolicyTarget = z.infer<typeof PolicyTarget>;

@@ -43,6 +43,7 @@ export const InspectionRules = z.object({
   guardrails: z.array(Guardrail).default([]),
   masking: z.array(MaskRule).default([]),
   maskedComputation: z.enum(['refuse', 'allow']).default('refuse'),
+  newerServer: z.enum(['refuse', 'warn']).default('refuse'),
 });
 export type InspectionRules = z.infer<typeof InspectionRules>;
 
