@@ -206,6 +206,13 @@ export class Catalog {
            join pg_catalog.pg_class pc on pc.oid = i.inhparent join pg_catalog.pg_namespace pn on pn.oid = pc.relnamespace
            join pg_catalog.pg_class cc on cc.oid = i.inhrelid join pg_catalog.pg_namespace cn on cn.oid = cc.relnamespace`,
       );
+      const ops = await client.query<{ schema: string; name: string; fschema: string; fname: string }>(
+        `select n.nspname as schema, o.oprname as name, pn.nspname as fschema, p.proname as fname
+           from pg_catalog.pg_operator o
+           join pg_catalog.pg_namespace n on n.oid = o.oprnamespace
+           join pg_catalog.pg_proc p on p.oid = o.oprcode join pg_catalog.pg_namespace pn on pn.oid = p.pronamespace
+          where o.oid >= 16384`,
+      );
       await client.query('commit');
       return {
         views: views.rows.map((v) => ({ schema: v.schema, name: v.name, columns: v.cols, definition: v.def ?? '' })),
@@ -219,6 +226,7 @@ export class Catalog {
           kind: f.kind,
         })),
         inherits: inh.rows,
+        operators: ops.rows.map((o) => ({ schema: o.schema, name: o.name, functionSchema: o.fschema, function: o.fname })),
       };
     } catch (err) {
       await client.query('rollback').catch(() => {});

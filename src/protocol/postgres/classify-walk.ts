@@ -84,6 +84,8 @@ export class Acc {
   integrity: string | undefined = undefined;
   /** how deep we are inside code bodies (DO, functions) being looked into */
   bodyDepth = 0;
+  /** operators used ('schema.op' when qualified): user-defined ones run functions */
+  operators = new Set<string>();
   /** why what this statement runs cannot be known from its text (first reason found) */
   unjudgeable: string | undefined = undefined;
   /** why some value it returns cannot be traced to its columns (first reason found) */
@@ -158,6 +160,12 @@ type Handler = (n: N, scope: Scope, acc: Acc) => void;
 
 const HANDLERS: Record<string, Handler> = {
   ColumnRef: (n, scope, acc) => consume(resolveColumnRef(n, scope), acc),
+  A_Expr: (n, scope, acc) => {
+    // an operator runs a function too: user-defined ones are judged like the function they run
+    const op = nameList(n.name).join('.');
+    if (op !== '') acc.operators.add(op);
+    walkExcept(n, ['name'], scope, acc);
+  },
   FuncCall: funcCall,
   RangeVar: (n, _scope, acc) => {
     acc.read.add(relationName(n));
@@ -290,6 +298,8 @@ const RELATION_ARG: Record<string, number> = {
 
 /** Functions whose value holds rows of relations or cursors jit cannot name from the call. */
 const UNTRACED_VALUES = new Set([
+  'pg_read_file',
+  'pg_read_binary_file',
   'schema_to_xml',
   'schema_to_xml_and_xmlschema',
   'database_to_xml',

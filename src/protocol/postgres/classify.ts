@@ -61,6 +61,8 @@ export interface StatementInfo {
   unjudgeable?: string;
   /** Why some value it returns cannot be traced to the columns it comes from (refused under column masking). */
   untraced?: string;
+  /** Operators used, 'schema.op' when qualified (set only when there are some): user-defined ones run functions. */
+  operators?: string[];
 }
 
 export type Classification = { ok: true; statements: StatementInfo[] } | { ok: false; error: string };
@@ -132,6 +134,7 @@ function classifyOne(stmt: unknown, text: string): StatementInfo | string {
   if (acc.hasWhere !== undefined) info.hasWhere = acc.hasWhere;
   if (acc.unjudgeable !== undefined) info.unjudgeable = acc.unjudgeable;
   if (acc.untraced !== undefined) info.untraced = acc.untraced;
+  if (acc.operators.size > 0) info.operators = [...acc.operators];
   if (w.outs) {
     const o = outputsOf(w.outs);
     info.outputs = o.outputs;

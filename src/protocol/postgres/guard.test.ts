@@ -203,3 +203,42 @@ describe('nameMatches', () => {
     expect(nameMatches(p, n)).toBe(want);
   });
 });
+
+describe('function classes', () => {
+  const classes = rules({
+    guardrails: [
+      { name: 'no-files', match: { functionClasses: ['server-file', 'large-object'] }, action: 'block' },
+      { name: 'sql-text-needs-approval', match: { functionClasses: ['sql-executing'] }, action: 'require-approval' },
+      { name: 'own-functions-need-approval', match: { functionClasses: ['user-defined', 'unknown'] }, action: 'require-approval' },
+    ],
+  });
+
+  it('matches shipped classes by name, in any schema and nested anywhere', () => {
+    expect(verdict("select pg_read_file('/etc/passwd')", classes)).toMatchObject({ action: 'block', rule: 'no-files' });
+    expect(verdict("select * from t where x = (select pg_catalog.lo_import('/etc/passwd'))", classes)).toMatchObject({
+      rule: 'no-files',
+    });
+    expect(verdict("select query_to_xml('select 1', true, false, '')", classes)).toMatchObject({
+      action: 'require-approval',
+      rule: 'sql-text-needs-approval',
+    });
+    expect(verdict('select upper(name) from t', classes).action).toBe('allow');
+  });
+
+  it('a name that is neither built in nor in the catalog is unknown', () => {
+    expect(verdict('select my_function(1)', classes)).toMatchObject({ action: 'require-approval', rule: 'own-functions-need-approval' });
+  });
+
+  it('constant SQL text given to an SQL-executing function is judged as sent; other text cannot be judged', () => {
+    expect(verdict("select dblink_exec('dbname=x', 'drop table t')", noDrop)).toMatchObject({ action: 'block', rule: 'no-drop' });
+    expect(verdict("select query_to_xml('select pg_terminate_backend(1)', true, false, '')", noDrop)).toMatchObject({
+      rule: 'no-kill',
+    });
+    expect(verdict("select query_to_xml('sel' || 'ect 1', true, false, '')", noDrop)).toMatchObject({
+      action: 'block',
+      rule: 'jit.unjudgeable',
+    });
+    // nothing to apply: an unjudgeable statement runs when no rule restricts SQL at all
+    expect(verdict("select query_to_xml('sel' || 'ect 1', true, false, '')", rules({})).action).toBe('allow');
+  });
+});

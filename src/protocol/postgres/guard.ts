@@ -219,6 +219,15 @@ function provenanceRefusal(
       return { rule: UNTRACED_RULE, message: `${r} holds sample values of columns, masked ones among them` };
     }
   }
+  for (const op of s.operators ?? []) {
+    const f = prov?.taintedOperators.get(op);
+    if (f && !(f.rule && rules.maskedComputation === 'allow')) {
+      return {
+        rule: f.rule?.name ?? UNTRACED_RULE,
+        message: `operator ${op} runs ${f.schema}.${f.name}(), which may return masked data: ${f.taint}`,
+      };
+    }
+  }
   for (const fn of s.functions) {
     const facts = prov ? functionFacts(prov.functions, fn) : [];
     if (facts.length === 0) {

@@ -49,6 +49,8 @@ export interface CatalogFunction {
 export interface CatalogSnapshot {
   views: CatalogView[];
   functions: CatalogFunction[];
+  /** user-defined operators (OID ≥ 16384) and the function each runs */
+  operators?: { schema: string; name: string; functionSchema: string; function: string }[];
   /** direct inheritance and partitions: 'schema.table' pairs */
   inherits: { parent: string; child: string }[];
 }
@@ -70,9 +72,9 @@ export interface Provenance {
   views: ReadonlySet<string>;
   /** the database's own functions by bare lowercase name (every overload and schema) */
   functions: ReadonlyMap<string, FunctionFacts[]>;
+  /** user-defined operators whose function is tainted, by operator name: the function's facts */
+  taintedOperators: ReadonlyMap<string, FunctionFacts>;
 }
-
-export const EMPTY_PROVENANCE: Provenance = { masks: [], views: new Set(), functions: new Map() };
 
 /** Rule name for values masked or refused because where they come from cannot be told. */
 export const UNTRACED_RULE = 'jit.untraced';
@@ -93,7 +95,7 @@ export function deriveProvenance(snap: CatalogSnapshot, rules: readonly MaskRule
     if (typeof a === 'string') facts.taint = a;
     else analysed.push({ facts, ...a });
   }
-  if (columnRules.length === 0) return { masks: [], views, functions };
+  if (columnRules.length === 0) return { masks: [], views, functions, taintedOperators: new Map() };
 
   const masks: MaskRule[] = [];
   const known = new Set<string>();
@@ -152,7 +154,15 @@ export function deriveProvenance(snap: CatalogSnapshot, rules: readonly MaskRule
     }
     if (!changed) break;
   }
-  return { masks, views, functions };
+  const taintedOperators = new Map<string, FunctionFacts>();
+  for (const op of snap.operators ?? []) {
+    const t = taintOf(functions, `${op.functionSchema}.${op.function}`);
+    if (t) {
+      taintedOperators.set(op.name, t);
+      taintedOperators.set(`${op.schema}.${op.name}`, t);
+    }
+  }
+  return { masks, views, functions, taintedOperators };
 }
 
 function classesOf(f: CatalogFunction): FunctionClass[] {
