@@ -834,6 +834,12 @@ export function dmlStmt(kind: StatementKind, n: N, outer: Scope, acc: Acc): Out[
     if (n.onConflictClause) {
       items.push({ alias: 'excluded', kind: 'table', relation: target.relation });
       walk(n.onConflictClause, scope, acc);
+      if (n.onConflictClause.action === 'ONCONFLICT_UPDATE') {
+        // an upsert updates rows: an UPDATE for policy, with or without WHERE as written
+        acc.effects.add('update');
+        const has = n.onConflictClause.whereClause !== undefined;
+        acc.hasWhere = acc.hasWhere === undefined ? has : acc.hasWhere && has;
+      }
     }
   } else if (kind === 'update' || kind === 'delete') {
     skip.push(kind === 'update' ? 'fromClause' : 'usingClause', 'targetList');
@@ -849,6 +855,11 @@ export function dmlStmt(kind: StatementKind, n: N, outer: Scope, acc: Acc): Out[
       if (cmd === 'CMD_UPDATE') acc.effects.add('update');
       else if (cmd === 'CMD_DELETE') acc.effects.add('delete');
       else if (cmd === 'CMD_INSERT') acc.effects.add('insert');
+      if (cmd === 'CMD_UPDATE' || cmd === 'CMD_DELETE') {
+        // WHEN MATCHED [AND condition] THEN UPDATE/DELETE: the condition is its WHERE, as written
+        const has = w.MergeWhenClause.condition !== undefined;
+        acc.hasWhere = acc.hasWhere === undefined ? has : acc.hasWhere && has;
+      }
     }
     walk(n.mergeWhenClauses, scope, acc);
   }
@@ -981,6 +992,16 @@ function constLike(arg: N): string {
 
 /** Classify one top-level statement node (`{SelectStmt: …}` etc.). */
 export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): StatementWalk {
+  const w = walkStatementKind(stmt, acc, scope);
+  const type = stmt ? Object.keys(stmt)[0] : undefined;
+  if (type) {
+    const specific = specificKind(type, stmt[type]);
+    if (specific) acc.effects.add(specific);
+  }
+  return w;
+}
+
+function walkStatementKind(stmt: N, acc: Acc, scope: Scope): StatementWalk {
   const type = stmt ? Object.keys(stmt)[0] : undefined;
   if (!type) return { kind: 'other', acc };
   const n = stmt[type];
@@ -1004,9 +1025,11 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
       return n.returningClause ? { kind, acc, outs } : { kind, acc };
     }
     case 'CopyStmt': {
-      const kind: StatementKind = n.is_program ? 'copy-program' : n.is_from ? 'copy-from' : 'copy-to';
-      acc.effects.add(kind);
       const stdio = !n.is_program && !n.filename;
+      // a server-side file is its own kind, next to PROGRAM; the direction is an effect as well
+      const kind: StatementKind = n.is_program ? 'copy-program' : stdio ? (n.is_from ? 'copy-from' : 'copy-to') : 'copy-file';
+      acc.effects.add(kind);
+      if (kind === 'copy-file') acc.effects.add(n.is_from ? 'copy-from' : 'copy-to');
       const columns = nameList(n.attlist);
       let relation: string | undefined;
       const items: Item[] = [];
@@ -1175,6 +1198,190 @@ export function walkStatement(stmt: N, acc: Acc, scope: Scope = EMPTY_SCOPE): St
     walkExcept(n, ['relation', 'table'], { items, ctes: undefined, parent: scope }, acc);
   } else walk(n, scope, acc);
   return { kind, acc };
+}
+
+// ---------------------------------------------------------------------------------------------
+// specific kinds: every statement the parser knows has its own name (added to effects, next to
+// the broad kind). statement-kinds.test.ts checks that no parser statement type is missing here.
+
+/** Parser statement type → its specific kind; null where the broad kind is already specific. */
+export const SPECIFIC_KINDS: Record<string, StatementKind | null> = {
+  AlterCollationStmt: 'alter-collation',
+  AlterDatabaseRefreshCollStmt: 'alter-database',
+  AlterDatabaseSetStmt: 'alter-database',
+  AlterDatabaseStmt: 'alter-database',
+  AlterDefaultPrivilegesStmt: 'alter-default-privileges',
+  AlterDomainStmt: 'alter-domain',
+  AlterEnumStmt: 'alter-type',
+  AlterEventTrigStmt: 'alter-event-trigger',
+  AlterExtensionContentsStmt: 'alter-extension',
+  AlterExtensionStmt: 'alter-extension',
+  AlterFdwStmt: 'alter-foreign-data-wrapper',
+  AlterForeignServerStmt: 'alter-server',
+  AlterFunctionStmt: 'alter-function',
+  AlterObjectDependsStmt: 'alter-object',
+  AlterObjectSchemaStmt: 'alter-object',
+  AlterOpFamilyStmt: 'alter-operator-family',
+  AlterOperatorStmt: 'alter-operator',
+  AlterOwnerStmt: 'alter-owner',
+  AlterPolicyStmt: 'alter-policy',
+  AlterPublicationStmt: 'alter-publication',
+  AlterRoleSetStmt: null,
+  AlterRoleStmt: null,
+  AlterSeqStmt: 'alter-sequence',
+  AlterStatsStmt: 'alter-statistics',
+  AlterSubscriptionStmt: 'alter-subscription',
+  AlterSystemStmt: 'alter-system',
+  AlterTSConfigurationStmt: 'alter-text-search',
+  AlterTSDictionaryStmt: 'alter-text-search',
+  AlterTableMoveAllStmt: 'alter-table',
+  AlterTableSpaceOptionsStmt: 'alter-tablespace',
+  AlterTableStmt: 'alter-table',
+  AlterTypeStmt: 'alter-type',
+  AlterUserMappingStmt: 'alter-user-mapping',
+  CallStmt: null,
+  CheckPointStmt: 'checkpoint',
+  ClosePortalStmt: 'close-cursor',
+  ClusterStmt: 'cluster',
+  CommentStmt: 'comment',
+  CompositeTypeStmt: 'create-type',
+  ConstraintsSetStmt: 'set-constraints',
+  CopyStmt: null,
+  CreateAmStmt: 'create-access-method',
+  CreateCastStmt: 'create-cast',
+  CreateConversionStmt: 'create-conversion',
+  CreateDomainStmt: 'create-domain',
+  CreateEnumStmt: 'create-type',
+  CreateEventTrigStmt: 'create-event-trigger',
+  CreateExtensionStmt: 'create-extension',
+  CreateFdwStmt: 'create-foreign-data-wrapper',
+  CreateForeignServerStmt: 'create-server',
+  CreateForeignTableStmt: 'create-foreign-table',
+  CreateFunctionStmt: null,
+  CreateOpClassStmt: 'create-operator-class',
+  CreateOpFamilyStmt: 'create-operator-family',
+  CreatePLangStmt: 'create-language',
+  CreatePolicyStmt: 'create-policy',
+  CreatePublicationStmt: 'create-publication',
+  CreateRangeStmt: 'create-type',
+  CreateRoleStmt: null,
+  CreateSchemaStmt: 'create-schema',
+  CreateSeqStmt: 'create-sequence',
+  CreateStatsStmt: 'create-statistics',
+  CreateStmt: 'create-table',
+  CreateSubscriptionStmt: 'create-subscription',
+  CreateTableAsStmt: 'create-table-as',
+  CreateTableSpaceStmt: 'create-tablespace',
+  CreateTransformStmt: 'create-transform',
+  CreateTrigStmt: 'create-trigger',
+  CreateUserMappingStmt: 'create-user-mapping',
+  CreatedbStmt: 'create-database',
+  DeallocateStmt: null,
+  DeclareCursorStmt: 'declare-cursor',
+  DefineStmt: 'create-object',
+  DeleteStmt: null,
+  DiscardStmt: 'discard',
+  DoStmt: null,
+  DropOwnedStmt: 'drop-owned',
+  DropRoleStmt: null,
+  DropStmt: 'drop-object',
+  DropSubscriptionStmt: 'drop-subscription',
+  DropTableSpaceStmt: 'drop-tablespace',
+  DropUserMappingStmt: 'drop-user-mapping',
+  DropdbStmt: 'drop-database',
+  ExecuteStmt: null,
+  ExplainStmt: null,
+  FetchStmt: 'fetch',
+  GrantRoleStmt: 'grant-role',
+  GrantStmt: null,
+  ImportForeignSchemaStmt: 'import-foreign-schema',
+  IndexStmt: 'create-index',
+  InsertStmt: null,
+  ListenStmt: null,
+  LoadStmt: 'load',
+  LockStmt: null,
+  MergeStmt: null,
+  NotifyStmt: null,
+  PrepareStmt: null,
+  ReassignOwnedStmt: 'reassign-owned',
+  RefreshMatViewStmt: 'refresh-materialized-view',
+  ReindexStmt: 'reindex',
+  RenameStmt: 'rename',
+  RuleStmt: 'create-rule',
+  SecLabelStmt: 'security-label',
+  SelectStmt: null,
+  TransactionStmt: 'begin',
+  TruncateStmt: null,
+  UnlistenStmt: 'unlisten',
+  UpdateStmt: null,
+  VacuumStmt: 'vacuum',
+  VariableSetStmt: null,
+  VariableShowStmt: null,
+  ViewStmt: 'create-view',
+};
+
+/** Parser node types that are never a top-level statement (parts of others). */
+export const NOT_STATEMENTS = ['PLAssignStmt', 'RawStmt', 'ReturnStmt', 'SetOperationStmt', 'ReplicaIdentityStmt'];
+
+const TRANSACTION_KINDS: Record<string, StatementKind> = {
+  TRANS_STMT_BEGIN: 'begin',
+  TRANS_STMT_START: 'begin',
+  TRANS_STMT_COMMIT: 'commit',
+  TRANS_STMT_ROLLBACK: 'rollback',
+  TRANS_STMT_SAVEPOINT: 'savepoint',
+  TRANS_STMT_RELEASE: 'release-savepoint',
+  TRANS_STMT_ROLLBACK_TO: 'rollback-to-savepoint',
+  TRANS_STMT_PREPARE: 'prepare-transaction',
+  TRANS_STMT_COMMIT_PREPARED: 'commit-prepared',
+  TRANS_STMT_ROLLBACK_PREPARED: 'rollback-prepared',
+};
+
+const DROP_KINDS: Record<string, StatementKind> = {
+  OBJECT_TABLE: 'drop-table',
+  OBJECT_VIEW: 'drop-view',
+  OBJECT_MATVIEW: 'drop-materialized-view',
+  OBJECT_INDEX: 'drop-index',
+  OBJECT_SEQUENCE: 'drop-sequence',
+  OBJECT_SCHEMA: 'drop-schema',
+  OBJECT_FUNCTION: 'drop-function',
+  OBJECT_PROCEDURE: 'drop-function',
+  OBJECT_ROUTINE: 'drop-function',
+  OBJECT_AGGREGATE: 'drop-function',
+  OBJECT_EXTENSION: 'drop-extension',
+  OBJECT_TYPE: 'drop-type',
+  OBJECT_DOMAIN: 'drop-type',
+  OBJECT_TRIGGER: 'drop-trigger',
+  OBJECT_POLICY: 'drop-policy',
+  OBJECT_FOREIGN_TABLE: 'drop-foreign-table',
+  OBJECT_PUBLICATION: 'drop-publication',
+  OBJECT_EVENT_TRIGGER: 'drop-event-trigger',
+};
+
+const DEFINE_KINDS: Record<string, StatementKind> = {
+  OBJECT_AGGREGATE: 'create-aggregate',
+  OBJECT_OPERATOR: 'create-operator',
+  OBJECT_TYPE: 'create-type',
+  OBJECT_COLLATION: 'create-collation',
+};
+
+function specificKind(type: string, n: N): StatementKind | null | undefined {
+  switch (type) {
+    case 'TransactionStmt':
+      return TRANSACTION_KINDS[n?.kind] ?? 'begin';
+    case 'DropStmt':
+      return DROP_KINDS[n?.removeType] ?? 'drop-object';
+    case 'DefineStmt':
+      return DEFINE_KINDS[n?.kind] ?? 'create-object';
+    case 'VacuumStmt':
+      return n?.is_vacuumcmd ? 'vacuum' : 'analyze';
+    case 'CreateTableAsStmt':
+      return n?.objtype === 'OBJECT_MATVIEW' ? 'create-materialized-view' : 'create-table-as';
+    case 'GrantRoleStmt':
+      return n?.is_grant ? 'grant-role' : 'revoke-role';
+    case 'FetchStmt':
+      return n?.ismove ? 'move' : 'fetch';
+  }
+  return SPECIFIC_KINDS[type];
 }
 
 // ---------------------------------------------------------------------------------------------

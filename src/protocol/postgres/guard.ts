@@ -20,7 +20,7 @@
  * - opaque: DO, function bodies, EXECUTE, CALL.
  * A guardrail with several conditions needs all of them; one without any matches every statement.
  */
-import { type Guardrail, isCommandGuardrail, type MaskRule } from '#shared/config/policy.js';
+import { type Guardrail, isCommandGuardrail, type MaskRule, type StatementKind } from '#shared/config/policy.js';
 import type { InspectionRules } from '#shared/contract/agent.js';
 import type { Classification, ColumnRef, StatementInfo } from './classify.js';
 import { builtinClasses, type FunctionClass, isBuiltinFunction } from './function-classes.js';
@@ -85,6 +85,16 @@ export function judgeStatement(s: StatementInfo, index: number, rules: Inspectio
     verdict.reason = `${s.kind} statement matches guardrails ${tied.join(', ')}`;
   }
   if (verdict.action === 'block') return verdict;
+  const refusedKind = defaultRefusedKind(s, rules);
+  if (refusedKind) {
+    return {
+      action: 'block',
+      rule: DEFAULT_REFUSED_RULE,
+      statementIndex: index,
+      message: `${refusedKind} is refused unless policy allows it: a prepared transaction outlives the session, holding its locks`,
+      reason: `${s.kind} statement performs ${refusedKind}, refused by default`,
+    };
+  }
   if (s.unjudgeable !== undefined && anyRuleCouldApply(rules)) {
     return {
       action: 'block',
@@ -169,6 +179,20 @@ export function nameMatches(pattern: string, name: string): boolean {
   if (pName === '*') return true;
   if (pName.endsWith('*')) return nName.startsWith(pName.slice(0, -1));
   return pName === nName;
+}
+
+/** Kinds refused unless an allow guardrail names them: two-phase commit leaves a transaction behind the session. */
+export const DEFAULT_REFUSED_KINDS: readonly StatementKind[] = ['prepare-transaction', 'commit-prepared', 'rollback-prepared'];
+export const DEFAULT_REFUSED_RULE = 'jit.refused-by-default';
+
+function defaultRefusedKind(s: StatementInfo, rules: InspectionRules): StatementKind | undefined {
+  const effects = s.effects ?? [s.kind];
+  for (const k of DEFAULT_REFUSED_KINDS) {
+    if (!effects.includes(k)) continue;
+    const allowed = (rules.guardrails ?? []).some((g) => g.action === 'allow' && g.match.kinds?.includes(k) && guardrailMatches(g, s));
+    if (!allowed) return k;
+  }
+  return undefined;
 }
 
 /** The classes of every function a statement calls (shipped by name, or from the catalog; unknown otherwise). */
