@@ -24,6 +24,9 @@ export { MAX_AUDIT_PARAM, MAX_AUDIT_SQL } from './inspect/audit.js';
 export type { InspectContext, InspectDeps } from './inspect/connection.js';
 
 /** Start relaying `client` ⇄ `server` with inspection. Returns at once; the relay lives until either side closes. */
+/** Q, P, B, F, d */
+const OVERSIZE_ANSWERED = new Set([0x51, 0x50, 0x42, 0x46, 0x64]);
+
 export function runInspectingRelay(client: Duplex, server: Duplex, ctx: InspectContext, deps: InspectDeps): InspectingRelay {
   const relay = new InspectingRelay(client, server, ctx, deps);
   relay.start();
@@ -52,9 +55,14 @@ export class InspectingRelay {
     this.up = new Pump({
       source: client,
       sink: server,
-      framer: new MessageFramer(deps.maxFrontendMessage ?? MAX_FRONTEND_MESSAGE),
+      // An oversized Query, Parse, Bind, FunctionCall or CopyData is answered with an error naming
+      // the limit, not a reset connection (the others are small by nature: too big is an attack).
+      framer: new MessageFramer(deps.maxFrontendMessage ?? MAX_FRONTEND_MESSAGE, (t) => OVERSIZE_ANSWERED.has(t)),
       out: conn.toServer,
-      handle: (f) => this.inspector.frontend(f.buf, f.start, f.end),
+      handle: (f) =>
+        f.oversized
+          ? this.inspector.front.oversized(f.type, f.oversized.length, f.buf, f.start, f.end)
+          : this.inspector.frontend(f.buf, f.start, f.end),
       beforeWrite: () => deps.flushAudit?.(),
       fail: (err) => this.fail(err, 'client'),
       closed,

@@ -76,6 +76,8 @@ export interface PostgresEngineDeps {
   startupTimeoutMs?: number;
   /** Catalog of the target, for masking (column identities) under inspection. */
   catalog?: Catalog;
+  /** Largest client message the inspecting relay takes (default 64 MiB); bigger ones are refused with an error. */
+  maxFrontendMessage?: number;
   /**
    * True while audit events reach the control plane. Inspected statements are refused while it is
    * false (fail closed). Absent: `emit` records synchronously (tests).
@@ -305,6 +307,7 @@ export async function handlePostgresClient(
           random: deps.random,
           catalog: deps.catalog,
           approve: deps.approve,
+          ...(deps.maxFrontendMessage ? { maxFrontendMessage: deps.maxFrontendMessage } : {}),
         },
       );
       heldStatements.set(stream, inspecting);

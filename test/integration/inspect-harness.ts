@@ -68,7 +68,7 @@ const SETUP = [
 export async function startInspectHarness(
   prefixHint: string,
   extraSetup: string[] = [],
-  opts: { approve?: AwaitApproval } = {},
+  opts: { approve?: AwaitApproval; maxFrontendMessage?: number } = {},
 ): Promise<Harness> {
   await loadSqlParser();
   const pgInfo = inject('pg');
@@ -136,6 +136,7 @@ export async function startInspectHarness(
       catalog,
       recorderReady: () => recorder.ready,
       approve: opts.approve,
+      ...(opts.maxFrontendMessage ? { maxFrontendMessage: opts.maxFrontendMessage } : {}),
     });
   };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -48,9 +48,13 @@ export class RawClient {
     this.sock.write(Buffer.concat(msgs));
   }
   /** Messages up to and including the next ReadyForQuery. */
-  async untilReady(): Promise<Msg[]> {
+  untilReady(): Promise<Msg[]> {
+    return this.until('Z');
+  }
+  /** Messages up to and including the next one of this type. */
+  async until(type: string): Promise<Msg[]> {
     for (;;) {
-      const i = this.inbox.findIndex((m) => m.type === 'Z');
+      const i = this.inbox.findIndex((m) => m.type === type);
       if (i >= 0) return this.inbox.splice(0, i + 1);
       if (this.closed) throw new Error(`closed; got ${this.inbox.map((m) => m.type).join('')}`);
       await new Promise<void>((r) => {

@@ -81,7 +81,7 @@ export type Entry =
   | { k: 'query'; execs: Exec[]; idx: number; swap?: Buffer }
   | { k: 'fcall'; exec: Exec | undefined; swap?: Buffer }
   | { k: 'parse'; name: string; prev: Prepared | undefined; swap?: Buffer }
-  | { k: 'bind' }
+  | { k: 'bind'; swap?: Buffer }
   | { k: 'describe'; portal: Portal | undefined; synthetic: boolean }
   | { k: 'execute'; exec: Exec | undefined; portal: Portal | undefined; swap?: Buffer }
   | { k: 'close' }

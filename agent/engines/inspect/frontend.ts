@@ -36,6 +36,8 @@ import {
   unknownPreparedStatement,
 } from '#protocol/postgres/gate.js';
 import {
+  buildBind,
+  buildCopyFail,
   buildDescribe,
   buildErrorResponse,
   buildExecute,
@@ -44,6 +46,8 @@ import {
   buildQuery,
   type FrontendMessage,
   isSettingsIndependentSql,
+  leadingCstr,
+  MAX_FRONTEND_MESSAGE,
   parseFrontend,
 } from '#protocol/postgres/messages.js';
 import { awaitApproval } from './approval.js';
@@ -161,6 +165,54 @@ export class FrontendInspector {
       case 'd':
         return undefined;
     }
+  }
+
+  // ---- oversized messages
+
+  /**
+   * A message over the frontend limit, of which only its first bytes were kept: refused in its
+   * carrier's shape (the server fails a rewritten statement, so transactions and discard-until-Sync
+   * behave as after any error), recorded as message.refused, and the connection stays usable.
+   */
+  oversized(type: number, length: number, buf: Buffer, start: number, end: number): undefined {
+    const limit = this.deps.maxFrontendMessage ?? MAX_FRONTEND_MESSAGE;
+    const what = OVERSIZED_WHAT[type] ?? 'message';
+    const message = `jit: this ${what} is ${mib(length)}, over jit's limit of ${mib(limit)} per message`;
+    const r: Refusal = {
+      code: '54000',
+      message,
+      hint: 'send it in smaller parts (COPY … FROM STDIN for bulk data, large values as several statements)',
+    };
+    this.deps.emit({
+      event: 'message.refused',
+      session: this.ctx.session.id,
+      target: this.ctx.target,
+      outcome: 'failure',
+      data: { stream: this.ctx.streamId, message: String.fromCharCode(type), bytes: length, limit },
+    });
+    const conn = this.conn;
+    const name = leadingCstr(buf, start, end);
+    switch (type) {
+      case 0x51 /* Q */:
+        this.refuseAsQuery({ k: 'query', execs: [], idx: 0 }, r);
+        break;
+      case 0x46 /* F */:
+        this.refuseAsQuery({ k: 'fcall', exec: undefined }, r);
+        break;
+      case 0x50 /* P */:
+        this.refuseParse(name ?? '', name === undefined ? undefined : conn.statements.get(name), r);
+        break;
+      case 0x42 /* B */:
+        // a Bind to a statement that cannot exist: the server fails it and discards until Sync
+        if (name !== undefined) conn.portals.delete(name);
+        conn.send(buildBind(name ?? '', this.refusedPortal), { k: 'bind', swap: errorFor(r) });
+        break;
+      default:
+        // CopyData: COPY … FROM STDIN fails with our reason; the server drops the client's further
+        // COPY messages (outside COPY the server ignores CopyData anyway: it is dropped here)
+        if (conn.copyIn) conn.toServer.add(buildCopyFail(message));
+    }
+    return undefined;
   }
 
   // ---- the gate's inputs
@@ -433,6 +485,19 @@ export class FrontendInspector {
     }
     return decision;
   }
+}
+
+/** By type byte: Q, P, B, F, d. */
+const OVERSIZED_WHAT: Record<number, string> = {
+  81: 'query',
+  80: 'statement to prepare',
+  66: 'set of parameters',
+  70: 'function call',
+  100: 'COPY data message',
+};
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(bytes % (1024 * 1024) === 0 ? 0 : 1)} MiB`;
 }
 
 function errorFor(r: Refusal): Buffer {

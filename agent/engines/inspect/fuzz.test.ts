@@ -185,6 +185,8 @@ function isOurRewrite(m: Buffer): boolean {
   const p = parseFrontend(m, 0, m.length);
   if (p.type === 'Q' || p.type === 'P') return p.sql.toString() === 'JIT_REFUSED_STATEMENT';
   if (p.type === 'E') return p.portal.startsWith('jit-refused-');
+  if (p.type === 'B') return p.statement.startsWith('jit-refused-');
+  if (p.type === 'f') return m.toString('utf8', 5).startsWith('jit: ');
   if (p.type === 'D') return p.target === 'P';
   return p.type === 'H';
 }

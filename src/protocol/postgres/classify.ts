@@ -65,7 +65,8 @@ export interface StatementInfo {
   operators?: string[];
 }
 
-export type Classification = { ok: true; statements: StatementInfo[] } | { ok: false; error: string };
+/** `code`: the SQLSTATE the refusal carries (42601 syntax, 54000/54001 too big; absent: a policy refusal, 42501). */
+export type Classification = { ok: true; statements: StatementInfo[] } | { ok: false; error: string; code?: string };
 
 let loaded: Promise<void> | undefined;
 let ready = false;
@@ -84,15 +85,18 @@ const NON_ASCII = /[^\u0000-\u007f]/;
 export function classifySql(sql: string): Classification {
   if (!ready) return { ok: false, error: 'the SQL parser is not loaded' };
   if (typeof sql !== 'string') return { ok: false, error: 'query is not text' };
-  if (sql.length > MAX_SQL_LENGTH) return { ok: false, error: 'query text is too long to inspect' };
+  if (sql.length > MAX_SQL_LENGTH) {
+    const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+    return { ok: false, code: '54000', error: `query text of ${mib(sql.length)} is over the ${mib(MAX_SQL_LENGTH)} jit inspects` };
+  }
   // The parser reads a C string: text after a NUL would be invisible to it.
-  if (sql.includes('\u0000')) return { ok: false, error: 'query text contains a NUL byte' };
+  if (sql.includes('\u0000')) return { ok: false, code: '42601', error: 'query text contains a NUL byte' };
   if (sql.trim() === '') return { ok: true, statements: [] };
   let tree: { stmts?: { stmt?: unknown; stmt_location?: number; stmt_len?: number }[] };
   try {
     tree = parseSync(sql) as typeof tree;
   } catch (e) {
-    return { ok: false, error: parseErrorText(e) };
+    return { ok: false, code: '42601', error: parseErrorText(e) };
   }
   const raw = tree.stmts ?? [];
   // stmt_location/stmt_len are byte offsets into the UTF-8 text
@@ -110,7 +114,12 @@ export function classifySql(sql: string): Classification {
     }
   } catch (e) {
     // e.g. nesting deep enough to exhaust the stack: refuse rather than guess
-    return { ok: false, error: `cannot inspect this query (${e instanceof RangeError ? 'too deeply nested' : 'internal error'})` };
+    const deep = e instanceof RangeError;
+    return {
+      ok: false,
+      ...(deep ? { code: '54001' } : {}),
+      error: `cannot inspect this query (${deep ? 'too deeply nested' : 'internal error'})`,
+    };
   }
   return { ok: true, statements };
 }

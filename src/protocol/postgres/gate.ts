@@ -91,6 +91,17 @@ function recorded(hooks: GateHooks, approved: Approved | undefined): GateOutcome
 /** The refusal for a statement a rule blocks. */
 export function ruleRefusal(v: Verdict): Refusal {
   const rule = v.rule ?? 'jit';
+  if (v.sqlstate === '42601') {
+    // a syntax error is reported as the server would, not as a policy refusal
+    return {
+      code: '42601',
+      message: v.reason.replace(/^could not parse: /, ''),
+      detail: 'jit parses every statement before it is sent; this one did not parse, so nothing ran',
+    };
+  }
+  if (v.sqlstate) {
+    return { code: v.sqlstate, message: `jit: ${v.reason.replace(/^could not parse: /, '')}`, detail: `rule: ${rule}` };
+  }
   const message = v.message ?? (rule === 'jit.parse-error' ? `statement refused: ${v.reason}` : `blocked by rule ${rule}`);
   return {
     code: '42501',

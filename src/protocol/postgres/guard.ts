@@ -37,6 +37,8 @@ export interface Verdict {
   message?: string;
   statementIndex?: number;
   reason: string;
+  /** The SQLSTATE of the refusal when it is not a policy one (42501): 42601 syntax error, 54000 too long, … */
+  sqlstate?: string;
   /** Refused because a function is not in the catalog snapshot: a fresher snapshot may know it. */
   unknownFunction?: true;
 }
@@ -50,7 +52,9 @@ const SEVERITY: Record<Action, number> = { allow: 0, 'require-approval': 1, bloc
 
 /** Whole-message verdict: the most severe per-statement verdict (block > require-approval > allow). */
 export function judge(c: Classification, rules: InspectionRules, prov?: Provenance): Verdict {
-  if (!c.ok) return { action: 'block', rule: PARSE_ERROR_RULE, reason: `could not parse: ${c.error}` };
+  if (!c.ok) {
+    return { action: 'block', rule: PARSE_ERROR_RULE, reason: `could not parse: ${c.error}`, ...(c.code ? { sqlstate: c.code } : {}) };
+  }
   if (c.statements.length === 0) return { action: 'allow', reason: 'empty query' };
   let worst: Verdict | undefined;
   for (let i = 0; i < c.statements.length; i++) {

@@ -24,6 +24,9 @@ const EMPTY = Buffer.alloc(0);
  * a view into a received chunk whenever the message lies inside one chunk: no copy, no
  * allocation. Only a message split across chunks is assembled, once, when it is complete.
  */
+/** How much of an oversized message the framer keeps (enough for the names at its start). */
+const OVERSIZED_PREFIX = 1024;
+
 export class MessageFramer {
   /** Type byte of the current message. */
   type = 0;
@@ -32,13 +35,25 @@ export class MessageFramer {
   start = 0;
   end = 0;
 
+  /**
+   * Set by next() for a message over maxMessage whose type `skippable` allows: only its first
+   * bytes are kept (buf[start, end)), the rest is discarded as it arrives, and the caller answers
+   * it with an error instead of a reset connection.
+   */
+  oversized: { length: number } | undefined;
+
   private chunk: Buffer = EMPTY;
   private pos = 0;
   /** Bytes of an incomplete message (and whatever came after it), not yet assembled. */
   private parts: Buffer[] = [];
   private partsLen = 0;
+  /** Bytes of an oversized message still to be discarded. */
+  private skip = 0;
 
-  constructor(readonly maxMessage: number) {}
+  constructor(
+    readonly maxMessage: number,
+    private readonly skippable?: (type: number) => boolean,
+  ) {}
 
   /** Bytes received but not yet returned as messages. */
   get buffered(): number {
@@ -47,6 +62,14 @@ export class MessageFramer {
 
   /** Add received bytes. The chunk must not be modified afterwards (messages are views of it). */
   push(chunk: Buffer): void {
+    if (this.skip > 0) {
+      if (chunk.length <= this.skip) {
+        this.skip -= chunk.length;
+        return;
+      }
+      chunk = chunk.subarray(this.skip);
+      this.skip = 0;
+    }
     if (chunk.length === 0) return;
     if (this.partsLen === 0) {
       if (this.pos >= this.chunk.length) {
@@ -66,10 +89,12 @@ export class MessageFramer {
 
   /** Advance to the next whole message; false when more bytes are needed. Throws on a bad length. */
   next(): boolean {
+    this.oversized = undefined;
     if (this.partsLen > 0) return this.nextFromParts();
     const avail = this.chunk.length - this.pos;
     if (avail >= 5) {
-      const total = this.totalLength(this.chunk.readInt32BE(this.pos + 1));
+      const total = this.totalLength(this.chunk.readInt32BE(this.pos + 1), this.chunk[this.pos]!);
+      if (total < 0) return this.takeOversized(-total);
       if (avail >= total) {
         this.type = this.chunk[this.pos]!;
         this.buf = this.chunk;
@@ -88,10 +113,32 @@ export class MessageFramer {
     return false;
   }
 
-  private totalLength(len: number): number {
+  /** The whole length of a message; negative (its negated length) for an oversized one the caller answers. */
+  private totalLength(len: number, type: number): number {
     if (len < 4) throw new PgProtocolError('invalid message length');
-    if (len + 1 > this.maxMessage) throw new PgProtocolError('message too large');
+    if (len + 1 > this.maxMessage) {
+      if (this.skippable?.(type)) return -(len + 1);
+      throw new PgProtocolError(`message too large (over jit's limit of ${this.maxMessage} bytes)`);
+    }
     return len + 1;
+  }
+
+  /** Keep the first bytes of an oversized message of `total` bytes as the current message; discard the rest as it comes. */
+  private takeOversized(total: number): boolean {
+    const all = this.partsLen > 0 ? Buffer.concat(this.parts) : this.chunk.subarray(this.pos);
+    const keep = Math.min(all.length, OVERSIZED_PREFIX);
+    this.type = all[0]!;
+    this.buf = Buffer.from(all.subarray(0, keep));
+    this.start = 0;
+    this.end = keep;
+    this.oversized = { length: total };
+    this.parts = [];
+    this.partsLen = 0;
+    this.chunk = EMPTY;
+    this.pos = 0;
+    if (all.length >= total) this.push(all.subarray(total));
+    else this.skip = total - all.length;
+    return true;
   }
 
   private nextFromParts(): boolean {
@@ -99,7 +146,8 @@ export class MessageFramer {
     const first = this.parts[0]!;
     let header: Buffer = first;
     if (first.length < 5) header = Buffer.concat(this.parts.slice(0, 5)).subarray(0, 5);
-    const total = this.totalLength(header.readInt32BE(1));
+    const total = this.totalLength(header.readInt32BE(1), header[0]!);
+    if (total < 0) return this.takeOversized(-total);
     if (this.partsLen < total) return false;
     let msg: Buffer;
     if (first.length >= total) {
@@ -550,13 +598,37 @@ export function buildDescribe(t: DescribeTarget, name: string): Buffer {
   return out;
 }
 
+/** Bind ('B') of portal `portal` to statement `statement`, with no parameters and default result formats. */
+export function buildBind(portal: string, statement: string): Buffer {
+  const out = header(0x42, cstrLen(portal) + cstrLen(statement) + 6);
+  let p = writeCstr(out, 5, portal);
+  p = writeCstr(out, p, statement);
+  out.writeInt16BE(0, p);
+  out.writeInt16BE(0, p + 2);
+  out.writeInt16BE(0, p + 4);
+  return out;
+}
+
+/** CopyFail ('f') with the reason the server puts in its error. */
+export function buildCopyFail(reason: string): Buffer {
+  const out = header(0x66, cstrLen(reason));
+  writeCstr(out, 5, reason);
+  return out;
+}
+
+/** The NUL-terminated string at the start of a message body buf[start + 5, end), or undefined when it does not end there. */
+export function leadingCstr(buf: Buffer, start: number, end: number): string | undefined {
+  const z = buf.indexOf(0, start + 5);
+  return z < 0 || z >= end ? undefined : buf.toString('utf8', start + 5, z);
+}
+
 /** Flush ('H'). */
 export function buildFlush(): Buffer {
   return header(0x48, 0);
 }
 
 export interface ErrorResponseFields {
-  severity?: 'ERROR' | 'FATAL';
+  severity?: 'ERROR' | 'FATAL' | 'WARNING';
   code: string;
   message: string;
   detail?: string;
