@@ -236,6 +236,12 @@ export class Catalog {
     }
   }
 
+  /** The server's major version (server_version_num / 10000). */
+  async serverMajor(database: string): Promise<number> {
+    const res = await this.pool(database).query<{ v: number }>("select current_setting('server_version_num')::int / 10000 as v");
+    return Number(res.rows[0]?.v);
+  }
+
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();

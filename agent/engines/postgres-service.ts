@@ -9,6 +9,7 @@ import type { SessionInfo } from '#shared/contract/agent.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import type { Clock } from '#shared/runtime/ctx.js';
+import { PG_BUILTIN_MAJOR } from '#protocol/postgres/pg-builtins.js';
 import { Catalog } from '../catalog.js';
 import { PostgresRoles } from '../credentials/postgres-roles.js';
 import type { EmitEvent } from '../events.js';
@@ -58,6 +59,19 @@ export function createPostgresService(deps: PostgresServiceDeps) {
     const roles = new PostgresRoles({ target: name, config: t, adminUrl, emit: deps.emit, logger, clock, random: randomBytes });
     const catalog = new Catalog({ adminUrl, target: name, logger, clock });
     targets.set(name, { config: t, roles, catalog, reachableAt: 0, probing: undefined });
+    // At start, say at once when the target is newer than the SQL parser: its sessions will be
+    // refused (or warned, if policy says newerServer: warn) — each session checks again.
+    catalog.serverMajor(t.database).then(
+      (major) => {
+        if (major > PG_BUILTIN_MAJOR) {
+          logger.warn(
+            { target: name, serverMajor: major, parserMajor: PG_BUILTIN_MAJOR },
+            "target runs a PostgreSQL newer than jit's SQL parser; inspected sessions are refused unless policy says newerServer: warn",
+          );
+        }
+      },
+      () => {},
+    );
   }
 
   /** A TCP connect to the target (closed at once), fresh for PROBE_FRESH_MS after a success. */

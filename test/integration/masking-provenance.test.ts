@@ -12,6 +12,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../helpers/postgres.js';
 import { DEFAULT_RULES, type Harness, startInspectHarness } from './inspect-harness.js';
+import { fcall, RawClient } from './raw-client.js';
 
 /** Values the demo rules mask (customers.email partial, card_number full): none may ever come back. */
 const RAW = [
@@ -233,6 +234,21 @@ describe("the database's own functions", () => {
       expect(await leakLog()).toEqual([]);
     } finally {
       await c.end();
+    }
+  });
+
+  it('refuses them through the FunctionCall protocol message too (they never run)', async () => {
+    const oid = Number((await sql(h.superDbUrl, "select 'leak_sql'::regproc::oid::int as o"))[0]!['o']);
+    const raw = await RawClient.connect(h);
+    try {
+      raw.send(fcall(oid, ['1']));
+      const got = await raw.untilReady();
+      const err = got.find((m) => m.type === 'E');
+      expect(err?.body.toString()).toMatch(/leak_sql\(\) may return masked data/);
+      noRaw(got.map((m) => m.body.toString('latin1')));
+      expect(await leakLog()).toEqual([]);
+    } finally {
+      raw.end();
     }
   });
 
