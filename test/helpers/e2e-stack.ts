@@ -65,7 +65,12 @@ export async function makeTargetDatabase(pg: PgInfo, prefix: string): Promise<{ 
 export async function startStack(
   pg: PgInfo,
   prefix: string,
-  opts: { sessions?: Record<string, unknown>; approvals?: Record<string, unknown>[]; guardrails?: Record<string, unknown>[] } = {},
+  opts: {
+    sessions?: Record<string, unknown>;
+    approvals?: Record<string, unknown>[];
+    guardrails?: Record<string, unknown>[];
+    masking?: Record<string, unknown>[];
+  } = {},
 ): Promise<Stack> {
   const { database, adminUrl } = await makeTargetDatabase(pg, prefix);
   const target = `${prefix.replace(/_/g, '-')}-db`;
@@ -76,6 +81,7 @@ export async function startStack(
       access: [{ name: 'engineers', targets: [target], groups: ['engineers'], grantRoles: [`${prefix}_reader`] }],
       ...(opts.approvals ? { approvals: opts.approvals } : {}),
       ...(opts.guardrails ? { guardrails: opts.guardrails } : {}),
+      ...(opts.masking ? { masking: opts.masking } : {}),
     },
     sessions: opts.sessions ?? { heartbeatTimeout: '4s', heartbeatInterval: '1s' },
   });
