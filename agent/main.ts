@@ -13,6 +13,7 @@ import { JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import { type Clock, systemClock } from '#shared/runtime/ctx.js';
 import { loadSqlParser } from '#protocol/postgres/classify.js';
+import { loadShellParser } from '#protocol/ssh/shell.js';
 import { ControlChannel, dialStream } from './dialer.js';
 import { StatementApprovals } from './engines/inspect/approval.js';
 import { createEngines } from './engines/registry.js';
@@ -66,8 +67,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<RunningAgent>
   const clock = opts.clock ?? systemClock;
   const env = opts.env ?? process.env;
   const registry = new StreamRegistry();
-  // The SQL parser (WebAssembly) loads once, before any session can be inspected.
-  await loadSqlParser();
+  // The SQL and shell parsers (WebAssembly) load once, before any session can be inspected.
+  await Promise.all([loadSqlParser(), loadShellParser()]);
   const ca = config.caFile ? readFileSync(config.caFile) : undefined;
   // Masking style `hash` must give the same mask for the same value across sessions and restarts.
   configureMasking({ hashKey: maskingKey(config, token) });

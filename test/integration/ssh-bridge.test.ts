@@ -3,6 +3,7 @@
  * the "stream" is a local TCP connection whose first bytes are the REQUEST frame (what
  * `jit ssh --stdio` sends), so this isolates the bridge from the relay and the CLI.
  */
+
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { AgentRecordings } from '#agent/engines/ssh/recorder.js';
 import { knownHostKeys } from '#agent/engines/ssh/upstream.js';
 import type { AgentEventInput } from '#agent/events.js';
 import { StreamRegistry } from '#agent/streams.js';
+import { loadShellParser } from '#protocol/ssh/shell.js';
 import { AgentSshTarget } from '#shared/config/agent.js';
 import { Guardrail } from '#shared/config/policy.js';
 import type { SessionInfo } from '#shared/contract/agent.js';
@@ -37,6 +39,7 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
   const dir = path.join(os.tmpdir(), `jit-bridge-${randomBytes(4).toString('hex')}`);
 
   beforeAll(async () => {
+    await loadShellParser();
     sshd = await startSshd();
     const config = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'X' });
     const target: SshTargetRef = {
@@ -66,6 +69,8 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
         login: sshd.login,
         principals: [sshd.login],
         allowForwarding: false,
+        commandMode: 'denylist',
+        unlisted: 'block',
         guardrails: [Guardrail.parse({ name: 'no-reboot', action: 'block', match: { commands: ['reboot'] } })],
         recordInput: false,
       },

@@ -3,6 +3,7 @@
  * separate stderr, stdin, a PTY shell, guardrails that never reach the host, recordings, host
  * key checks, and certificates that sshd refuses once they have expired.
  */
+
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { AgentRecordings } from '#agent/engines/ssh/recorder.js';
 import { connectUpstream, knownHostKeys } from '#agent/engines/ssh/upstream.js';
 import type { AgentEventInput } from '#agent/events.js';
 import { StreamRegistry } from '#agent/streams.js';
+import { loadShellParser } from '#protocol/ssh/shell.js';
 import { AgentSshTarget } from '#shared/config/agent.js';
 import { Guardrail } from '#shared/config/policy.js';
 import type { AgentRecordingChunk, SessionInfo } from '#shared/contract/agent.js';
@@ -19,7 +21,7 @@ import { encodeFrame, FrameDecoder, FrameType, resizePayload, SshExit, type SshR
 import { isJitError } from '#shared/errors/jit-error.js';
 import { createLogger } from '#shared/log.js';
 import { systemClock } from '#shared/runtime/ctx.js';
-import { makeEd25519, type TestSshd, sshdAvailable, startSshd } from '../helpers/sshd.js';
+import { makeEd25519, sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const logger = createLogger({ level: process.env['AGENT_TEST_LOG'] ?? 'silent' });
 
@@ -54,11 +56,20 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     grantRoles: [],
     expiresAt: new Date(Date.now() + 10 * 60_000).toISOString(),
     localVerifier: { iterations: 4096, salt: '', storedKey: '', serverKey: '' },
-    ssh: { login: sshd.login, principals: [sshd.login], allowForwarding: false, guardrails, recordInput: true },
+    ssh: {
+      login: sshd.login,
+      principals: [sshd.login],
+      allowForwarding: false,
+      guardrails,
+      recordInput: true,
+      commandMode: 'denylist',
+      unlisted: 'block',
+    },
     ...over,
   });
 
   beforeAll(async () => {
+    await loadShellParser();
     sshd = await startSshd();
     const config = AgentSshTarget.parse({
       type: 'ssh',

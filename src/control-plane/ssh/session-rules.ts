@@ -40,6 +40,8 @@ export function sshSessionRules(
     allowForwarding: decision.rule.allowForwarding ?? false,
     guardrails,
     recordInput: decision.target.recordInput ?? false,
+    commandMode: decision.target.commandMode ?? 'denylist',
+    unlisted: decision.target.unlistedCommands ?? 'block',
   };
 }
 

@@ -1,6 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadShellParser } from './shell.js';
 import { Guardrail } from '#shared/config/policy.js';
 import { admitSsh, approvalText, type SshAsk, type SshGateHooks, type SshHoldDecision } from './admit.js';
+
+beforeAll(async () => {
+  await loadShellParser();
+});
 
 const rule = (name: string, action: Guardrail['action'], match: Record<string, unknown>) => Guardrail.parse({ name, action, match });
 

@@ -17,7 +17,7 @@
  *   5. run      — the caller records `*.started` and only then starts it.
  */
 import type { SshSessionRules } from '#shared/contract/agent.js';
-import { type CommandVerdict, judgeCommand, judgeShell } from './guard.js';
+import { type CommandMode, type CommandVerdict, judgeCommand, judgeShell } from './guard.js';
 
 /** What an SSH client asks for. */
 export type SshAsk =
@@ -48,6 +48,9 @@ export type SshOutcome =
   /** `line`: the one stderr line the user gets (no newline). */
   | { run: false; verdict: CommandVerdict; line: string };
 
+/** What the gate needs of a session's rules (the mode fields default to a denylist). */
+export type AskRules = Pick<SshSessionRules, 'guardrails' | 'allowForwarding'> & Partial<Pick<SshSessionRules, 'commandMode' | 'unlisted'>>;
+
 /** Rule names of refusals no guardrail makes. */
 export const SSH_BUILTIN_RULES = {
   forwarding: 'jit.forwarding',
@@ -58,14 +61,15 @@ export const SSH_BUILTIN_RULES = {
 } as const;
 
 /** Step 1: the verdict for one ask, before any approval. */
-export function judgeAsk(ask: SshAsk, rules: Pick<SshSessionRules, 'guardrails' | 'allowForwarding'>): CommandVerdict {
+export function judgeAsk(ask: SshAsk, rules: AskRules): CommandVerdict {
+  const mode: CommandMode = { mode: rules.commandMode ?? 'denylist', otherwise: rules.unlisted ?? 'block' };
   switch (ask.kind) {
     case 'exec':
-      return judgeCommand(ask.command, rules.guardrails);
+      return judgeCommand(ask.command, rules.guardrails, mode);
     case 'subsystem':
-      return judgeCommand(ask.name, rules.guardrails);
+      return judgeCommand(ask.name, rules.guardrails, mode);
     case 'shell':
-      return judgeShell(rules.guardrails);
+      return judgeShell(rules.guardrails, mode);
     case 'port-forward':
       return rules.allowForwarding
         ? { action: 'allow', reason: 'policy allows port forwarding' }
@@ -80,11 +84,7 @@ export function judgeAsk(ask: SshAsk, rules: Pick<SshSessionRules, 'guardrails' 
 }
 
 /** Run one ask through the gate. Synchronous unless it is held. */
-export function admitSsh(
-  ask: SshAsk,
-  rules: Pick<SshSessionRules, 'guardrails' | 'allowForwarding'>,
-  hooks: SshGateHooks,
-): SshOutcome | Promise<SshOutcome> {
+export function admitSsh(ask: SshAsk, rules: AskRules, hooks: SshGateHooks): SshOutcome | Promise<SshOutcome> {
   const verdict = judgeAsk(ask, rules);
   if (verdict.action === 'block') {
     hooks.blocked(ask, verdict);

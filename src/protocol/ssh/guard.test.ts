@@ -1,7 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadShellParser } from './shell.js';
 import { Guardrail } from '#shared/config/policy.js';
 import { blockedLine } from './admit.js';
 import { analyzeCommand, commandMatches, judgeCommand, judgeShell, UNPARSABLE_RULE } from './guard.js';
+
+beforeAll(async () => {
+  await loadShellParser();
+});
 
 const rule = (name: string, action: Guardrail['action'], match: Record<string, unknown>, message?: string) =>
   Guardrail.parse({ name, action, match, ...(message ? { message } : {}) });

@@ -23,6 +23,16 @@ export const PolicyTarget = z
       .boolean()
       .default(false)
       .describe('ssh: record keystrokes too, not only the output (typed passwords end up in the recording)'),
+    commandMode: z
+      .enum(['denylist', 'allowlist'])
+      .optional()
+      .describe(
+        'ssh: denylist (default): what no guardrail blocks runs; allowlist: only commands an allow guardrail lists run (see unlistedCommands)',
+      ),
+    unlistedCommands: z
+      .enum(['block', 'require-approval'])
+      .optional()
+      .describe('ssh, allowlist mode: what happens to a command no guardrail lists (default block)'),
   })
   .superRefine((t, ctx) => {
     // A field of another engine is a mistake the user should hear about, not a silent no-op.

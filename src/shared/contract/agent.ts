@@ -60,6 +60,9 @@ export const SshSessionRules = z.object({
   guardrails: z.array(Guardrail).default([]),
   /** Record keystrokes as well as output. */
   recordInput: z.boolean().default(false),
+  /** denylist: what no guardrail blocks runs; allowlist: only listed commands run, others get `unlisted`. */
+  commandMode: z.enum(['denylist', 'allowlist']).default('denylist'),
+  unlisted: z.enum(['block', 'require-approval']).default('block'),
 });
 export type SshSessionRules = z.infer<typeof SshSessionRules>;
 

@@ -21,7 +21,7 @@ export interface EngineSpec {
 
 export const ENGINES = {
   postgres: { title: 'a PostgreSQL database', verbs: ['connect', 'exec'], targetFields: ['database', 'databases'] },
-  ssh: { title: 'an SSH host', verbs: ['ssh', 'exec'], targetFields: ['recordInput'] },
+  ssh: { title: 'an SSH host', verbs: ['ssh', 'exec'], targetFields: ['recordInput', 'commandMode', 'unlistedCommands'] },
 } as const satisfies Record<string, EngineSpec>;
 
 export type TargetTypeName = keyof typeof ENGINES;

@@ -1,0 +1,111 @@
+/**
+ * SSH commands judged as they will run (issue 13, item 1), end to end from the built binary: jit
+ * server, jit agent and a real sshd. Each attack tries to create a marker file on the host through
+ * a construct a word-splitting guard misses; the host's file system is the ground truth that
+ * nothing ran. A second target is in allowlist mode.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ServerFixture, startControlPlane, USERS } from '../helpers/control-plane.js';
+import { cliLogin } from '../helpers/e2e-stack.js';
+import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
+import { sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
+
+const run = promisify(execFile);
+
+describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e)', () => {
+  let sshd: TestSshd;
+  let cp: ServerFixture;
+  let server: SpawnedJit;
+  let agent: SpawnedJit;
+  let home: string;
+  /** A directory the test login can write to; markers land here only if a refused command ran. */
+  const dir = `/tmp/jit-e2e-guard-${randomBytes(4).toString('hex')}`;
+
+  const ssh = (target: string, line: string) => runJit(['ssh', '--server', cp.url, target, '--', line], { home, timeoutMs: 30_000 });
+
+  beforeAll(async () => {
+    sshd = await startSshd();
+    await run('install', ['-d', '-m', '0777', dir]);
+    cp = await startControlPlane({
+      writeOnly: true,
+      policy: {
+        targets: [
+          { name: 'deny-1', type: 'ssh', agent: 'local', description: 'denylist host' },
+          { name: 'allow-1', type: 'ssh', agent: 'local', description: 'allowlist host', commandMode: 'allowlist' },
+        ],
+        access: [{ name: 'engineers', targets: ['deny-1', 'allow-1'], groups: ['engineers'], logins: [sshd.login] }],
+        guardrails: [
+          { name: 'no-touch', targets: ['deny-1'], match: { commands: ['touch', 'reboot'] }, action: 'block' },
+          { name: 'reads', targets: ['allow-1'], match: { commands: ['uptime', 'ls', 'echo'] }, action: 'allow' },
+        ],
+      },
+      sessions: { heartbeatTimeout: '5s', heartbeatInterval: '1s' },
+    });
+    const agentConfig = path.join(cp.dir, 'agent.yaml');
+    const host = { type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'SSH_CA_KEY' };
+    writeFileSync(agentConfig, stringify({ name: 'local', controlPlane: cp.url, targets: { 'deny-1': host, 'allow-1': host } }));
+    server = spawnJit(['server', '--config', cp.serverConfigPath, '--log-level', 'warn'], { home: makeHome() });
+    await server.waitForLine('stderr', /listening on/, 30_000);
+    agent = spawnJit(['agent', '--config', agentConfig, '--log-level', 'warn'], {
+      home: makeHome(),
+      env: { JIT_AGENT_TOKEN: cp.agentToken, SSH_CA_KEY: sshd.caPrivateText },
+    });
+    await agent.waitForLine('stderr', /agent local started/, 30_000);
+    home = await cliLogin(cp.url, 'alice', USERS.find((u) => u.username === 'alice')!.password);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const p of [agent, server]) {
+      p?.kill('SIGTERM');
+      await p?.exited(10_000).catch(() => p.kill('SIGKILL'));
+    }
+    await cp?.stop();
+    await sshd?.stop();
+    await run('rm', ['-rf', dir]).catch(() => {});
+  });
+
+  const attacks: [string, (marker: string) => string][] = [
+    ['an unknown wrapper', (m) => `chrt 0 touch ${m}`],
+    ['env -S', (m) => `env -S 'touch ${m}'`],
+    ['a shell function', (m) => `f() { touch ${m}; }; f`],
+    ['an alias', (m) => `shopt -s expand_aliases; alias t=touch; t ${m}`],
+    ['a trap', (m) => `trap 'touch ${m}' EXIT; true`],
+    ['a here-string to a shell', (m) => `bash <<< 'touch ${m}'`],
+    ['a pipe to a shell', (m) => `echo 'touch ${m}' | sh`],
+    ['sourcing generated input', (m) => `source <(echo 'touch ${m}')`],
+    ['ANSI-C quoting', (m) => `$'\\x74ouch' ${m}`],
+    ['an interpreter', (m) => `python3 -c 'open("${m}", "w")'`],
+  ];
+
+  it.each(attacks)('refuses %s and nothing runs on the host', async (_what, make) => {
+    const marker = path.join(dir, randomBytes(4).toString('hex'));
+    const r = await ssh('deny-1', make(marker));
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(/^jit: blocked by rule (no-touch|jit\.unparsable)/);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('still runs what no rule refuses', async () => {
+    const marker = path.join(dir, 'ok');
+    const r = await ssh('deny-1', `echo touch > ${marker}`);
+    expect(r.code).toBe(0);
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it('allowlist mode runs only listed commands', async () => {
+    expect((await ssh('allow-1', 'echo listed')).stdout).toBe('listed\n');
+    const marker = path.join(dir, 'unlisted');
+    const r = await ssh('allow-1', `uptime; touch ${marker}`);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/jit\.not-allowlisted/);
+    expect(existsSync(marker)).toBe(false);
+    const shell = await ssh('allow-1', 'bash');
+    expect(shell.code).toBe(4);
+  });
+});
