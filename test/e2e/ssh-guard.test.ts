@@ -98,6 +98,19 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     expect(existsSync(marker)).toBe(true);
   });
 
+  it('jit replay filters what a host could do to the viewer’s terminal; --raw opts out with a warning', async () => {
+    const r = await ssh('deny-1', "printf '\\033]52;c;ZXZpbA==\\007visible\\033]0;owned\\007\\033[6n\\n'");
+    expect(r.code).toBe(0);
+    const sessions = await runJit(['sessions', '--json', '--server', cp.url], { home });
+    const id = (JSON.parse(sessions.stdout) as { sessions: { id: string }[] }).sessions[0]!.id;
+    const replay = await runJit(['replay', id, '--server', cp.url], { home });
+    expect(replay.stdout).toBe('visible\n');
+    expect(replay.stderr).toMatch(/removed terminal sequences .*OSC 52 \(clipboard write\).*OSC title change.*terminal report request/);
+    const raw = await runJit(['replay', id, '--raw', '--server', cp.url], { home });
+    expect(raw.stdout).toContain('\x1b]52;c;ZXZpbA==');
+    expect(raw.stderr).toMatch(/--raw: the recording reaches your terminal unfiltered/);
+  });
+
   it('allowlist mode runs only listed commands', async () => {
     expect((await ssh('allow-1', 'echo listed')).stdout).toBe('listed\n');
     const marker = path.join(dir, 'unlisted');

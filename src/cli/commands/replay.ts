@@ -7,6 +7,7 @@ import { printJson } from '../output/json.js';
 import { outputMode } from '../output/mode.js';
 import { clean } from '../output/style.js';
 import { parseCast, playCast } from '../ssh/playback.js';
+import { TerminalFilter } from '../ssh/terminal-filter.js';
 import { fetchRecording } from '../ssh/recording-client.js';
 
 /** A session and its events, oldest first (GET /v1/sessions/:id/events). */
@@ -88,7 +89,8 @@ export function registerReplay(program: Command, env: CommandEnv): void {
     .argument('<session>', 'session id')
     .option('--speed <n>', 'playback speed of a terminal recording (default 1)', parseSpeed, 1)
     .option('--events', 'show the timeline of events even when the session has a terminal recording')
-    .action(async (id: string, flags: { speed: number; events?: boolean }) => {
+    .option('--raw', 'replay the recorded output unfiltered, escape sequences that change or query your terminal included')
+    .action(async (id: string, flags: { speed: number; events?: boolean; raw?: boolean }) => {
       const { ctx } = env;
       const mode = outputMode(ctx, env.globals());
       const services = cliServices(ctx, env.globals());
@@ -104,7 +106,15 @@ export function registerReplay(program: Command, env: CommandEnv): void {
           mode.status(
             `session ${result.session.id}  ${clean(result.session.user)} → ${clean(result.session.target)}  ${result.session.createdAt} (recording; --events for the timeline)`,
           );
-          await playCast(parseCast(text), { out: ctx.io.stdout, clock: ctx.clock, speed: flags.speed });
+          if (flags.raw) {
+            ctx.io.stderr.write(
+              'jit: --raw: the recording reaches your terminal unfiltered; a host can set its title, write your clipboard or make it type\n',
+            );
+          }
+          const filter = flags.raw ? undefined : new TerminalFilter();
+          await playCast(parseCast(text), { out: ctx.io.stdout, clock: ctx.clock, speed: flags.speed, ...(filter ? { filter } : {}) });
+          const removed = filter?.summary();
+          if (removed) mode.status(`jit: ${removed} (--raw shows them)`);
           return;
         }
       }

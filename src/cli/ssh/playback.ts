@@ -1,11 +1,13 @@
 /**
  * Playing an asciicast v2 recording back: output events written with their timing (scaled by
  * speed, long pauses capped), or all at once when stdout is not a terminal. Input events are not
- * echoed (the terminal output already shows what the host echoed). Like any terminal replay, the
- * host's escape sequences reach the terminal: replay recordings of hosts you would log in to.
+ * echoed (the terminal output already shows what the host echoed). The output passes a
+ * TerminalFilter unless the caller gives none (`jit replay --raw`): a recorded host must not get to
+ * write the viewer's clipboard, set its title or make it type answers.
  */
 import type { Writable } from 'node:stream';
 import type { Clock } from '#shared/runtime/ctx.js';
+import type { TerminalFilter } from './terminal-filter.js';
 
 export interface Cast {
   header: { width?: number; height?: number; timestamp?: number; title?: string; command?: string };
@@ -52,13 +54,18 @@ export interface PlayOptions {
   speed: number;
   /** Longest pause between events, in recorded seconds (idle time is compressed). */
   maxPause?: number;
+  /** What may reach the terminal; absent: everything (raw). */
+  filter?: TerminalFilter;
 }
 
 /** Play the output with its timing on a terminal; print it at once elsewhere. */
 export async function playCast(cast: Cast, opts: PlayOptions): Promise<void> {
+  const f = opts.filter;
   if (!opts.out.isTTY) {
-    // Not a terminal (a file, a pipe): exactly what was shown, without delays.
-    opts.out.write(castOutput(cast));
+    // Not a terminal (a file, a pipe): what was shown, without delays.
+    const all = castOutput(cast);
+    opts.out.write(f ? f.push(all) : all);
+    f?.finish();
     return;
   }
   let last = 0;
@@ -67,6 +74,8 @@ export async function playCast(cast: Cast, opts: PlayOptions): Promise<void> {
     const gap = Math.min(Math.max(0, t - last), opts.maxPause ?? 2) / opts.speed;
     last = t;
     if (gap > 0.001) await new Promise<void>((r) => opts.clock.setTimeout(r, gap * 1000));
-    opts.out.write(data);
+    const shown = f ? f.push(data) : data;
+    if (shown) opts.out.write(shown);
   }
+  f?.finish();
 }
