@@ -106,28 +106,45 @@ export interface SshCredentialsDeps {
   emit: EmitEvent;
   clock: Clock;
   random(n: number): Buffer;
+  /** How long after it is issued a certificate may be used to log in (default 10 s). */
+  loginWindowSec?: number;
 }
 
-/** Issues one certificate per session and forgets it at session end. */
+/** A host clock this far behind the agent's still accepts a fresh certificate. */
+export const CERT_SKEW_BEHIND_SEC = 60;
+/** Default: a certificate is good for logins this long after it is issued (a host clock ahead by more refuses it). */
+export const CERT_LOGIN_WINDOW_SEC = 10;
+
+/**
+ * Issues a certificate for each login — valid from a minute before to a few seconds after it is
+ * issued, never past the session's end — over one key per session, and forgets the key at session
+ * end. OpenSSH checks a certificate only when it authenticates, so a login that is in keeps going;
+ * a copy of the certificate and key is worthless once the window has passed.
+ */
 export class SshCredentials {
-  private readonly bySession = new Map<string, { cert: SessionCertificate; target: string }>();
+  private readonly bySession = new Map<string, { key: ParsedKey; pub: Buffer; target: string; serials: string[] }>();
 
   constructor(private readonly deps: SshCredentialsDeps) {}
 
-  /** The session's certificate, minted on first use (a session's streams share it). */
+  /** A certificate for one login of the session (its key is made on first use; a session's logins share it). */
   forSession(ca: SshCa, session: SessionInfo, rules: SshSessionRules): SessionCertificate {
-    const have = this.bySession.get(session.id);
-    if (have) return have.cert;
     const now = this.deps.clock.now();
     const expires = Date.parse(session.expiresAt);
     if (!(expires > now)) throw new JitError('JIT_SESSION_ENDED', { message: `Session ${session.id} has expired` });
-    const { privateKey } = generateKeyPairSync('ed25519');
-    const jwk = privateKey.export({ format: 'jwk' });
-    const seed = Buffer.from(jwk.d ?? '', 'base64url');
-    const pub = Buffer.from(jwk.x ?? '', 'base64url');
-    const key = ssh2.utils.parseKey(encodeOpenSshEd25519PrivateKey(seed, pub, this.deps.random(4)));
-    seed.fill(0);
-    if (key instanceof Error) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: key.message });
+    let held = this.bySession.get(session.id);
+    if (!held) {
+      const { privateKey } = generateKeyPairSync('ed25519');
+      const jwk = privateKey.export({ format: 'jwk' });
+      const seed = Buffer.from(jwk.d ?? '', 'base64url');
+      const pub = Buffer.from(jwk.x ?? '', 'base64url');
+      const key = ssh2.utils.parseKey(encodeOpenSshEd25519PrivateKey(seed, pub, this.deps.random(4)));
+      seed.fill(0);
+      if (key instanceof Error) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: key.message });
+      held = { key, pub, target: session.target, serials: [] };
+      this.bySession.set(session.id, held);
+    }
+    const { key, pub } = held;
+    const until = Math.min(Math.floor(now / 1000) + (this.deps.loginWindowSec ?? CERT_LOGIN_WINDOW_SEC), Math.ceil(expires / 1000));
     const serialBytes = this.deps.random(8);
     const serial = serialBytes.readBigUInt64BE(0);
     const keyId = `jit:${session.user}:${session.id}`;
@@ -140,8 +157,8 @@ export class SshCredentials {
         type: SSH_CERT_TYPE_USER,
         keyId,
         principals: rules.principals,
-        validAfter: BigInt(Math.floor(now / 1000) - 60),
-        validBefore: BigInt(Math.ceil(expires / 1000)),
+        validAfter: BigInt(Math.floor(now / 1000) - CERT_SKEW_BEHIND_SEC),
+        validBefore: BigInt(until),
         extensions,
       },
       { publicBlob: ca.publicBlob, sign: (d) => ca.sign(d) },
@@ -152,9 +169,9 @@ export class SshCredentials {
       serial,
       keyId,
       principals: rules.principals,
-      validBefore: new Date(Math.ceil(expires / 1000) * 1000),
+      validBefore: new Date(until * 1000),
     };
-    this.bySession.set(session.id, { cert, target: session.target });
+    held.serials.push(serial.toString());
     this.deps.emit({
       event: 'credential.created',
       session: session.id,
@@ -166,6 +183,7 @@ export class SshCredentials {
         serial: serial.toString(),
         principals: rules.principals,
         extensions,
+        validAfter: new Date((Math.floor(now / 1000) - CERT_SKEW_BEHIND_SEC) * 1000).toISOString(),
         validBefore: cert.validBefore.toISOString(),
         caFingerprint: fingerprint(ca.publicBlob),
       },
@@ -173,7 +191,7 @@ export class SshCredentials {
     return cert;
   }
 
-  /** Forget a session's key (the certificate stays valid until its expiry; nobody holds the key). */
+  /** Forget a session's key; its certificates' login windows have closed or close within seconds. */
   forget(sessionId: string, reason: string): void {
     const had = this.bySession.get(sessionId);
     if (!had) return;
@@ -183,7 +201,7 @@ export class SshCredentials {
       session: sessionId,
       target: had.target,
       outcome: 'success',
-      data: { kind: 'ssh-certificate', serial: had.cert.serial.toString(), reason },
+      data: { kind: 'ssh-certificate', serial: had.serials[had.serials.length - 1], serials: had.serials, reason },
     });
   }
 

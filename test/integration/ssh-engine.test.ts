@@ -90,6 +90,7 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     session: SessionInfo,
     req: Partial<SshRequest>,
     drive?: (send: (t: FrameType, p?: Buffer | string) => void, out: () => string) => Promise<void>,
+    over: Partial<typeof deps> = {},
   ) {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -98,7 +99,7 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     const cli = net.connect(port, '127.0.0.1');
     const agentSide = await accepted;
     server.close();
-    const engine = handleSshClient(agentSide, session, target, deps, { streamId: randomBytes(9).toString('hex') });
+    const engine = handleSshClient(agentSide, session, target, { ...deps, ...over }, { streamId: randomBytes(9).toString('hex') });
     let stdout = '';
     let stderr = '';
     let exit: SshExit | undefined;
@@ -228,6 +229,35 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     const err = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: sshd.login, cert }).catch((e) => e);
     expect(isJitError(err) && err.code).toBe('JIT_CREDENTIAL_FAILED');
     expect(sshd.log()).toMatch(/[Cc]ertificate invalid: expired/);
+  });
+
+  it('a certificate is good for its login only: a copy of it and its key opens nothing once its short window has passed, while the session runs or after it ended', async () => {
+    // the agent's own credentials mint with the default window; this copy of the engine's deps uses 2 s
+    const shortLived = new SshCredentials({ emit, clock: systemClock, random: randomBytes, loginWindowSec: 2 });
+    const used: ReturnType<SshCredentials['forSession']>[] = [];
+    const spy = {
+      forSession: (...a: Parameters<SshCredentials['forSession']>) => {
+        const c = shortLived.forSession(...a);
+        used.push(c);
+        return c;
+      },
+      forget: (id: string, why: string) => shortLived.forget(id, why),
+      has: (id: string) => shortLived.has(id),
+    } as unknown as SshCredentials;
+    const s = sessionOf();
+    const r = await run(s, { command: 'true' }, undefined, { credentials: spy });
+    expect(r.exit?.status).toBe(0);
+    const copy = used[0]!;
+    expect(copy.validBefore.getTime() - Date.now()).toBeLessThanOrEqual(2_000);
+    shortLived.forget(s.id, 'test: session ended');
+    await new Promise((r) => setTimeout(r, Math.max(0, copy.validBefore.getTime() - Date.now()) + 1200));
+    const err = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: sshd.login, cert: copy }).catch((e) => e);
+    expect(isJitError(err) && err.code).toBe('JIT_CREDENTIAL_FAILED');
+    // a later login of a live session gets a fresh certificate, with a new serial
+    const s2 = sessionOf();
+    const first = shortLived.forSession(target.ca, s2, s2.ssh!);
+    const second = shortLived.forSession(target.ca, s2, s2.ssh!);
+    expect(second.serial).not.toBe(first.serial);
   });
 
   it('refuses a login the certificate does not name', async () => {
