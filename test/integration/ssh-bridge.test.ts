@@ -4,7 +4,7 @@
  * `jit ssh --stdio` sends), so this isolates the bridge from the relay and the CLI.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -37,19 +37,21 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
   const events: AgentEventInput[] = [];
   let session: SessionInfo;
   const dir = path.join(os.tmpdir(), `jit-bridge-${randomBytes(4).toString('hex')}`);
+  let target: SshTargetRef;
+  let deps: Parameters<typeof handleSshClient>[3];
 
   beforeAll(async () => {
     await loadShellParser();
     sshd = await startSshd();
     const config = AgentSshTarget.parse({ type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'X' });
-    const target: SshTargetRef = {
+    target = {
       name: 'web-1',
       config,
       hostKeys: knownHostKeys('web-1', config),
       ca: SshCa.fromText(sshd.caPrivateText, 'ca'),
     };
     const emit = (e: AgentEventInput) => void events.push(e);
-    const deps = {
+    deps = {
       credentials: new SshCredentials({ emit, clock: systemClock, random: randomBytes }),
       recordings: new AgentRecordings({ send: () => true, clock: systemClock, logger }),
       registry: new StreamRegistry(),
@@ -69,6 +71,7 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
         login: sshd.login,
         principals: [sshd.login],
         allowForwarding: false,
+        forwardTo: [],
         commandMode: 'denylist',
         unlisted: 'block',
         guardrails: [Guardrail.parse({ name: 'no-reboot', action: 'block', match: { commands: ['reboot'] } })],
@@ -137,6 +140,78 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
     const blocked = await run('ssh', [...opts(), `${sshd.login}@web-1`, 'sudo reboot'], { timeout: 20_000 }).catch((e) => e);
     expect(blocked.code).toBe(126);
     expect(blocked.stderr).toBe('jit: blocked by rule no-reboot: `reboot`\n');
+  });
+
+  it('port forwarding reaches only the destinations policy names, never a database jit guards; each refusal is recorded', async () => {
+    const echo = (): Promise<net.Server> =>
+      new Promise((r) => {
+        const srv = net.createServer((c) => c.pipe(c));
+        srv.listen(0, '127.0.0.1', () => r(srv));
+      });
+    const [allowed, other, database] = await Promise.all([echo(), echo(), echo()]);
+    const portOf = (srv: net.Server) => (srv.address() as net.AddressInfo).port;
+    const fwdSession: SessionInfo = {
+      ...session,
+      id: randomBytes(10).toString('hex'),
+      ssh: { ...session.ssh!, allowForwarding: true, forwardTo: [`127.0.0.1:${portOf(allowed)}`, `127.0.0.1:${portOf(database)}`] },
+    };
+    const fwdDeps = { ...deps, guarded: [{ host: 'localhost', port: portOf(database) }] };
+    const l2 = net.createServer(
+      (sock) => void handleSshClient(sock, fwdSession, target, fwdDeps, { streamId: randomBytes(9).toString('hex') }),
+    );
+    await new Promise<void>((r) => l2.listen(0, '127.0.0.1', r));
+    const frame = encodeFrame(FrameType.request, JSON.stringify({ v: 1, mode: 'stdio' })).toString('base64');
+    const proxy = path.join(dir, 'proxy-fwd.cjs');
+    writeFileSync(
+      proxy,
+      `const s=require('net').connect(${(l2.address() as net.AddressInfo).port},'127.0.0.1',()=>{s.write(Buffer.from('${frame}','base64'));process.stdin.pipe(s);s.pipe(process.stdout);});s.on('close',()=>process.exit(0));`,
+    );
+    const { freePort } = await import('../helpers/postgres.js');
+    const [la, lb, lc] = [await freePort(), await freePort(), await freePort()];
+    const forwards = [`${la}:127.0.0.1:${portOf(allowed)}`, `${lb}:127.0.0.1:${portOf(other)}`, `${lc}:127.0.0.1:${portOf(database)}`];
+    const opts2 = opts().map((o) => (o.startsWith('ProxyCommand=') ? `ProxyCommand=${process.execPath} ${proxy}` : o));
+    const child = spawn('ssh', [...opts2, '-N', ...forwards.flatMap((f) => ['-L', f]), `${sshd.login}@web-1`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let sshErr = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      sshErr += d.toString();
+    });
+    try {
+      const talk = async (p: number): Promise<string> => {
+        for (let i = 0; i < 50; i++) {
+          const got = await new Promise<string | undefined>((resolve) => {
+            const c = net.connect(p, '127.0.0.1');
+            let data = '';
+            let connected = false;
+            c.on('error', () => resolve(connected ? data : undefined));
+            c.on('connect', () => {
+              connected = true;
+              c.write('ping');
+            });
+            c.on('data', (d) => {
+              data += d.toString();
+              c.end();
+            });
+            c.on('close', () => resolve(data));
+            setTimeout(() => c.destroy(), 2000);
+          });
+          if (got !== undefined) return got;
+          await new Promise((r) => setTimeout(r, 100)); // ssh has not bound the local port yet
+        }
+        throw new Error(`nothing listens on ${p}: ssh exit ${child.exitCode} ${sshErr}`);
+      };
+      expect(await talk(la)).toBe('ping');
+      expect(await talk(lb)).toBe('');
+      expect(await talk(lc)).toBe('');
+      const blocked = events.filter((e) => e.session === fwdSession.id && e.event === 'command.blocked').map((e) => e.data?.['rule']);
+      expect(blocked).toEqual(expect.arrayContaining(['jit.forward-destination', 'jit.guarded-destination']));
+      expect(events.filter((e) => e.session === fwdSession.id && e.event === 'port.forwarded')).toHaveLength(1);
+    } finally {
+      child.kill();
+      l2.close();
+      for (const s of [allowed, other, database]) s.close();
+    }
   });
 
   it('refuses a user name other than the session login', async () => {

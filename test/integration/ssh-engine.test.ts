@@ -60,6 +60,7 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
       login: sshd.login,
       principals: [sshd.login],
       allowForwarding: false,
+      forwardTo: [],
       guardrails,
       recordInput: true,
       commandMode: 'denylist',

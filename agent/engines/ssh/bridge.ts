@@ -83,7 +83,7 @@ export async function runBridge(
       conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login, streamId, refusals));
       conn.on('tcpip', (accept, reject, info) => {
         // Not holdable: forwarding is allowed by policy or refused (and recorded) at once.
-        const out = admitSsh({ kind: 'port-forward', host: info.destIP, port: info.destPort }, rules, refusals);
+        const out = admitSsh({ kind: 'port-forward', host: info.destIP, port: info.destPort }, { ...rules, guarded: deps.guarded ?? [] }, refusals);
         if (out instanceof Promise || !out.run) return reject();
         login()
           .then((c) =>

@@ -54,6 +54,8 @@ export interface SshEngineDeps {
   approve?: AwaitApproval;
   /** False while audit events cannot reach the control plane: nothing starts (fail closed). */
   recorderReady?: () => boolean;
+  /** Endpoints jit guards itself (the agent's database targets): port forwarding never reaches them. */
+  guarded?: readonly { host: string; port: number }[];
 }
 
 /** Signals the CLI may forward (ssh's own list, RFC 4254 §6.10, minus the exotic). */

@@ -56,6 +56,8 @@ export function createSshService(deps: SshServiceDeps): SshService {
     logger: deps.logger,
     clock: deps.clock,
     random: randomBytes,
+    // the databases this agent guards must not be reachable around the PostgreSQL engine
+    guarded: Object.values(deps.config.targets).flatMap((t) => (t.type === 'postgres' ? [{ host: t.host, port: t.port }] : [])),
     ...(deps.approve ? { approve: deps.approve } : {}),
     ...(deps.recorderReady ? { recorderReady: deps.recorderReady } : {}),
   };

@@ -38,6 +38,7 @@ export function sshSessionRules(
     login,
     principals: [login],
     allowForwarding: decision.rule.allowForwarding ?? false,
+    forwardTo: decision.rule.forwardTo ?? [],
     guardrails,
     recordInput: decision.target.recordInput ?? false,
     commandMode: decision.target.commandMode ?? 'denylist',

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadShellParser } from './shell.js';
 import { Guardrail } from '#shared/config/policy.js';
-import { admitSsh, approvalText, type SshAsk, type SshGateHooks, type SshHoldDecision } from './admit.js';
+import { admitSsh, approvalText, judgeAsk, type SshAsk, type SshGateHooks, type SshHoldDecision } from './admit.js';
 
 beforeAll(async () => {
   await loadShellParser();
@@ -33,7 +33,7 @@ function run(ask: SshAsk, opts: { decision?: SshHoldDecision; recorder?: boolean
       return opts.recorder ?? true;
     },
   };
-  return { steps, outcome: admitSsh(ask, { ...rules, allowForwarding: opts.forwarding ?? false }, hooks) };
+  return { steps, outcome: admitSsh(ask, { ...rules, allowForwarding: opts.forwarding ?? false, forwardTo: ['10.0.0.*:5432'] }, hooks) };
 }
 
 describe('the SSH gate', () => {
@@ -91,5 +91,49 @@ describe('the SSH gate', () => {
       expect(r.outcome).toMatchObject({ run: false, verdict: { action: 'block', rule: ruleName } });
       expect(r.steps).toEqual([`blocked ${ask.kind} ${ruleName}`]);
     }
+  });
+});
+
+describe('port forwarding has a destination policy', () => {
+  const fwd = (host: string, port: number) => ({ kind: 'port-forward' as const, host, port });
+  const rules = {
+    guardrails: [],
+    allowForwarding: true,
+    forwardTo: ['grafana.internal:3000', '10.1.2.*:8080-8089', '[::1]:9000'],
+    guarded: [{ host: '127.0.0.1', port: 5432 }, { host: 'db.internal', port: 5432 }],
+  };
+
+  it('allows only what forwardTo names', () => {
+    expect(judgeAsk(fwd('grafana.internal', 3000), rules).action).toBe('allow');
+    expect(judgeAsk(fwd('GRAFANA.internal.', 3000), rules).action).toBe('allow');
+    expect(judgeAsk(fwd('10.1.2.7', 8085), rules).action).toBe('allow');
+    expect(judgeAsk(fwd('::1', 9000), rules).action).toBe('allow');
+    for (const [h, p] of [
+      ['grafana.internal', 3001],
+      ['evil.grafana.internal.attacker', 3000],
+      ['10.1.2.7', 8090],
+      ['10.1.3.7', 8080],
+      ['169.254.169.254', 80],
+    ] as const) {
+      expect(judgeAsk(fwd(h, p), rules), `${h}:${p}`).toMatchObject({ action: 'block', rule: 'jit.forward-destination' });
+    }
+  });
+
+  it('never forwards to a database jit guards, whatever forwardTo says, loopback spelled any way', () => {
+    const open = { ...rules, forwardTo: ['*:*'] };
+    for (const [h, p] of [
+      ['127.0.0.1', 5432],
+      ['localhost', 5432],
+      ['127.1.2.3', 5432],
+      ['::1', 5432],
+      ['db.internal', 5432],
+    ] as const) {
+      expect(judgeAsk(fwd(h, p), open), `${h}:${p}`).toMatchObject({ action: 'block', rule: 'jit.guarded-destination' });
+    }
+    expect(judgeAsk(fwd('db.internal', 443), open).action).toBe('allow');
+  });
+
+  it('refuses all forwarding without allowForwarding', () => {
+    expect(judgeAsk(fwd('grafana.internal', 3000), { ...rules, allowForwarding: false })).toMatchObject({ rule: 'jit.forwarding' });
   });
 });

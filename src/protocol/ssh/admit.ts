@@ -49,11 +49,49 @@ export type SshOutcome =
   | { run: false; verdict: CommandVerdict; line: string };
 
 /** What the gate needs of a session's rules (the mode fields default to a denylist). */
-export type AskRules = Pick<SshSessionRules, 'guardrails' | 'allowForwarding'> & Partial<Pick<SshSessionRules, 'commandMode' | 'unlisted'>>;
+export type AskRules = Pick<SshSessionRules, 'guardrails' | 'allowForwarding'> &
+  Partial<Pick<SshSessionRules, 'commandMode' | 'unlisted' | 'forwardTo'>> & {
+    /** Endpoints jit guards itself (the agent's database targets): never a forwarding destination. */
+    guarded?: readonly { host: string; port: number }[];
+  };
+
+/**
+ * A forwardTo pattern (`host:port`, `host:low-high`, `host:*`; `*` in the host is a wildcard)
+ * against a destination. Hosts compare case-insensitively and without a trailing dot; an IPv6
+ * literal is written in brackets (`[::1]:5432`).
+ */
+export function destinationMatches(pattern: string, host: string, port: number): boolean {
+  const at = pattern.lastIndexOf(':');
+  if (at <= 0) return false;
+  const hp = normalHost(pattern.slice(0, at));
+  const pp = pattern.slice(at + 1);
+  const h = normalHost(host);
+  const re = new RegExp(`^${hp.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
+  if (!re.test(h)) return false;
+  if (pp === '*') return true;
+  const [lo, hi] = pp.split('-').map(Number);
+  return hi === undefined ? port === lo : port >= lo! && port <= hi;
+}
+
+function normalHost(h: string): string {
+  return h.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+}
+
+const LOOPBACK = /^(localhost|127(\.\d+){3}|::1|0\.0\.0\.0|::)$/;
+
+/** The same endpoint, or both a loopback address (they may name the same server). */
+function sameEndpoint(g: { host: string; port: number }, a: { host: string; port: number }): boolean {
+  if (g.port !== a.port) return false;
+  const gh = normalHost(g.host);
+  const ah = normalHost(a.host);
+  return gh === ah || (LOOPBACK.test(gh) && LOOPBACK.test(ah));
+}
 
 /** Rule names of refusals no guardrail makes. */
 export const SSH_BUILTIN_RULES = {
   forwarding: 'jit.forwarding',
+  forwardDestination: 'jit.forward-destination',
+  guardedDestination: 'jit.guarded-destination',
   x11: 'jit.x11',
   agentForwarding: 'jit.agent-forwarding',
   remoteForwarding: 'jit.remote-forwarding',
@@ -70,10 +108,17 @@ export function judgeAsk(ask: SshAsk, rules: AskRules): CommandVerdict {
       return judgeCommand(ask.name, rules.guardrails, mode);
     case 'shell':
       return judgeShell(rules.guardrails, mode);
-    case 'port-forward':
-      return rules.allowForwarding
-        ? { action: 'allow', reason: 'policy allows port forwarding' }
-        : builtin(SSH_BUILTIN_RULES.forwarding, 'port forwarding is not allowed on this target');
+    case 'port-forward': {
+      if (!rules.allowForwarding) return builtin(SSH_BUILTIN_RULES.forwarding, 'port forwarding is not allowed on this target');
+      const dest = `${ask.host}:${ask.port}`;
+      if (rules.guarded?.some((g) => sameEndpoint(g, ask))) {
+        return builtin(SSH_BUILTIN_RULES.guardedDestination, `${dest} is a database jit guards: reach it with jit connect, not around it`);
+      }
+      if (!(rules.forwardTo ?? []).some((p) => destinationMatches(p, ask.host, ask.port))) {
+        return builtin(SSH_BUILTIN_RULES.forwardDestination, `forwarding to ${dest} is not among the destinations policy allows`);
+      }
+      return { action: 'allow', reason: `policy allows forwarding to ${dest}` };
+    }
     case 'remote-forward':
       return builtin(SSH_BUILTIN_RULES.remoteForwarding, 'remote port forwarding is not served by jit');
     case 'x11':

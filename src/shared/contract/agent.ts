@@ -57,6 +57,8 @@ export const SshSessionRules = z.object({
   principals: z.array(z.string().min(1).max(64)).min(1).max(16),
   /** Policy allows port forwarding (ssh -L through the ProxyCommand mode). */
   allowForwarding: z.boolean().default(false),
+  /** host:port patterns forwarding may reach (policy forwardTo); empty: none. */
+  forwardTo: z.array(z.string().max(300)).max(256).default([]),
   guardrails: z.array(Guardrail).default([]),
   /** Record keystrokes as well as output. */
   recordInput: z.boolean().default(false),
