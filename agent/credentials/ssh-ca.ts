@@ -191,6 +191,39 @@ export class SshCredentials {
     return cert;
   }
 
+  /**
+   * A certificate for one of the agent's own admin logins (host accounts): a fresh key, the same
+   * short window, key id `jit:agent:<target>`; never a session's.
+   */
+  forAdmin(ca: SshCa, target: string, login: string): SessionCertificate {
+    const now = this.deps.clock.now();
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const jwk = privateKey.export({ format: 'jwk' });
+    const seed = Buffer.from(jwk.d ?? '', 'base64url');
+    const pub = Buffer.from(jwk.x ?? '', 'base64url');
+    const key = ssh2.utils.parseKey(encodeOpenSshEd25519PrivateKey(seed, pub, this.deps.random(4)));
+    seed.fill(0);
+    if (key instanceof Error) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: key.message });
+    const serial = this.deps.random(8).readBigUInt64BE(0);
+    const keyId = `jit:agent:${target}`;
+    const until = Math.floor(now / 1000) + (this.deps.loginWindowSec ?? CERT_LOGIN_WINDOW_SEC);
+    const certificate = signCertificate(
+      {
+        publicKey: pub,
+        nonce: this.deps.random(32),
+        serial,
+        type: SSH_CERT_TYPE_USER,
+        keyId,
+        principals: [login],
+        validAfter: BigInt(Math.floor(now / 1000) - CERT_SKEW_BEHIND_SEC),
+        validBefore: BigInt(until),
+        extensions: [],
+      },
+      { publicBlob: ca.publicBlob, sign: (d) => ca.sign(d) },
+    );
+    return { key, certificate, serial, keyId, principals: [login], validBefore: new Date(until * 1000) };
+  }
+
   /** Forget a session's key; its certificates' login windows have closed or close within seconds. */
   forget(sessionId: string, reason: string): void {
     const had = this.bySession.get(sessionId);

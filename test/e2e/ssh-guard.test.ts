@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ServerFixture, startControlPlane, USERS } from '../helpers/control-plane.js';
-import { cliLogin } from '../helpers/e2e-stack.js';
+import { cliLogin, eventually } from '../helpers/e2e-stack.js';
 import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
@@ -38,8 +38,9 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
         targets: [
           { name: 'deny-1', type: 'ssh', agent: 'local', description: 'denylist host' },
           { name: 'allow-1', type: 'ssh', agent: 'local', description: 'allowlist host', commandMode: 'allowlist' },
+          { name: 'drop-1', type: 'ssh', agent: 'local', description: 'a host account per session' },
         ],
-        access: [{ name: 'engineers', targets: ['deny-1', 'allow-1'], groups: ['engineers'], logins: [sshd.login] }],
+        access: [{ name: 'engineers', targets: ['deny-1', 'allow-1', 'drop-1'], groups: ['engineers'], logins: [sshd.login] }],
         guardrails: [
           { name: 'no-touch', targets: ['deny-1'], match: { commands: ['touch', 'reboot'] }, action: 'block' },
           { name: 'reads', targets: ['allow-1'], match: { commands: ['uptime', 'ls', 'echo'] }, action: 'allow' },
@@ -49,7 +50,11 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     });
     const agentConfig = path.join(cp.dir, 'agent.yaml');
     const host = { type: 'ssh', host: sshd.host, port: sshd.port, hostKeys: [sshd.hostKeyLine], caKeyEnv: 'SSH_CA_KEY' };
-    writeFileSync(agentConfig, stringify({ name: 'local', controlPlane: cp.url, targets: { 'deny-1': host, 'allow-1': host } }));
+    const drop = { ...host, hostUsers: { adminLogin: 'root' } };
+    writeFileSync(
+      agentConfig,
+      stringify({ name: 'local', controlPlane: cp.url, targets: { 'deny-1': host, 'allow-1': host, 'drop-1': drop } }),
+    );
     server = spawnJit(['server', '--config', cp.serverConfigPath, '--log-level', 'warn'], { home: makeHome() });
     await server.waitForLine('stderr', /listening on/, 30_000);
     agent = spawnJit(['agent', '--config', agentConfig, '--log-level', 'warn'], {
@@ -109,6 +114,25 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     const raw = await runJit(['replay', id, '--raw', '--server', cp.url], { home });
     expect(raw.stdout).toContain('\x1b]52;c;ZXZpbA==');
     expect(raw.stderr).toMatch(/--raw: the recording reaches your terminal unfiltered/);
+  });
+
+  it('nothing outlives the session: with host users, its background processes and its account are gone once jit ssh has exited', async () => {
+    const tag = String(400 + Math.floor(Math.random() * 500));
+    const r = await ssh('drop-1', `nohup sleep ${tag} >/dev/null 2>&1 & setsid sleep ${tag} >/dev/null 2>&1 < /dev/null & id -un`);
+    expect(r.code, r.stderr).toBe(0);
+    const user = r.stdout.trim();
+    expect(user).toMatch(/^jit_[a-z0-9]{20}$/);
+    const alive = async () =>
+      (await run('pgrep', ['-f', `^sleep ${tag}$`]).then(
+        (x) => x.stdout.trim(),
+        () => '',
+      )) !== '';
+    const account = async () =>
+      run('id', ['-u', user]).then(
+        () => true,
+        () => false,
+      );
+    expect(await eventually(async () => !(await alive()) && !(await account()), 15_000)).toBe(true);
   });
 
   it('allowlist mode runs only listed commands', async () => {

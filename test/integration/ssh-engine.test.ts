@@ -4,11 +4,13 @@
  * key checks, and certificates that sshd refuses once they have expired.
  */
 
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshCa, SshCredentials } from '#agent/credentials/ssh-ca.js';
-import { handleSshClient, type SshTargetRef } from '#agent/engines/ssh/engine.js';
+import { HostUsers } from '#agent/engines/ssh/host-users.js';
+import { handleSshClient, type SshEngineDeps, type SshTargetRef } from '#agent/engines/ssh/engine.js';
 import { AgentRecordings } from '#agent/engines/ssh/recorder.js';
 import { connectUpstream, knownHostKeys } from '#agent/engines/ssh/upstream.js';
 import type { AgentEventInput } from '#agent/events.js';
@@ -91,7 +93,7 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     session: SessionInfo,
     req: Partial<SshRequest>,
     drive?: (send: (t: FrameType, p?: Buffer | string) => void, out: () => string) => Promise<void>,
-    over: Partial<typeof deps> = {},
+    over: Partial<SshEngineDeps> = {},
   ) {
     const server = net.createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -259,6 +261,39 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     const first = shortLived.forSession(target.ca, s2, s2.ssh!);
     const second = shortLived.forSession(target.ca, s2, s2.ssh!);
     expect(second.serial).not.toBe(first.serial);
+  });
+
+  it('nothing outlives the session: with host users, every process the session started (background, nohup, setsid, double fork, disown) is gone and its account deleted when it ends', async () => {
+    const hostUsers = new HostUsers({ credentials, emit, logger });
+    const plain = target;
+    target = { ...plain, config: { ...plain.config, hostUsers: { adminLogin: 'root', shell: '/bin/bash' } } };
+    const s = sessionOf();
+    const user = `jit_${s.id}`;
+    const pids = (): string[] => {
+      try {
+        return execFileSync('pgrep', ['-u', user]).toString().trim().split('\n').filter(Boolean);
+      } catch {
+        return [];
+      }
+    };
+    try {
+      const line =
+        'nohup sleep 300 >/dev/null 2>&1 & setsid sleep 301 >/dev/null 2>&1 < /dev/null & (sleep 302 >/dev/null 2>&1 &); sleep 303 >/dev/null 2>&1 & disown; id -un';
+      const r = await run(s, { command: line }, undefined, { hostUsers });
+      expect(r.exit?.status, `${r.stderr} ${JSON.stringify(r.exit)} ${JSON.stringify(events.filter((e) => e.session === s.id))}`).toBe(0);
+      expect(r.stdout).toBe(`${user}\n`);
+      expect(pids().length).toBeGreaterThanOrEqual(4); // they outlived the command, as they would the session
+      await hostUsers.remove(s.id, 'test: session ended');
+      expect(pids()).toEqual([]);
+      expect(() => execFileSync('id', ['-u', user], { stdio: 'ignore' })).toThrow();
+      const removed = events.find((e) => e.session === s.id && e.event === 'host-user.removed');
+      expect(removed).toMatchObject({ outcome: 'success', data: { user } });
+      expect(Number(removed!.data?.['processesKilled'])).toBeGreaterThanOrEqual(4);
+      expect(events.find((e) => e.session === s.id && e.event === 'host-user.created')).toBeDefined();
+    } finally {
+      target = plain;
+      execFileSync('sh', ['-c', `pkill -KILL -u ${user} 2>/dev/null; userdel -r -f ${user} 2>/dev/null; true`]);
+    }
   });
 
   it('refuses a login the certificate does not name', async () => {

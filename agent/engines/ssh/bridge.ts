@@ -40,8 +40,9 @@ export async function runBridge(
   let upstream: Promise<ssh2.Client> | undefined;
   const login = (): Promise<ssh2.Client> => {
     upstream ??= (async () => {
-      const cert = deps.credentials.forSession(target.ca, session, rules);
-      const c = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: rules.login, cert });
+      const as = deps.hostUsers ? await deps.hostUsers.prepare(target, session, rules) : rules;
+      const cert = deps.credentials.forSession(target.ca, session, as);
+      const c = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: as.login, cert });
       onClient(c);
       return c;
     })();
@@ -83,7 +84,11 @@ export async function runBridge(
       conn.on('session', (accept) => serveSession(accept(), session, rules, deps, login, streamId, refusals));
       conn.on('tcpip', (accept, reject, info) => {
         // Not holdable: forwarding is allowed by policy or refused (and recorded) at once.
-        const out = admitSsh({ kind: 'port-forward', host: info.destIP, port: info.destPort }, { ...rules, guarded: deps.guarded ?? [] }, refusals);
+        const out = admitSsh(
+          { kind: 'port-forward', host: info.destIP, port: info.destPort },
+          { ...rules, guarded: deps.guarded ?? [] },
+          refusals,
+        );
         if (out instanceof Promise || !out.run) return reject();
         login()
           .then((c) =>

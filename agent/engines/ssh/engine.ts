@@ -12,6 +12,7 @@
  * `stdio` mode hands the stream to the agent's own SSH server (bridge.ts), which applies 3–6 per
  * channel of the user's OpenSSH client, through the same gate and the same hooks (gate.ts).
  */
+import type { HostUsers } from './host-users.js';
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { admitSsh, type SshAsk, type SshOutcome } from '#protocol/ssh/admit.js';
@@ -54,6 +55,8 @@ export interface SshEngineDeps {
   approve?: AwaitApproval;
   /** False while audit events cannot reach the control plane: nothing starts (fail closed). */
   recorderReady?: () => boolean;
+  /** Per-session host accounts, for targets configured with hostUsers. */
+  hostUsers?: HostUsers;
   /** Endpoints jit guards itself (the agent's database targets): port forwarding never reaches them. */
   guarded?: readonly { host: string; port: number }[];
 }
@@ -215,8 +218,9 @@ async function runTerminal(
   const approval = outcome.approved;
   let client: ssh2.Client;
   try {
-    const cert = deps.credentials.forSession(target.ca, session, rules);
-    client = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: rules.login, cert });
+    const login = deps.hostUsers ? await deps.hostUsers.prepare(target, session, rules) : rules;
+    const cert = deps.credentials.forSession(target.ca, session, login);
+    client = await connectUpstream({ target: target.config, hostKeys: target.hostKeys, login: login.login, cert });
   } catch (err) {
     const e = isJitError(err) ? err : new JitError('JIT_TARGET_UNREACHABLE', { detail: (err as Error).message });
     deps.logger.warn({ session: session.id, code: e.code, detail: e.detail }, 'ssh login to the target failed');

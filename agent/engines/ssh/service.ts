@@ -12,6 +12,7 @@ import { SshCa, SshCredentials } from '../../credentials/ssh-ca.js';
 import type { EmitEvent } from '../../events.js';
 import type { StreamRegistry } from '../../streams.js';
 import type { AwaitApproval } from '../inspect/approval.js';
+import { HostUsers } from './host-users.js';
 import { handleSshClient, type SshTargetRef } from './engine.js';
 import { AgentRecordings } from './recorder.js';
 import { knownHostKeys } from './upstream.js';
@@ -48,6 +49,11 @@ export function createSshService(deps: SshServiceDeps): SshService {
   }
   const credentials = new SshCredentials({ emit: deps.emit, clock: deps.clock, random: randomBytes });
   const recordings = new AgentRecordings({ send: deps.send, clock: deps.clock, logger: deps.logger });
+  const hostUsers = new HostUsers({ credentials, emit: deps.emit, logger: deps.logger });
+  // accounts left by an agent that died: their sessions are gone with it
+  for (const t of targets.values()) {
+    hostUsers.sweep(t).catch((err: Error) => deps.logger.warn({ target: t.name, err: err.message }, 'host account sweep failed'));
+  }
   const engineDeps = {
     credentials,
     recordings,
@@ -56,6 +62,7 @@ export function createSshService(deps: SshServiceDeps): SshService {
     logger: deps.logger,
     clock: deps.clock,
     random: randomBytes,
+    hostUsers,
     // the databases this agent guards must not be reachable around the PostgreSQL engine
     guarded: Object.values(deps.config.targets).flatMap((t) => (t.type === 'postgres' ? [{ host: t.host, port: t.port }] : [])),
     ...(deps.approve ? { approve: deps.approve } : {}),
@@ -67,6 +74,7 @@ export function createSshService(deps: SshServiceDeps): SshService {
     sessionEnded(sessionId, reason) {
       credentials.forget(sessionId, reason);
       recordings.forget(sessionId);
+      void hostUsers.remove(sessionId, reason);
     },
     close: () => recordings.closeAll(),
   };

@@ -41,6 +41,23 @@ export const AgentSshTarget = z
       .describe('User CA private key (Ed25519, OpenSSH format) that signs session certificates; sshd trusts it with TrustedUserCAKeys'),
     caKeyEnv: z.string().optional().describe('Environment variable holding the user CA private key (instead of caKeyFile)'),
     connectTimeout: DurationString.default(10).describe('How long reaching and logging in to sshd may take (default 10s)'),
+    hostUsers: z
+      .object({
+        adminLogin: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_.-]{0,31}$/i, 'a Unix account name')
+          .default('root')
+          .describe('The login that creates and removes session accounts: root, or an account with passwordless sudo'),
+        shell: z
+          .string()
+          .regex(/^\/[\w/.-]+$/, 'an absolute path')
+          .default('/bin/bash')
+          .describe("The session accounts' shell"),
+      })
+      .optional()
+      .describe(
+        "A host account per session (jit_<session>, in the group named like the policy login): its processes are all killed and it is deleted when the session ends",
+      ),
   })
   .refine((t) => Boolean(t.caKeyFile) !== Boolean(t.caKeyEnv), { message: 'set exactly one of caKeyFile and caKeyEnv' });
 
