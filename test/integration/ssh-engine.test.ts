@@ -221,6 +221,18 @@ describe.skipIf(!sshdAvailable())('SSH engine against a real sshd', () => {
     const err = await connectUpstream({ target: other, hostKeys: knownHostKeys('x', other), login: sshd.login, cert }).catch((e) => e);
     expect(isJitError(err) && err.code).toBe('JIT_TARGET_UNREACHABLE');
     expect(err.message).toMatch(/host key the agent does not know/);
+    // through the engine: the user gets the error, the audit records the mismatch, nothing runs
+    const plain = target;
+    target = { ...plain, config: other, hostKeys: knownHostKeys('web-1', other) };
+    try {
+      const s2 = sessionOf();
+      const refused = await run(s2, { command: 'touch /tmp/jit-should-not-exist' });
+      expect(refused.exit?.error?.code).toBe('JIT_TARGET_UNREACHABLE');
+      const ev = events.find((e) => e.session === s2.id && e.event === 'ssh.login-failed');
+      expect(ev?.data).toMatchObject({ reason: 'host-key-mismatch' });
+    } finally {
+      target = plain;
+    }
   });
 
   it("sshd refuses the session's certificate once it has expired", async () => {

@@ -22,7 +22,7 @@ import { SSH_BLOCKED_STATUS } from '#shared/contract/ssh-stream.js';
 import { isJitError, JitError } from '#shared/errors/jit-error.js';
 import type { SshEngineDeps, SshTargetRef } from './engine.js';
 import { sshGateHooks } from './gate.js';
-import { connectUpstream } from './upstream.js';
+import { connectUpstream, loginFailure } from './upstream.js';
 
 type Pty = { term: string; cols: number; rows: number; width: number; height: number };
 
@@ -77,7 +77,7 @@ export async function runBridge(
           session: session.id,
           target: session.target,
           outcome: 'failure',
-          data: { login: rules.login, code: e.code },
+          data: loginFailure(rules.login, e),
         });
         conn.end();
       });

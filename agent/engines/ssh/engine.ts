@@ -29,7 +29,7 @@ import type { LiveStream, StreamRegistry } from '../../streams.js';
 import { runBridge } from './bridge.js';
 import { sshGateHooks } from './gate.js';
 import type { AgentRecordings } from './recorder.js';
-import { connectUpstream } from './upstream.js';
+import { connectUpstream, loginFailure } from './upstream.js';
 
 export interface SshTargetRef {
   name: string;
@@ -229,7 +229,7 @@ async function runTerminal(
       session: session.id,
       target: session.target,
       outcome: 'failure',
-      data: { login: rules.login, code: e.code },
+      data: loginFailure(rules.login, e),
     });
     sendExit(socket, { error: { code: e.code, message: e.message } });
     return;

@@ -101,6 +101,16 @@ export interface UpstreamOptions {
   sock?: Duplex;
 }
 
+/** The message of the refusal a host with an unknown key gets (also how the audit tells it apart). */
+const HOST_KEY_REFUSED = 'The host presented a host key the agent does not know';
+
+/** What an ssh.login-failed event says: the login, the code, and why (a host key mismatch is its own reason). */
+export function loginFailure(login: string, e: JitError): { login: string; code: string; reason: string } {
+  const reason =
+    e.message === HOST_KEY_REFUSED ? 'host-key-mismatch' : e.code === 'JIT_CREDENTIAL_FAILED' ? 'login-refused' : 'unreachable';
+  return { login, code: e.code, reason };
+}
+
 /** Connect and log in; rejects with JIT_TARGET_UNREACHABLE (network, host key) or JIT_CREDENTIAL_FAILED (login refused). */
 export function connectUpstream(opts: UpstreamOptions): Promise<ssh2.Client> {
   const client = new ssh2.Client();
@@ -122,7 +132,7 @@ export function connectUpstream(opts: UpstreamOptions): Promise<ssh2.Client> {
       if (hostKeyRefused) {
         done(
           new JitError('JIT_TARGET_UNREACHABLE', {
-            message: 'The host presented a host key the agent does not know',
+            message: HOST_KEY_REFUSED,
             hint: "an administrator should check the target's hostKeys in the agent configuration",
             detail: err.message,
           }),
