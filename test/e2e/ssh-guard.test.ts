@@ -4,16 +4,18 @@
  * a construct a word-splitting guard misses; the host's file system is the ground truth that
  * nothing ran. A second target is in allowlist mode.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ServerFixture, startControlPlane, USERS } from '../helpers/control-plane.js';
 import { cliLogin, eventually } from '../helpers/e2e-stack.js';
-import { makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
+import { JIT_BIN, makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
+import { freePort } from '../helpers/postgres.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const run = promisify(execFile);
@@ -29,7 +31,17 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
 
   const ssh = (target: string, line: string) => runJit(['ssh', '--server', cp.url, target, '--', line], { home, timeoutMs: 30_000 });
 
+  let echoAllowed: net.Server;
+  let echoOther: net.Server;
+  const echo = (): Promise<net.Server> =>
+    new Promise((r) => {
+      const srv = net.createServer((c) => c.pipe(c));
+      srv.listen(0, '127.0.0.1', () => r(srv));
+    });
+  const portOf = (srv: net.Server) => (srv.address() as net.AddressInfo).port;
+
   beforeAll(async () => {
+    [echoAllowed, echoOther] = await Promise.all([echo(), echo()]);
     sshd = await startSshd();
     await run('install', ['-d', '-m', '0777', dir]);
     cp = await startControlPlane({
@@ -39,8 +51,19 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
           { name: 'deny-1', type: 'ssh', agent: 'local', description: 'denylist host' },
           { name: 'allow-1', type: 'ssh', agent: 'local', description: 'allowlist host', commandMode: 'allowlist' },
           { name: 'drop-1', type: 'ssh', agent: 'local', description: 'a host account per session' },
+          { name: 'fwd-1', type: 'ssh', agent: 'local', description: 'forwarding to one destination' },
         ],
-        access: [{ name: 'engineers', targets: ['deny-1', 'allow-1', 'drop-1'], groups: ['engineers'], logins: [sshd.login] }],
+        access: [
+          { name: 'engineers', targets: ['deny-1', 'allow-1', 'drop-1'], groups: ['engineers'], logins: [sshd.login] },
+          {
+            name: 'tunnels',
+            targets: ['fwd-1'],
+            groups: ['engineers'],
+            logins: [sshd.login],
+            allowForwarding: true,
+            forwardTo: [`127.0.0.1:${portOf(echoAllowed)}`],
+          },
+        ],
         guardrails: [
           { name: 'no-touch', targets: ['deny-1'], match: { commands: ['touch', 'reboot'] }, action: 'block' },
           { name: 'reads', targets: ['allow-1'], match: { commands: ['uptime', 'ls', 'echo'] }, action: 'allow' },
@@ -53,7 +76,7 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     const drop = { ...host, hostUsers: { adminLogin: 'root' } };
     writeFileSync(
       agentConfig,
-      stringify({ name: 'local', controlPlane: cp.url, targets: { 'deny-1': host, 'allow-1': host, 'drop-1': drop } }),
+      stringify({ name: 'local', controlPlane: cp.url, targets: { 'deny-1': host, 'allow-1': host, 'drop-1': drop, 'fwd-1': host } }),
     );
     server = spawnJit(['server', '--config', cp.serverConfigPath, '--log-level', 'warn'], { home: makeHome() });
     await server.waitForLine('stderr', /listening on/, 30_000);
@@ -73,6 +96,8 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     await cp?.stop();
     await sshd?.stop();
     await run('rm', ['-rf', dir]).catch(() => {});
+    echoAllowed?.close();
+    echoOther?.close();
   });
 
   const attacks: [string, (marker: string) => string][] = [
@@ -133,6 +158,66 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
         () => false,
       );
     expect(await eventually(async () => !(await alive()) && !(await account()), 15_000)).toBe(true);
+  });
+
+  it('ssh -L through jit ssh --stdio reaches the destination policy names, and nothing else', async () => {
+    const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'), JIT_KEYRING: 'file', JIT_SERVER: cp.url };
+    const [la, lb] = [await freePort(), await freePort()];
+    const child = spawn(
+      'ssh',
+      [
+        '-o',
+        `ProxyCommand=${process.execPath} ${JIT_BIN} ssh --stdio --login %r %n`,
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'LogLevel=ERROR',
+        '-o',
+        'BatchMode=yes',
+        '-N',
+        '-L',
+        `${la}:127.0.0.1:${portOf(echoAllowed)}`,
+        '-L',
+        `${lb}:127.0.0.1:${portOf(echoOther)}`,
+        `${sshd.login}@fwd-1`,
+      ],
+      { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let sshErr = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      sshErr += d.toString();
+    });
+    const talk = async (p: number): Promise<string> => {
+      for (let i = 0; i < 100; i++) {
+        const got = await new Promise<string | undefined>((resolve) => {
+          const c = net.connect(p, '127.0.0.1');
+          let data = '';
+          let connected = false;
+          c.on('error', () => resolve(connected ? data : undefined));
+          c.on('connect', () => {
+            connected = true;
+            c.write('ping');
+          });
+          c.on('data', (d) => {
+            data += d.toString();
+            c.end();
+          });
+          c.on('close', () => resolve(connected ? data : undefined));
+          setTimeout(() => c.destroy(), 3000);
+        });
+        if (got !== undefined) return got;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`nothing listens on ${p}: ${sshErr}`);
+    };
+    try {
+      expect(await talk(la)).toBe('ping');
+      expect(await talk(lb)).toBe('');
+    } finally {
+      child.kill();
+    }
   });
 
   it('allowlist mode runs only listed commands', async () => {

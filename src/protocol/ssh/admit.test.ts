@@ -100,7 +100,10 @@ describe('port forwarding has a destination policy', () => {
     guardrails: [],
     allowForwarding: true,
     forwardTo: ['grafana.internal:3000', '10.1.2.*:8080-8089', '[::1]:9000'],
-    guarded: [{ host: '127.0.0.1', port: 5432 }, { host: 'db.internal', port: 5432 }],
+    guarded: [
+      { host: '127.0.0.1', port: 5432 },
+      { host: 'db.internal', port: 5432 },
+    ],
   };
 
   it('allows only what forwardTo names', () => {

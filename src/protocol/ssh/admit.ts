@@ -74,7 +74,10 @@ export function destinationMatches(pattern: string, host: string, port: number):
 }
 
 function normalHost(h: string): string {
-  return h.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  return h
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '');
 }
 
 const LOOPBACK = /^(localhost|127(\.\d+){3}|::1|0\.0\.0\.0|::)$/;

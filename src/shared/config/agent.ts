@@ -56,7 +56,7 @@ export const AgentSshTarget = z
       })
       .optional()
       .describe(
-        "A host account per session (jit_<session>, in the group named like the policy login): its processes are all killed and it is deleted when the session ends",
+        'A host account per session (jit_<session>, in the group named like the policy login): its processes are all killed and it is deleted when the session ends',
       ),
   })
   .refine((t) => Boolean(t.caKeyFile) !== Boolean(t.caKeyEnv), { message: 'set exactly one of caKeyFile and caKeyEnv' });

@@ -58,11 +58,15 @@ export const AccessRule = z
     allowForwarding: z
       .boolean()
       .default(false)
-      .describe('ssh: allow port forwarding (ssh -L) through the session, to the destinations forwardTo names; agent and X11 forwarding are never allowed'),
+      .describe(
+        'ssh: allow port forwarding (ssh -L) through the session, to the destinations forwardTo names; agent and X11 forwarding are never allowed',
+      ),
     forwardTo: z
       .array(z.string().regex(/^[A-Za-z0-9*._:[\]-]+:(\*|\d{1,5}(-\d{1,5})?)$/, 'host:port, host:low-high or host:* (host may use *)'))
       .default([])
-      .describe('ssh, with allowForwarding: destinations forwarding may reach ("db.internal:5432", "10.0.0.*:80-89", "*:443"); anything else is refused'),
+      .describe(
+        'ssh, with allowForwarding: destinations forwarding may reach ("db.internal:5432", "10.0.0.*:80-89", "*:443"); anything else is refused',
+      ),
     maxDuration: DurationString.optional().describe('Longest session under this rule'),
   })
   .refine((r) => r.users.length + r.groups.length > 0, { message: 'name at least one user or group' })
