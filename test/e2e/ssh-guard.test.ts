@@ -16,7 +16,7 @@ import { type ServerFixture, startControlPlane, USERS } from '../helpers/control
 import { cliLogin, eventually } from '../helpers/e2e-stack.js';
 import { JIT_BIN, makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
 import { freePort } from '../helpers/postgres.js';
-import { sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
+import { makeEd25519, sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const run = promisify(execFile);
 
@@ -52,9 +52,10 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
           { name: 'allow-1', type: 'ssh', agent: 'local', description: 'allowlist host', commandMode: 'allowlist' },
           { name: 'drop-1', type: 'ssh', agent: 'local', description: 'a host account per session' },
           { name: 'fwd-1', type: 'ssh', agent: 'local', description: 'forwarding to one destination' },
+          { name: 'badkey-1', type: 'ssh', agent: 'local', description: 'a host whose key the agent does not know' },
         ],
         access: [
-          { name: 'engineers', targets: ['deny-1', 'allow-1', 'drop-1'], groups: ['engineers'], logins: [sshd.login] },
+          { name: 'engineers', targets: ['deny-1', 'allow-1', 'drop-1', 'badkey-1'], groups: ['engineers'], logins: [sshd.login] },
           {
             name: 'tunnels',
             targets: ['fwd-1'],
@@ -76,7 +77,17 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     const drop = { ...host, hostUsers: { adminLogin: 'root' } };
     writeFileSync(
       agentConfig,
-      stringify({ name: 'local', controlPlane: cp.url, targets: { 'deny-1': host, 'allow-1': host, 'drop-1': drop, 'fwd-1': host } }),
+      stringify({
+        name: 'local',
+        controlPlane: cp.url,
+        targets: {
+          'deny-1': host,
+          'allow-1': host,
+          'drop-1': drop,
+          'fwd-1': host,
+          'badkey-1': { ...host, hostKeys: [makeEd25519().publicLine] },
+        },
+      }),
     );
     server = spawnJit(['server', '--config', cp.serverConfigPath, '--log-level', 'warn'], { home: makeHome() });
     await server.waitForLine('stderr', /listening on/, 30_000);
@@ -218,6 +229,30 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     } finally {
       child.kill();
     }
+  });
+
+  const eventsOf = async (): Promise<{ type: string; data: Record<string, unknown> }[]> => {
+    const sessions = await runJit(['sessions', '--json', '--server', cp.url], { home });
+    const id = (JSON.parse(sessions.stdout) as { sessions: { id: string }[] }).sessions[0]!.id;
+    const r = await runJit(['replay', id, '--json', '--server', cp.url], { home });
+    return (JSON.parse(r.stdout) as { events: { type: string; data: Record<string, unknown> }[] }).events;
+  };
+
+  it('a certificate is issued for the login only: its window is seconds, not the session', async () => {
+    expect((await ssh('deny-1', 'true')).code).toBe(0);
+    const created = (await eventsOf()).find((e) => e.type === 'credential.created');
+    const after = Date.parse(String(created?.data['validAfter']));
+    const before = Date.parse(String(created?.data['validBefore']));
+    expect(before - after).toBeLessThanOrEqual(70_000); // 60 s of clock skew allowance + 10 s to log in
+  });
+
+  it('refuses a host whose key is not pinned, and the audit says why', async () => {
+    const r = await ssh('badkey-1', `touch ${path.join(dir, 'badkey')}`);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/host key the agent does not know/);
+    expect(existsSync(path.join(dir, 'badkey'))).toBe(false);
+    const failed = (await eventsOf()).find((e) => e.type === 'ssh.login-failed');
+    expect(failed?.data).toMatchObject({ reason: 'host-key-mismatch' });
   });
 
   it('allowlist mode runs only listed commands', async () => {

@@ -14,6 +14,7 @@ import { stringify } from 'yaml';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { TerminalFilter } from '#cli/ssh/terminal-filter.js';
 import { completeDeviceLogin } from '../helpers/idp-browser.js';
 import { freePort } from '../helpers/postgres.js';
 import { type ServerFixture, startControlPlane, USERS } from '../helpers/control-plane.js';
@@ -199,7 +200,11 @@ describe.skipIf(!sshdAvailable())('jit ssh (e2e)', () => {
     // The local terminal turns each "\n" into "\r\n" on output (libuv's raw mode keeps ONLCR), so
     // compare line by line; every byte of text is the same.
     const lines = (s: string) => s.replace(/\r+\n/g, '\n');
-    expect(lines(replay.stdout)).toBe(lines(shown));
+    // what was shown, less what the replay filter keeps from the viewer's terminal (bash's title OSC)
+    const filter = new TerminalFilter();
+    expect(lines(replay.stdout)).toBe(lines(filter.push(shown)));
+    const raw = await runJit(['replay', id, '--raw', '--server', cp.url], { home });
+    expect(lines(raw.stdout)).toBe(lines(shown));
     expect(replay.stdout).toContain('answer 42');
     const cast = await runJit(['replay', id, '--events', '--server', cp.url], { home });
     expect(cast.stdout).toMatch(/shell\.started/);

@@ -13,16 +13,17 @@
  */
 import { JitError } from '#shared/errors/jit-error.js';
 import type { SessionInfo, SshSessionRules } from '#shared/contract/agent.js';
+import { SESSION_ROLE_PREFIX } from '#shared/contract/ids.js';
 import type { Logger } from '#shared/log.js';
 import type { SshCredentials } from '../../credentials/ssh-ca.js';
 import type { EmitEvent } from '../../events.js';
 import type { SshTargetRef } from './engine.js';
 import { connectUpstream } from './upstream.js';
 
-/** The session's host account name; session ids are 20 lowercase letters and digits. */
+/** The session's host account name (the same name as its PostgreSQL role); session ids are 20 lowercase letters and digits. */
 export function sessionAccount(sessionId: string): string {
   if (!/^[a-z0-9]{1,27}$/.test(sessionId)) throw new JitError('JIT_INTERNAL', { detail: 'session id unfit for an account name' });
-  return `jit_${sessionId}`;
+  return `${SESSION_ROLE_PREFIX}${sessionId}`;
 }
 
 const ACCOUNT = /^jit_[a-z0-9]{1,27}$/;

@@ -26,7 +26,7 @@ describe('replay cannot attack the viewer', () => {
     ['window title report', '\x1b[21t', 'window operation'],
     ['window resize', '\x1b[8;100;100t', 'window operation'],
     ['mouse reporting', '\x1b[?1000h', 'mouse reporting'],
-    ['bracketed paste mode', '\x1b[?2004h', 'terminal mode change'],
+    ['focus reporting', '\x1b[?1004h', 'terminal mode change'],
     ['DECRQM', '\x1b[?2026$p', 'control sequence'],
     ['full reset', '\x1bc', 'terminal reset'],
   ])('removes %s', (_what, seq, kind) => {

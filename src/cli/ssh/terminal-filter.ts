@@ -12,8 +12,8 @@
 
 /** CSI final bytes that only draw: SGR, cursor movement, erase, insert/delete, scroll. */
 const CSI_DRAW = new Set('mABCDEFGHJKSTfdsuLMP@Xr`abe'.split(''));
-/** DEC private modes that only change drawing (cursor visibility, wrap, alternate screen). */
-const SAFE_PRIVATE_MODES = new Set(['25', '7', '12', '47', '1047', '1048', '1049']);
+/** DEC private modes that only change drawing (cursor visibility, wrap, alternate screen) or how a paste arrives (2004, which shells set at every prompt). */
+const SAFE_PRIVATE_MODES = new Set(['25', '7', '12', '47', '1047', '1048', '1049', '2004']);
 const MAX_SEQUENCE = 256;
 
 type State = 'text' | 'esc' | 'esc-intermediate' | 'csi' | 'string' | 'string-esc';
@@ -122,7 +122,7 @@ export class TerminalFilter {
     if (final === 'h' || final === 'l') {
       const m = /^\?([\d;]+)$/.exec(body);
       if (m && m[1]!.split(';').every((x) => SAFE_PRIVATE_MODES.has(x))) return seq;
-      this.count(/^\?(9|100\d|101\d)/.test(body) ? 'mouse reporting' : 'terminal mode change');
+      this.count(/^\?(9|100[0-3]|100[5-6]|101[5-6])\b/.test(body) ? 'mouse reporting' : 'terminal mode change');
       return '';
     }
     // intermediates ($, ", ', space, …) make it another command (DECRQM, DECSCA…): not drawing
