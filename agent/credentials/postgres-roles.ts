@@ -5,7 +5,11 @@
  * Security decisions made here:
  * - The role's password is 32 random bytes held only in this process's memory; the server gets
  *   only its SCRAM verifier (the plaintext NEVER appears in a statement or a server log).
- * - `VALID UNTIL` = session expiry is the backstop when everything else fails.
+ * - `VALID UNTIL` is a lease: the session's expiry or `roleLease` ahead, whichever is sooner, renewed
+ *   by the agent while the session lives. A role whose agent died stops accepting logins within the
+ *   lease, with nobody left to drop it.
+ * - A role found again (agent restarted) is brought back to exactly the policy's memberships, and
+ *   refused if someone gave it attributes jit never gives (superuser, createrole, …).
  * - Privileges come ONLY through group roles (`IN ROLE`), so teardown never has to revoke grants
  *   made by someone else.
  * - Teardown order is fixed: NOLOGIN → terminate its backends (wait) → REASSIGN/DROP OWNED in every
@@ -71,6 +75,8 @@ export class PostgresRoles {
   private readonly databases = new Map<string, Set<string>>();
   /** Sessions whose role was dropped: never re-created (a late stream must not resurrect it). */
   private readonly ended = new Map<string, number>();
+  /** Lease renewals per live session role. */
+  private readonly renewals = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly deps: PostgresRolesDeps) {
     if (!deps.adminUrl) throw new JitError('JIT_CONFIG_INVALID', { message: `target ${deps.target}: no admin connection URL` });
@@ -119,7 +125,7 @@ export class PostgresRoles {
     const role = checkedSessionRoleName(session.id);
     const expires = new Date(session.expiresAt);
     if (Number.isNaN(expires.getTime())) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: 'invalid session expiry' });
-    const validUntil = expires.toISOString();
+    const validUntil = this.leaseUntil(expires.getTime());
     const password = this.deps.random(32).toString('base64url');
     const verifier = scramVerifierString(makeScramVerifier(password));
     const groups = session.grantRoles.map(quoteIdent);
@@ -128,6 +134,7 @@ export class PostgresRoles {
     for (let attempt = 0; ; attempt++) {
       const client = await this.connectAdmin();
       let created = false;
+      let revoked: string[] = [];
       try {
         await client.query('BEGIN');
         const exists = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
@@ -139,8 +146,10 @@ export class PostgresRoles {
           );
           created = true;
         } else {
+          await this.refuseForeignAttributes(client, role);
           await client.query(`ALTER ROLE ${r} LOGIN PASSWORD ${quoteLiteral(verifier)} VALID UNTIL ${quoteLiteral(validUntil)}`);
           for (const g of groups) await client.query(`GRANT ${g} TO ${r}`);
+          revoked = await this.revokeForeignMemberships(client, role, session.grantRoles);
         }
         await client.query(`COMMENT ON ROLE ${r} IS ${quoteLiteral(`jit session ${session.id}`)}`);
         await client.query('COMMIT');
@@ -159,8 +168,9 @@ export class PostgresRoles {
           session: session.id,
           target: this.deps.target,
           outcome: 'failure',
-          data: { role, sqlstate: pgCode(err) },
+          data: { role, sqlstate: pgCode(err), ...(err instanceof JitError ? { reason: err.message } : {}) },
         });
+        if (err instanceof JitError) throw err;
         throw new JitError('JIT_CREDENTIAL_FAILED', { cause: err, detail: pgCode(err) });
       }
       this.noteDatabase(session.id, this.deps.config.database);
@@ -169,10 +179,99 @@ export class PostgresRoles {
         session: session.id,
         target: this.deps.target,
         outcome: 'success',
-        data: { role, validUntil, grantRoles: session.grantRoles, existed: !created, ms: this.deps.clock.now() - started },
+        data: {
+          role,
+          validUntil,
+          grantRoles: session.grantRoles,
+          existed: !created,
+          ...(revoked.length ? { revokedMemberships: revoked } : {}),
+          ms: this.deps.clock.now() - started,
+        },
       });
+      this.renewLater(session.id, role, expires.getTime());
       return { role, password };
     }
+  }
+
+  /** VALID UNTIL for now: the lease ahead, never past the session's expiry. */
+  private leaseUntil(expiresMs: number): string {
+    const lease = (this.deps.config.roleLease ?? 60) * 1000;
+    return new Date(Math.min(expiresMs, this.deps.clock.now() + lease)).toISOString();
+  }
+
+  /** Renew the role's lease at a third of it while the session lives (until its expiry, a drop or close). */
+  private renewLater(sessionId: string, role: string, expiresMs: number): void {
+    this.deps.clock.clearTimeout(this.renewals.get(sessionId));
+    const lease = (this.deps.config.roleLease ?? 60) * 1000;
+    if (this.deps.clock.now() + lease >= expiresMs) {
+      this.renewals.delete(sessionId);
+      return; // the lease already reaches the expiry
+    }
+    const t = this.deps.clock.setTimeout(() => {
+      if (this.ended.has(sessionId) || this.renewals.get(sessionId) !== t) return;
+      const until = this.leaseUntil(expiresMs);
+      this.pool
+        .query(`ALTER ROLE ${quoteIdent(role)} VALID UNTIL ${quoteLiteral(until)}`)
+        .catch((err) =>
+          this.deps.logger.warn(
+            { target: this.deps.target, session: sessionId, code: pgCode(err) },
+            'renewing the role lease failed; retrying',
+          ),
+        )
+        .finally(() => {
+          if (this.renewals.get(sessionId) === t) this.renewLater(sessionId, role, expiresMs);
+        });
+    }, lease / 3);
+    t.unref?.();
+    this.renewals.set(sessionId, t);
+  }
+
+  /** A role someone gave attributes jit never gives is not reused: refused (the reaper or drop removes it). */
+  private async refuseForeignAttributes(client: pg.ClientBase, role: string): Promise<void> {
+    const res = await client.query<{ bad: string[] }>(
+      `SELECT array_remove(ARRAY[
+                CASE WHEN rolsuper THEN 'superuser' END, CASE WHEN rolcreaterole THEN 'createrole' END,
+                CASE WHEN rolcreatedb THEN 'createdb' END, CASE WHEN rolreplication THEN 'replication' END,
+                CASE WHEN rolbypassrls THEN 'bypassrls' END], NULL) AS bad
+         FROM pg_roles WHERE rolname = $1`,
+      [role],
+    );
+    const bad = res.rows[0]?.bad ?? [];
+    if (bad.length > 0) {
+      throw new JitError('JIT_CREDENTIAL_FAILED', { message: `The session role has attributes jit never gives it (${bad.join(', ')})` });
+    }
+  }
+
+  /** Memberships the role has beyond the policy's grant roles are revoked; returns their names. */
+  private async revokeForeignMemberships(client: pg.ClientBase, role: string, grantRoles: readonly string[]): Promise<string[]> {
+    const res = await client.query<{ rolname: string }>(
+      `SELECT g.rolname FROM pg_auth_members m
+         JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+        WHERE u.rolname = $1`,
+      [role],
+    );
+    const keep = new Set(grantRoles);
+    const extra = res.rows.map((r) => r.rolname).filter((g) => !keep.has(g));
+    const stuck: string[] = [];
+    for (const g of extra) {
+      // a savepoint per revoke: one the admin may not make must not abort the others' check
+      await client.query('SAVEPOINT jit_revoke');
+      try {
+        await client.query(`REVOKE ${quoteIdent(g)} FROM ${quoteIdent(role)}`);
+        await client.query('RELEASE SAVEPOINT jit_revoke');
+      } catch {
+        await client.query('ROLLBACK TO SAVEPOINT jit_revoke');
+      }
+      const still = await client.query<{ m: boolean }>("SELECT pg_has_role($1, $2, 'member') AS m", [role, g]);
+      if (still.rows[0]?.m) stuck.push(g);
+    }
+    if (stuck.length > 0) {
+      // fail closed: a role with privileges the policy does not give is never handed out
+      throw new JitError('JIT_CREDENTIAL_FAILED', {
+        message: `The session role was given memberships jit cannot revoke (${stuck.join(', ')}); it is not used`,
+      });
+    }
+    return extra;
   }
 
   /**
@@ -191,6 +290,8 @@ export class PostgresRoles {
   }
 
   private markEnded(sessionId: string): void {
+    this.deps.clock.clearTimeout(this.renewals.get(sessionId));
+    this.renewals.delete(sessionId);
     const now = this.deps.clock.now();
     for (const [id, at] of this.ended) if (now - at > ENDED_MEMORY_MS) this.ended.delete(id);
     this.ended.set(sessionId, now);
@@ -344,6 +445,8 @@ export class PostgresRoles {
   }
 
   async close(): Promise<void> {
+    for (const t of this.renewals.values()) this.deps.clock.clearTimeout(t);
+    this.renewals.clear();
     await Promise.allSettled([...this.dropping.values()]);
     await this.pool.end().catch(() => {});
   }

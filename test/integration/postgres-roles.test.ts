@@ -85,7 +85,10 @@ describe('session roles', () => {
          from pg_roles where rolname = $1`,
       [cred.role, READER],
     );
-    expect(new Date(row!.until).toISOString()).toBe(s.expiresAt);
+    // VALID UNTIL is a lease (roleLease, 60 s by default) renewed while the session lives, not the expiry
+    const ahead = new Date(row!.until).getTime() - Date.now();
+    expect(ahead).toBeGreaterThan(50_000);
+    expect(ahead).toBeLessThanOrEqual(60_000);
     expect(row!.comment).toBe(`jit session ${s.id}`);
     expect(row!.member).toBe(true);
     expect(row!.pw).toMatch(/^SCRAM-SHA-256\$4096:/);
@@ -94,6 +97,65 @@ describe('session roles', () => {
     await c.connect();
     await c.end();
     await roles.dropSessionRole(s.id, 'test');
+  });
+
+  it("a role's VALID UNTIL is a lease the agent renews: with the agent gone, the role stops logging in within it", async () => {
+    const leased = new PostgresRoles({
+      target: 't',
+      config: { ...AgentPostgresTarget.parse({ type: 'postgres', port: pgInfo.port, database: DB }), roleLease: 1 },
+      adminUrl,
+      emit: (e) => events.push(e),
+      logger: silentLogger(),
+      clock: systemClock,
+      random: randomBytes,
+    });
+    const s = session();
+    const cred = await leased.ensureSessionRole(s);
+    const login = async () => {
+      const c = new pg.Client({ host: '127.0.0.1', port: pgInfo.port, user: cred.role, password: cred.password, database: DB });
+      c.on('error', () => {});
+      try {
+        await c.connect();
+        await c.end();
+        return 'ok';
+      } catch (err) {
+        return (err as { code?: string }).code ?? 'error';
+      }
+    };
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(await login()).toBe('ok'); // renewed while the agent lives
+    await leased.close(); // the agent dies: nobody renews, nobody drops
+    await new Promise((r) => setTimeout(r, 1600));
+    expect(await login()).toBe('28P01');
+    await roles.dropSessionRole(s.id, 'test cleanup');
+  });
+
+  it('a role found again gets exactly the policy memberships, and is refused when it has more or attributes jit never gives', async () => {
+    const extra = `${prefix}_extra`;
+    const foreign = `${prefix}_foreign`;
+    await sql(pgInfo.superUrl, `CREATE ROLE ${extra} NOLOGIN`);
+    await sql(pgInfo.superUrl, `CREATE ROLE ${foreign} NOLOGIN`);
+    await sql(pgInfo.superUrl, `GRANT ${extra} TO ${ADMIN} WITH ADMIN OPTION`);
+    const s = session();
+    const cred = await roles.ensureSessionRole(s);
+    // a membership the agent's admin can revoke (granted by the admin, as another agent run would)
+    await sql(adminUrl, `GRANT ${extra} TO ${cred.role}`);
+    roles.invalidate(s.id); // as after an agent restart: the next connection re-ensures the role
+    await roles.ensureSessionRole(s);
+    const member = await sql<{ m: boolean }>(pgInfo.superUrl, `select pg_has_role($1, $2, 'member') as m`, [cred.role, extra]);
+    expect(member[0]!.m).toBe(false);
+    const ev = events.filter((e) => e.session === s.id && e.event === 'credential.created').pop();
+    expect(ev?.data).toMatchObject({ revokedMemberships: [extra] });
+    // one it cannot revoke (a superuser granted a role the admin does not administer): refused
+    await sql(pgInfo.superUrl, `GRANT ${foreign} TO ${cred.role}`);
+    roles.invalidate(s.id);
+    await expect(roles.ensureSessionRole(s)).rejects.toMatchObject({ code: 'JIT_CREDENTIAL_FAILED' });
+    await sql(pgInfo.superUrl, `REVOKE ${foreign} FROM ${cred.role}`);
+    await sql(pgInfo.superUrl, `ALTER ROLE ${cred.role} CREATEDB`);
+    roles.invalidate(s.id);
+    await expect(roles.ensureSessionRole(s)).rejects.toMatchObject({ code: 'JIT_CREDENTIAL_FAILED' });
+    await sql(pgInfo.superUrl, `ALTER ROLE ${cred.role} NOCREATEDB`);
+    await roles.dropSessionRole(s.id, 'test cleanup');
   });
 
   it('refuses session ids without the fixed shape (reapers could never find them)', () => {

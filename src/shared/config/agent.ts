@@ -24,6 +24,11 @@ export const AgentPostgresTarget = z.object({
     .max(10_000)
     .default(64)
     .describe('Connections one session may hold open to this target at once; more are refused with SQLSTATE 53300'),
+  roleLease: DurationString.default(60)
+    .refine((s) => s >= 10 && s <= 3600, { message: 'between 10s and 1h' })
+    .describe(
+      "How long a session role's VALID UNTIL reaches ahead; the agent renews it while the session lives, so a role whose agent died stops accepting logins within this time (default 60s)",
+    ),
 });
 
 export const AgentSshTarget = z
