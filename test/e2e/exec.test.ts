@@ -6,7 +6,7 @@
  * are gone afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -127,11 +127,12 @@ describe('jit exec with a CI identity', () => {
     expect(await eventually(async () => !(await roleExists(role)), 10_000)).toBe(true);
   });
 
-  it("gives the child the connection in PG* and DATABASE_URL, and none of jit's own secrets", async () => {
+  it("gives the child the connection in PG* and DATABASE_URL, the secret only in a 0600 pgpass file removed at exit, and none of jit's own secrets", async () => {
     const script =
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
       'printf "%s|%s|%s|%s|%s|%s|%s\\n" "$PGHOST" "$PGPORT" "$PGUSER" "$PGDATABASE" "$PGSSLMODE" "${JIT_ID_TOKEN:-none}" "$JIT_SESSION_ID"; ' +
-      'test -n "$PGPASSWORD" && psql "$DATABASE_URL" -X -At -c "select count(*) from items"';
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
+      'test -z "${PGPASSWORD:-}" && stat -c %a "$PGPASSFILE" >&2 && echo "$PGPASSFILE $DATABASE_URL" >&2 && psql "$DATABASE_URL" -X -At -c "select count(*) from items"';
     const r = await runJit(['exec', TARGET, '--', 'sh', '-c', script], {
       env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD), PGHOSTADDR: '10.9.9.9' }),
     });
@@ -142,6 +143,18 @@ describe('jit exec with a CI identity', () => {
     expect(Number(port)).toBeGreaterThan(0);
     expect(user).toBe(`jit_${sid}`);
     expect(count).toBe('100');
+    const [mode, passLine] = r.stderr.split('\n').filter((l) => /^\d{3}$|pgpass/.test(l));
+    expect(mode).toBe('600');
+    const [passfile, dbUrl] = passLine!.split(' ');
+    expect(new URL(dbUrl!).password).toBe('');
+    expect(existsSync(passfile!)).toBe(false); // removed when jit exec ended
+    const withSecret = await runJit(
+      ['exec', TARGET, '--secret-in-env', '--', 'sh', '-c', 'test -n "$PGPASSWORD" && psql -X -At -c "select 1"'],
+      {
+        env: ciEnv({ JIT_ID_TOKEN: await ci.mint(GOOD) }),
+      },
+    );
+    expect(withSecret.code, withSecret.stderr).toBe(0);
   });
 
   it('--env-prefix prefixes the names and leaves PGHOST alone', async () => {

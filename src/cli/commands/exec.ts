@@ -19,6 +19,7 @@ interface ExecFlags {
   request?: string;
   envPrefix?: string;
   login?: string;
+  secretInEnv?: boolean;
 }
 
 export function registerExec(program: Command, env: CommandEnv): void {
@@ -33,11 +34,16 @@ export function registerExec(program: Command, env: CommandEnv): void {
     .option('--request <id>', 'open the session under this access request (waits while it is pending)')
     .option('--env-prefix <prefix>', 'prefix the connection variables (e.g. SRC_ gives SRC_PGHOST, SRC_DATABASE_URL)', parsePrefix)
     .option('-l, --login <user>', 'SSH targets: account to log in as', parseText(32))
+    .option(
+      '--secret-in-env',
+      'PostgreSQL: also put the session secret in PGPASSWORD and DATABASE_URL (readable by the same OS user in /proc); default: a 0600 pgpass file only',
+    )
     .addHelpText(
       'after',
       [
         '',
-        'PostgreSQL targets set PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE and DATABASE_URL;',
+        'PostgreSQL targets set PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGPASSFILE (a 0600 file, removed',
+        'at exit) and DATABASE_URL (no password; passfile= points at the file); --secret-in-env adds PGPASSWORD;',
         'SSH targets set JIT_SSH_COMMAND (an ssh command line using jit ssh --stdio) and JIT_SSH_TARGET.',
         "Exit status: the command's own (128+n if a signal killed it); 8 if the server ended the session.",
         '',
@@ -77,6 +83,7 @@ export function registerExec(program: Command, env: CommandEnv): void {
           request: flags.request,
           envPrefix: flags.envPrefix,
           login: flags.login,
+          secretInEnv: flags.secretInEnv,
         },
       );
       if (code !== 0) throw new ExitWith(code);

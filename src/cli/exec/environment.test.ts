@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import type { Session } from '#shared/contract/http.js';
-import { sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
+import { pgpassLine, sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
 
 const session = { id: 'abcdefghij0123456789', target: 'prod-db', targetType: 'postgres' } as Session;
 const url = 'postgresql://jit_abcdefghij0123456789:s%2Fcr%40t@127.0.0.1:5555/app?sslmode=disable';
@@ -21,6 +21,23 @@ describe('the child environment', () => {
       PGSSLMODE: 'disable',
       DATABASE_URL: url,
     });
+  });
+
+  it('by default the secret is only in the pgpass file: no PGPASSWORD, DATABASE_URL without a password but with passfile=', () => {
+    const env = sessionEnvironment({ PATH: '/bin' }, session, url, 5555, '', { passfile: '/tmp/jit-exec-x/pgpass' });
+    expect(env['PGPASSWORD']).toBeUndefined();
+    expect(env['PGPASSFILE']).toBe('/tmp/jit-exec-x/pgpass');
+    expect(JSON.stringify(env)).not.toContain('s%2Fcr%40t');
+    expect(JSON.stringify(env)).not.toContain('s/cr@t');
+    const u = new URL(env['DATABASE_URL']!);
+    expect(u.password).toBe('');
+    expect(u.username).toBe('jit_abcdefghij0123456789');
+    expect(u.searchParams.get('passfile')).toBe('/tmp/jit-exec-x/pgpass');
+    expect(u.searchParams.get('sslmode')).toBe('disable');
+  });
+
+  it('writes the pgpass line with its fields escaped', () => {
+    expect(pgpassLine('postgresql://jit_a:p%3Aw%5Cd@127.0.0.1:5555/my%3Adb', 5555)).toBe('127.0.0.1:5555:my\\:db:jit_a:p\\:w\\\\d\n');
   });
 
   it('with a prefix, prefixes the names and leaves the inherited ones alone', () => {

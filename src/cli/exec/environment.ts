@@ -27,11 +27,35 @@ export function withoutCiSecrets(env: Env): Env {
   return out;
 }
 
+/** A pgpass field: `:` and `\` escaped with a backslash. */
+function pgpassField(v: string): string {
+  return v.replace(/[\\:]/g, (c) => `\\${c}`);
+}
+
+/** The one pgpass line for a session's local port (0600 file written by the caller). */
+export function pgpassLine(url: string, port: number): string {
+  const u = new URL(url);
+  const db = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  return `${['127.0.0.1', String(port), db, decodeURIComponent(u.username), decodeURIComponent(u.password)].map(pgpassField).join(':')}\n`;
+}
+
 /**
  * Environment for a PostgreSQL or TCP session. `url` is the connection URL runConnect made
  * (`postgresql://jit_<sid>:<secret>@127.0.0.1:<port>/<db>?sslmode=disable` or `tcp://…`).
+ *
+ * The session secret is not in the child's environment unless `secretInEnv`: it is in the 0600
+ * pgpass file at `passfile` (PGPASSFILE, and `passfile=` in DATABASE_URL, which libpq, pgx and
+ * node-postgres read), and DATABASE_URL carries no password. With `secretInEnv` (the old
+ * behaviour) PGPASSWORD and the URL's password are set, readable in /proc by the same user.
  */
-export function sessionEnvironment(base: Env, session: Session, url: string, port: number, prefix = ''): Env {
+export function sessionEnvironment(
+  base: Env,
+  session: Session,
+  url: string,
+  port: number,
+  prefix = '',
+  secret: { passfile?: string; secretInEnv?: boolean } = { secretInEnv: true },
+): Env {
   const env: Env = { ...(prefix ? base : withoutPgVariables(base)), JIT_SESSION_ID: session.id, JIT_TARGET: session.target };
   if (session.targetType === 'postgres') {
     const u = new URL(url);
@@ -41,10 +65,20 @@ export function sessionEnvironment(base: Env, session: Session, url: string, por
     set('PGHOST', '127.0.0.1');
     set('PGPORT', String(port));
     set('PGUSER', decodeURIComponent(u.username));
-    set('PGPASSWORD', decodeURIComponent(u.password));
     set('PGDATABASE', decodeURIComponent(u.pathname.replace(/^\//, '')));
     set('PGSSLMODE', 'disable');
-    set('DATABASE_URL', url);
+    if (secret.secretInEnv) {
+      set('PGPASSWORD', decodeURIComponent(u.password));
+      set('DATABASE_URL', url);
+    } else {
+      const bare = new URL(url);
+      bare.password = '';
+      if (secret.passfile) {
+        set('PGPASSFILE', secret.passfile);
+        bare.searchParams.set('passfile', secret.passfile);
+      }
+      set('DATABASE_URL', bare.toString());
+    }
   } else {
     env[`${prefix}JIT_HOST`] = '127.0.0.1';
     env[`${prefix}JIT_PORT`] = String(port);

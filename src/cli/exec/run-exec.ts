@@ -16,7 +16,8 @@ import { type ConnectEnd, runConnect } from '../commands/connect.js';
 import { clean } from '../output/style.js';
 import { endedByUserLine, leaseEndWords, sessionEndedError } from '../session/lease.js';
 import { type ChildEnd, exitCodeFor, type RunningChild, startChild } from './child.js';
-import { type Env, sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
+import { type Env, pgpassLine, sessionEnvironment, sshEnvironment, withoutCiSecrets } from './environment.js';
+import { SecretFile } from './secret-file.js';
 
 export interface ExecOptions {
   target: string;
@@ -32,6 +33,8 @@ export interface ExecOptions {
   login?: string | undefined;
   /** How long the child gets between SIGTERM and SIGKILL when jit must stop it (default 10 s). */
   graceMs?: number | undefined;
+  /** Put the session secret in PGPASSWORD and DATABASE_URL (default: a 0600 pgpass file only). */
+  secretInEnv?: boolean | undefined;
 }
 
 export interface ExecDeps {
@@ -76,6 +79,7 @@ export async function runExec(deps: ExecDeps, opts: ExecOptions): Promise<number
     endSession(sig);
   });
 
+  const secretFile = new SecretFile();
   let end: ConnectEnd;
   try {
     end = await runConnect(
@@ -104,7 +108,14 @@ export async function runExec(deps: ExecDeps, opts: ExecOptions): Promise<number
       {
         approval: deps.approval,
         onReady: (ready) => {
-          const env = sessionEnvironment(withoutCiSecrets(ctx.env as Env), ready.session, ready.url, ready.port, opts.envPrefix ?? '');
+          let passfile: string | undefined;
+          if (ready.session.targetType === 'postgres' && !opts.secretInEnv) {
+            passfile = secretFile.write(pgpassLine(ready.url, ready.port));
+          }
+          const env = sessionEnvironment(withoutCiSecrets(ctx.env as Env), ready.session, ready.url, ready.port, opts.envPrefix ?? '', {
+            ...(passfile ? { passfile } : {}),
+            secretInEnv: opts.secretInEnv === true,
+          });
           deps.status(`jit: session ${ready.session.id} on ${clean(ready.session.target)} ready; running ${clean(opts.command[0]!)}`);
           child = start(opts.command, env);
           childEnd = child.ended.then((e) => {
@@ -125,6 +136,7 @@ export async function runExec(deps: ExecDeps, opts: ExecOptions): Promise<number
     );
   } finally {
     offSignal();
+    secretFile.remove();
   }
 
   if (end.by === 'filed') return 0; // not reachable: exec always waits
