@@ -168,6 +168,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     clockToleranceSeconds: idCfg.clockToleranceSeconds,
     groupsClaim: idCfg.groupsClaim,
     usernameClaim: idCfg.usernameClaim,
+    clientId: discovery.clientId,
   });
   // CI jobs and service accounts (POST /v1/token): their jit tokens are accepted wherever user tokens are.
   const machines = await MachineIdentity.load({

@@ -325,6 +325,30 @@ describe('token verifier refuses', () => {
     await expect(verifier().verify(t2)).resolves.toMatchObject({ username: 'alice' });
   });
 
+  it('a token issued to another client of the same IdP (azp or client_id), while jit’s own passes', async () => {
+    const v = verifier({ clientId: 'jit-cli' });
+    for (const claim of ['azp', 'client_id']) {
+      const t = await forge({ ...validClaims(), [claim]: 'some-other-app' });
+      await expect(v.verify(t), claim).rejects.toMatchObject({ code: 'JIT_AUTH_INVALID_TOKEN', detail: `${claim} names another client` });
+    }
+    await expect(v.verify(await forge({ ...validClaims(), azp: 'jit-cli', client_id: 'jit-cli' }))).resolves.toMatchObject({
+      username: 'alice',
+    });
+  });
+
+  it('an issue time in the future beyond the clock tolerance, and lifetimes no token has', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const v = verifier();
+    await expect(v.verify(await forge({ ...validClaims(), iat: now + 600 }))).rejects.toMatchObject({ detail: 'iat is in the future' });
+    await expect(v.verify(await forge({ ...validClaims(), iat: now + 10 }))).resolves.toMatchObject({ username: 'alice' });
+    await expect(v.verify(await forge({ ...validClaims(), exp: now + 365 * 86400 }))).rejects.toMatchObject({
+      detail: 'exp is further ahead than any token lives',
+    });
+    await expect(v.verify(await forge({ ...validClaims(), iat: now - 3 * 86400, exp: now + 300 }))).rejects.toMatchObject({
+      detail: 'the token claims a lifetime longer than any token has',
+    });
+  });
+
   it('a token signed by another key that claims the same kid', async () => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const t = await new SignJWT(validClaims()).setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: realKid() }).sign(privateKey);

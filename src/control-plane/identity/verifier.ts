@@ -23,6 +23,10 @@ export interface VerifierOptions {
   clockToleranceSeconds: number;
   groupsClaim: string;
   usernameClaim: string;
+  /** jit's CLI client: a token whose azp / client_id names another client is refused. Absent: not checked. */
+  clientId?: string;
+  /** Longest lifetime a token may claim (exp − iat, and exp − now); default 24 h. */
+  maxLifetimeSeconds?: number;
   fetch?: typeof fetch;
 }
 
@@ -50,6 +54,32 @@ function safeAlgorithms(list: string[]): string[] {
 
 function invalid(detail: string, cause?: unknown): JitError {
   return new JitError('JIT_AUTH_INVALID_TOKEN', { detail, cause });
+}
+
+const DEFAULT_MAX_LIFETIME_S = 24 * 3600;
+
+/**
+ * The claims jose leaves to us: a token issued to another client of the same IdP (azp, or RFC 9068's
+ * client_id) is not jit's; an issue time in the future beyond the leeway means a wrong clock or a
+ * forgery; a lifetime nobody configures (a year) is refused whatever the signature.
+ */
+function checkClaims(payload: JWTPayload, opts: VerifierOptions): void {
+  const now = Math.floor(Date.now() / 1000);
+  const leeway = opts.clockToleranceSeconds;
+  if (opts.clientId !== undefined) {
+    for (const claim of ['azp', 'client_id'] as const) {
+      const v = payload[claim];
+      if (v !== undefined && v !== opts.clientId) throw invalid(`${claim} names another client`);
+    }
+  }
+  if (payload.iat !== undefined) {
+    if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) throw invalid('iat is not a number');
+    if (payload.iat > now + leeway) throw invalid('iat is in the future');
+  }
+  const max = opts.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME_S;
+  const exp = payload.exp!;
+  if (exp - now > max + leeway) throw invalid('exp is further ahead than any token lives');
+  if (typeof payload.iat === 'number' && exp - payload.iat > max) throw invalid('the token claims a lifetime longer than any token has');
 }
 
 /** Build a verifier; the issuer's metadata and keys are fetched on first use and cached. */
@@ -130,6 +160,7 @@ export function createTokenVerifier(opts: VerifierOptions): TokenVerifier {
       // it our audience; at+jwt is the RFC 9068 type, plain JWT is what many IdPs still send.
       const t = typ?.toLowerCase();
       if (t !== 'at+jwt' && t !== 'application/at+jwt' && t !== 'jwt') throw invalid(`unexpected token type ${String(typ)}`);
+      checkClaims(payload, opts);
 
       const subject = payload.sub!;
       const rawName = payload[opts.usernameClaim];
