@@ -142,3 +142,54 @@ describe.skipIf(!hasKeychain)('token store, real OS keychain (keyctl session - n
     expect(t.warnings).toEqual([]);
   });
 });
+
+describe('token store: trusted only by the one who logged in', () => {
+  /** A keychain shared by every HOME of one OS user, keyed by account as the real one is. */
+  function sharedKeychain() {
+    const data = new Map<string, string>();
+    return {
+      data,
+      open: async (_service: string, account: string): Promise<KeyringEntry> => ({
+        getPassword: () => data.get(account) ?? null,
+        setPassword: (p) => void data.set(account, p),
+        deletePassword: () => data.delete(account),
+      }),
+    };
+  }
+
+  it('two HOMEs of one OS user with the same profile and server never read each other’s tokens', async () => {
+    const k = sharedKeychain();
+    const mk = (configDir: string) =>
+      createTokenStore({ env: {}, configDir, profile: 'default', server: 'http://127.0.0.1:8443', warn: () => {}, openEntry: k.open });
+    const a = mk(path.join(mkdtempSync(path.join(os.tmpdir(), 'jit-home-a-')), 'jit'));
+    const b = mk(path.join(mkdtempSync(path.join(os.tmpdir(), 'jit-home-b-')), 'jit'));
+    await a.set(TOKENS);
+    expect(await b.get()).toBeNull();
+    expect(k.data.size).toBe(1);
+    await b.set({ ...TOKENS, accessToken: 'b-token' });
+    expect((await a.get())?.accessToken).toBe('at-secret');
+  });
+
+  it('a file copy a keychain-less process relies on is kept current, not deleted, when another process refreshes', async () => {
+    const k = sharedKeychain();
+    const t = setup({}, () => Promise.reject(new Error('no keychain here')));
+    // a process without a keychain logged in: the tokens are in the file
+    await t.make().set(TOKENS);
+    expect(readdirSync(t.paths.dir)).toContain(path.basename(t.paths.file));
+    // a process with the keychain refreshes them
+    const withKeychain = createTokenStore({
+      env: {},
+      configDir: t.configDir,
+      profile: 'default',
+      server: 'http://127.0.0.1:8443',
+      warn: () => {},
+      openEntry: k.open,
+    });
+    await withKeychain.set({ ...TOKENS, accessToken: 'refreshed' });
+    // the keychain-less process still finds its login, refreshed
+    expect((await t.make().get())?.accessToken).toBe('refreshed');
+    // and logout removes both
+    expect(await withKeychain.delete()).toBe(true);
+    expect(await t.make().get()).toBeNull();
+  });
+});

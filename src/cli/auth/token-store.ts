@@ -1,6 +1,6 @@
 /**
  * Where login tokens live: the OS keychain (@napi-rs/keyring) under service "jit" and account
- * "<profile>@<server>", or — where no keychain exists (headless Linux, CI) — a 0600 file under
+ * "<profile>@<server>#<config dir hash>", or — where no keychain exists (headless Linux, CI) — a 0600 file under
  * `$XDG_CONFIG_HOME/jit/tokens/` (directory 0700). The fallback is announced once per machine.
  * `JIT_KEYRING=file|keychain` pins the backend (tests and CI pin `file`).
  */
@@ -94,6 +94,15 @@ export function tokenPaths(configDir: string, profile: string, server: string): 
   return { dir, file: path.join(dir, `${base}.json`), lock: path.join(dir, `${base}.lock`) };
 }
 
+/**
+ * The keychain account: profile, server and the config directory's identity. The keychain is per
+ * OS user, so without the directory two HOMEs (or XDG_CONFIG_HOMEs) of one user — two people
+ * sharing an account, a CI job beside a person — would read each other's tokens.
+ */
+export function keychainAccount(configDir: string, profile: string, server: string): string {
+  return `${profile}@${server}#${createHash('sha256').update(path.resolve(configDir)).digest('hex').slice(0, 12)}`;
+}
+
 /** Make the tokens directory exist with mode 0700 (tightening an existing one). */
 export function ensurePrivateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -152,6 +161,10 @@ class FileBackend {
     renameSync(tmp, this.paths.file);
   }
 
+  exists(): boolean {
+    return existsSync(this.paths.file);
+  }
+
   delete(): boolean {
     try {
       unlinkSync(this.paths.file);
@@ -168,7 +181,7 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
   const mode = keyringMode(deps.env);
   const paths = tokenPaths(deps.configDir, deps.profile, deps.server);
   const file = new FileBackend(paths);
-  const account = `${deps.profile}@${deps.server}`;
+  const account = keychainAccount(deps.configDir, deps.profile, deps.server);
   const openEntry = deps.openEntry ?? defaultOpenEntry;
   let backend: 'keychain' | 'file' = mode === 'file' ? 'file' : 'keychain';
 
@@ -230,8 +243,10 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
       await withKeychain(
         (e) => {
           e.setPassword(blob);
-          // A stale file copy must not resurface after the keychain entry is deleted.
-          if (mode === 'auto') file.delete();
+          // A file copy exists when a process without the keychain (a cron job, an ssh login
+          // without a desktop session) logged in here: keep it current instead of deleting it —
+          // deleting it made such a process lose its login whenever another one refreshed.
+          if (mode === 'auto' && file.exists()) file.set(tokens);
         },
         () => file.set(tokens),
       );

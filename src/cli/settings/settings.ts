@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { parseYamlConfig, yaml } from '#shared/config/load.js';
+import { checkConfigFileSafe, parseYamlConfig, yaml } from '#shared/config/load.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import { readEnv } from '#shared/runtime/env.js';
 
@@ -110,6 +110,7 @@ export function validateServerUrl(raw: string, source: string): string {
 /** Read the CLI config file; a missing file is an empty config. */
 export function readCliConfig(file: string): CliConfigFile {
   let text: string;
+  checkConfigFileSafe(file);
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import type { z } from 'zod';
 import { JitError } from '../errors/index.js';
@@ -46,8 +47,33 @@ export function parseYamlConfig<S extends z.ZodType>(text: string, schema: S, so
   return result.data;
 }
 
+/**
+ * A configuration file others can change is not trusted: refused when it, or the directory it is in,
+ * is writable by its group or by everyone (a directory with the sticky bit, like /tmp, protects
+ * its files from others and is accepted). On platforms without POSIX modes nothing is checked.
+ */
+export function checkConfigFileSafe(file: string): void {
+  if (process.platform === 'win32') return;
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(file);
+  } catch {
+    return; // not there: the read reports it
+  }
+  const dir = dirname(file);
+  const dst = statSync(dir);
+  const loose = (st.mode & 0o022) !== 0 ? file : (dst.mode & 0o022) !== 0 && (dst.mode & 0o1000) === 0 ? dir : undefined;
+  if (loose) {
+    throw new JitError('JIT_CONFIG_INVALID', {
+      message: `${file}: ${loose === file ? 'the file' : `its directory ${dir}`} can be changed by other users, so jit does not trust it`,
+      hint: `chmod go-w ${loose}`,
+    });
+  }
+}
+
 export function loadYamlConfigFile<S extends z.ZodType>(path: string, schema: S): z.infer<S> {
   let text: string;
+  checkConfigFileSafe(path);
   try {
     text = readFileSync(path, 'utf8');
   } catch (cause) {
