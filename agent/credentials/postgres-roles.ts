@@ -152,6 +152,15 @@ export class PostgresRoles {
           revoked = await this.revokeForeignMemberships(client, role, session.grantRoles);
         }
         await client.query(`COMMENT ON ROLE ${r} IS ${quoteLiteral(`jit session ${session.id}`)}`);
+        // the policy's timeout defaults, set or reset so a role found again has exactly them
+        for (const [name, secs] of [
+          ['statement_timeout', session.roleSettings?.statementTimeout],
+          ['idle_in_transaction_session_timeout', session.roleSettings?.idleInTransactionTimeout],
+        ] as const) {
+          await client.query(
+            secs === undefined ? `ALTER ROLE ${r} RESET ${name}` : `ALTER ROLE ${r} SET ${name} = ${quoteLiteral(`${secs}s`)}`,
+          );
+        }
         await client.query('COMMIT');
         client.release();
       } catch (err) {

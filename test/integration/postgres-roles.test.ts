@@ -158,6 +158,29 @@ describe('session roles', () => {
     await roles.dropSessionRole(s.id, 'test cleanup');
   });
 
+  it("carries the policy's statement and idle-in-transaction timeouts as the role's defaults", async () => {
+    const s = session({ roleSettings: { statementTimeout: 1, idleInTransactionTimeout: 30 } });
+    const cred = await roles.ensureSessionRole(s);
+    const c = new pg.Client({ host: '127.0.0.1', port: pgInfo.port, user: cred.role, password: cred.password, database: DB });
+    c.on('error', () => {});
+    await c.connect();
+    try {
+      expect((await c.query('show statement_timeout')).rows[0].statement_timeout).toBe('1s');
+      expect((await c.query('show idle_in_transaction_session_timeout')).rows[0].idle_in_transaction_session_timeout).toBe('30s');
+      await expect(c.query('select pg_sleep(3)')).rejects.toMatchObject({ code: '57014' });
+    } finally {
+      await c.end();
+    }
+    // found again without them (policy changed): reset to the server's
+    roles.invalidate(s.id);
+    const again = await roles.ensureSessionRole({ ...s, roleSettings: undefined });
+    const c2 = new pg.Client({ host: '127.0.0.1', port: pgInfo.port, user: again.role, password: again.password, database: DB });
+    await c2.connect();
+    expect((await c2.query('show statement_timeout')).rows[0].statement_timeout).toBe('0');
+    await c2.end();
+    await roles.dropSessionRole(s.id, 'test cleanup');
+  });
+
   it('refuses session ids without the fixed shape (reapers could never find them)', () => {
     expect(() => checkedSessionRoleName('short')).toThrow();
     expect(() => checkedSessionRoleName('UPPERCASE0123456789X')).toThrow();

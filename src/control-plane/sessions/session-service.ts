@@ -285,11 +285,25 @@ export class SessionService {
       target: row.target,
       database: row.database ?? undefined,
       grantRoles: JSON.parse(row.grant_roles) as string[],
+      ...roleSettingsOf(this.deps.policy.target(row.target)),
       expiresAt: new Date(Number(row.expires_at)).toISOString(),
       localVerifier: JSON.parse(row.local_verifier),
       ...(row.inspection ? sessionRulesField(row.target_type, row.inspection) : {}),
     };
   }
+}
+
+/** A postgres target's session-role timeout defaults (policy), for SessionInfo. */
+function roleSettingsOf(
+  t: { statementTimeout?: number; idleInTransactionTimeout?: number } | undefined,
+): Pick<SessionInfo, 'roleSettings'> {
+  if (!t || (t.statementTimeout === undefined && t.idleInTransactionTimeout === undefined)) return {};
+  return {
+    roleSettings: {
+      ...(t.statementTimeout !== undefined ? { statementTimeout: t.statementTimeout } : {}),
+      ...(t.idleInTransactionTimeout !== undefined ? { idleInTransactionTimeout: t.idleInTransactionTimeout } : {}),
+    },
+  };
 }
 
 /** The error a client sees for a session that is over, with the reason in words. */

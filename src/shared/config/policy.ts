@@ -19,6 +19,12 @@ export const PolicyTarget = z
       .optional()
       .describe('postgres: other databases a session may choose with --database (any other is refused)'),
     maxDuration: DurationString.optional().describe('Longest session on this target'),
+    statementTimeout: DurationString.optional().describe(
+      "postgres: the session role's statement_timeout default (a statement running longer is cancelled)",
+    ),
+    idleInTransactionTimeout: DurationString.optional().describe(
+      "postgres: the session role's idle_in_transaction_session_timeout default (a transaction left open longer ends its connection)",
+    ),
     recordInput: z
       .boolean()
       .default(false)

@@ -75,6 +75,13 @@ export const SessionInfo = z.object({
   database: z.string().optional(),
   /** Role(s) the session role becomes a member of (postgres), from policy. */
   grantRoles: z.array(z.string()).default([]),
+  /** postgres: the session role's timeout defaults from policy, in seconds (absent: the server's). */
+  roleSettings: z
+    .object({
+      statementTimeout: z.number().int().min(1).max(604_800).optional(),
+      idleInTransactionTimeout: z.number().int().min(1).max(604_800).optional(),
+    })
+    .optional(),
   expiresAt: z.string(),
   localVerifier: ScramVerifier,
   /** Added in protocol 1 + capability `postgres.inspect`; absent = relay without inspection. */

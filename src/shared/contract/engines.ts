@@ -20,7 +20,11 @@ export interface EngineSpec {
 }
 
 export const ENGINES = {
-  postgres: { title: 'a PostgreSQL database', verbs: ['connect', 'exec'], targetFields: ['database', 'databases'] },
+  postgres: {
+    title: 'a PostgreSQL database',
+    verbs: ['connect', 'exec'],
+    targetFields: ['database', 'databases', 'statementTimeout', 'idleInTransactionTimeout'],
+  },
   ssh: { title: 'an SSH host', verbs: ['ssh', 'exec'], targetFields: ['recordInput', 'commandMode', 'unlistedCommands'] },
 } as const satisfies Record<string, EngineSpec>;
 
