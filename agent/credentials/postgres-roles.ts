@@ -67,6 +67,8 @@ export interface PostgresRolesDeps {
 }
 
 const ENDED_MEMORY_MS = 24 * 3600_000;
+/** Longest wait between retries of a failed drop. */
+const MAX_DROP_RETRY_MS = 30_000;
 
 export class PostgresRoles {
   private readonly pool: pg.Pool;
@@ -77,6 +79,9 @@ export class PostgresRoles {
   private readonly ended = new Map<string, number>();
   /** Lease renewals per live session role. */
   private readonly renewals = new Map<string, NodeJS.Timeout>();
+  /** Drops that failed and wait for their retry. */
+  private readonly retries = new Map<string, NodeJS.Timeout>();
+  private closed = false;
 
   constructor(private readonly deps: PostgresRolesDeps) {
     if (!deps.adminUrl) throw new JitError('JIT_CONFIG_INVALID', { message: `target ${deps.target}: no admin connection URL` });
@@ -294,8 +299,34 @@ export class PostgresRoles {
     if (!p) {
       p = this.drop(sessionId, reason).finally(() => this.dropping.delete(sessionId));
       this.dropping.set(sessionId, p);
+      // revocation does not wait for the reaper's next pass: retried at once, with backoff
+      p.catch(() => this.retryDrop(sessionId, reason, 1));
     }
     return p;
+  }
+
+  /** Retry a failed drop after 1, 2, 4 … 30 s until it succeeds (or the agent stops); recorded as credential.destroy-pending. */
+  private retryDrop(sessionId: string, reason: string, attempt: number): void {
+    if (this.closed || this.retries.has(sessionId)) return;
+    const delay = Math.min(MAX_DROP_RETRY_MS, 1000 * 2 ** Math.min(attempt - 1, 10));
+    if (attempt === 1 || attempt % 5 === 0) {
+      this.deps.emit({
+        event: 'credential.destroy-pending',
+        session: sessionId,
+        target: this.deps.target,
+        outcome: 'failure',
+        data: { role: checkedSessionRoleName(sessionId), attempt, retryInMs: delay, reason },
+      });
+    }
+    const t = this.deps.clock.setTimeout(() => {
+      this.retries.delete(sessionId);
+      if (this.closed) return;
+      const p = this.drop(sessionId, reason).finally(() => this.dropping.delete(sessionId));
+      this.dropping.set(sessionId, p);
+      p.catch(() => this.retryDrop(sessionId, reason, attempt + 1));
+    }, delay);
+    t.unref?.();
+    this.retries.set(sessionId, t);
   }
 
   private markEnded(sessionId: string): void {
@@ -454,8 +485,10 @@ export class PostgresRoles {
   }
 
   async close(): Promise<void> {
-    for (const t of this.renewals.values()) this.deps.clock.clearTimeout(t);
+    this.closed = true;
+    for (const t of [...this.renewals.values(), ...this.retries.values()]) this.deps.clock.clearTimeout(t);
     this.renewals.clear();
+    this.retries.clear();
     await Promise.allSettled([...this.dropping.values()]);
     await this.pool.end().catch(() => {});
   }

@@ -181,6 +181,32 @@ describe('session roles', () => {
     await roles.dropSessionRole(s.id, 'test cleanup');
   });
 
+  it('a drop that fails is retried at once with backoff, not at the next reaper pass, and the role cannot log in meanwhile', async () => {
+    const locked = `${prefix}_locked`;
+    await sql(pgInfo.superUrl, `CREATE DATABASE ${locked}`);
+    const s = session();
+    const cred = await roles.ensureSessionRole(s);
+    // the role owns a table in a database the agent's admin may not connect to: DROP OWNED cannot run there
+    await sql(pgInfo.superUrl, `REVOKE CONNECT ON DATABASE ${locked} FROM PUBLIC`);
+    await sql(superIn(locked), `CREATE TABLE owned_by_session (a int)`);
+    await sql(superIn(locked), `ALTER TABLE owned_by_session OWNER TO ${cred.role}`);
+    await expect(roles.dropSessionRole(s.id, 'test')).rejects.toMatchObject({ code: 'JIT_CREDENTIAL_FAILED' });
+    expect(events.find((e) => e.session === s.id && e.event === 'credential.destroy-pending')).toMatchObject({
+      data: { role: cred.role, attempt: 1 },
+    });
+    // NOLOGIN came first: the role is unusable while the drop is pending
+    const c = new pg.Client({ host: '127.0.0.1', port: pgInfo.port, user: cred.role, password: cred.password, database: DB });
+    c.on('error', () => {});
+    await expect(c.connect()).rejects.toMatchObject({ code: '28000' });
+    // the cause goes away: the next retry (1 s, then 2 s …) drops it without anyone asking
+    await sql(pgInfo.superUrl, `GRANT CONNECT ON DATABASE ${locked} TO ${ADMIN}`);
+    const gone = async () => (await existing([cred.role])).length === 0;
+    const until = Date.now() + 10_000;
+    while (!(await gone()) && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    expect(await gone()).toBe(true);
+    expect(events.find((e) => e.session === s.id && e.event === 'credential.destroyed' && e.outcome === 'success')).toBeDefined();
+  });
+
   it('refuses session ids without the fixed shape (reapers could never find them)', () => {
     expect(() => checkedSessionRoleName('short')).toThrow();
     expect(() => checkedSessionRoleName('UPPERCASE0123456789X')).toThrow();
