@@ -59,7 +59,7 @@ describe('requests output', () => {
 
       statement (delete, digest ffffffffffffffff…):
         delete from orders
-        where id = $1 --  [2J
+        where id = $1 -- ⟨U+001B⟩[2J
       parameters:
         $1 = "42"
         $2 = NULL
@@ -108,5 +108,18 @@ describe('requests output', () => {
         ✓ bob: “ok”
         waiting 1m 15s · expires in 28m 45s · Ctrl-C cancels the request"
     `);
+  });
+});
+
+describe('untrusted text cannot deceive an approver', () => {
+  it('makes bidi overrides, zero-width and control characters visible and folds very long values', async () => {
+    const { visible } = await import('../output/style.js');
+    expect(visible('drop\u202Etable')).toBe('drop⟨U+202E⟩table');
+    expect(visible('dr\u200Bop')).toBe('dr⟨U+200B⟩op');
+    expect(visible('a\u2066b\u2069c\uFEFF')).toBe('a⟨U+2066⟩b⟨U+2069⟩c⟨U+FEFF⟩');
+    expect(visible('x\ry\u0007')).toBe('x⟨U+000D⟩y⟨U+0007⟩');
+    const long = visible('a'.repeat(5000), 400);
+    expect(long.length).toBeLessThan(450);
+    expect(long).toContain('more characters');
   });
 });

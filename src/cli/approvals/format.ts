@@ -2,7 +2,7 @@
 import type { AccessRequest } from '#shared/contract/http.js';
 import { formatDuration } from '#shared/duration.js';
 import { shortTime } from '../output/format.js';
-import { clean } from '../output/style.js';
+import { visible } from '../output/style.js';
 import { renderTable } from '../output/table.js';
 import { approversText } from './wait.js';
 
@@ -12,12 +12,12 @@ export function formatRequests(requests: readonly AccessRequest[], color: boolea
     [
       { header: 'ID', value: (r) => r.id },
       { header: 'KIND', value: (r) => r.kind },
-      { header: 'USER', value: (r) => r.requester.username, maxWidth: 32 },
-      { header: 'TARGET', value: (r) => r.target },
+      { header: 'USER', value: (r) => visible(r.requester.username, 64), maxWidth: 32 },
+      { header: 'TARGET', value: (r) => visible(r.target, 64) },
       { header: 'STATE', value: (r) => (r.state === 'pending' && r.canReview ? 'pending (you may review)' : r.state) },
       { header: 'APPROVALS', value: (r) => `${r.approvals.length}/${r.approvers.required}`, align: 'right' },
       { header: 'CREATED', value: (r) => shortTime(r.createdAt) },
-      { header: 'REASON', value: (r) => r.reason ?? '', maxWidth: 40 },
+      { header: 'REASON', value: (r) => visible(r.reason ?? '', 200), maxWidth: 40 },
     ],
     requests,
     { color, empty: 'No requests.' },
@@ -52,16 +52,16 @@ export function formatRequest(r: AccessRequest, now: number): string {
         : 'this statement, once',
     ]);
   const width = Math.max(...rows.map(([k]) => k.length));
-  let out = rows.map(([k, v]) => `${k.padEnd(width)}  ${clean(v)}`).join('\n') + '\n';
+  let out = rows.map(([k, v]) => `${k.padEnd(width)}  ${visible(v)}`).join('\n') + '\n';
   if (r.statement) {
-    // The statement exactly as it will run; control characters are made visible, not obeyed.
+    // The statement exactly as it will run; control and invisible characters are made visible, not obeyed.
     out += `\nstatement (${r.statement.kind ?? 'sql'}, digest ${r.statement.digest.slice(0, 16)}…):\n`;
     out += `${r.statement.sql
       .split('\n')
-      .map((l) => `  ${clean(l)}`)
+      .map((l) => `  ${visible(l, 2000)}`)
       .join('\n')}\n`;
     if (r.statement.params?.length) {
-      out += `parameters:\n${r.statement.params.map((p, i) => `  $${i + 1} = ${p === null ? 'NULL' : clean(JSON.stringify(p))}`).join('\n')}\n`;
+      out += `parameters:\n${r.statement.params.map((p, i) => `  $${i + 1} = ${p === null ? 'NULL' : visible(JSON.stringify(p), 1000)}`).join('\n')}\n`;
     }
   }
   return out;
