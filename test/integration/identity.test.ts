@@ -34,7 +34,7 @@ let audience: string;
 let keysFile: string;
 const auditEvents: { type: string; actor?: string; outcome: string; data?: Record<string, unknown> }[] = [];
 
-async function startIdp(): Promise<BuiltinIdp> {
+async function startIdp(extra: Partial<Parameters<typeof createBuiltinIdp>[0]> = {}): Promise<BuiltinIdp> {
   sqlite = new Database(path.join(dir, 'jit.db'));
   const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: sqlite }) });
   return createBuiltinIdp({
@@ -59,6 +59,7 @@ async function startIdp(): Promise<BuiltinIdp> {
     logger: silentLogger(),
     audit: (e) => auditEvents.push(e),
     loginFailureDelayMs: 50,
+    ...extra,
   });
 }
 
@@ -294,6 +295,36 @@ describe('built-in IdP: device login', () => {
 
     expect((await fetch(`${issuer}/interaction/abcdef123456/login`)).status).toBe(405);
     expect((await fetch(`${issuer}/nope`)).status).toBe(404);
+  });
+
+  it('limits code entries and password attempts per source: 429 over the limit, one aggregated audit event', async () => {
+    const limited = await startIdp({ attemptsPerSource: { max: 3, windowMs: 60_000 } });
+    const srv = http.createServer((req, res) => limited.handle(req, res));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      // the IdP pins Host to its issuer, so the path is all that matters here
+      const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/oidc`;
+      const guess = () =>
+        fetch(`${base}/device`, {
+          method: 'POST',
+          body: `user_code=BCDF-GHJK&xsrf=nope`,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        });
+      const before = auditEvents.length;
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await guess()).status);
+      expect(statuses.slice(0, 3).every((s) => s !== 429)).toBe(true);
+      expect(statuses.slice(3)).toEqual([429, 429, 429]);
+      const limitedEvents = auditEvents.slice(before).filter((e) => e.type === 'login.rate_limited');
+      expect(limitedEvents).toHaveLength(1);
+      expect(limitedEvents[0]!.data).toMatchObject({ what: 'device code entries', limit: 3 });
+      // password attempts are counted apart
+      const pw = await fetch(`${base}/interaction/abcdef123456/login`, { method: 'POST', body: 'username=bob&password=x' });
+      expect(pw.status).not.toBe(429);
+    } finally {
+      srv.close();
+      await limited.close();
+    }
   });
 
   it('keeps its keys in a 0600 file', () => {

@@ -53,6 +53,12 @@ export interface BuiltinIdpOptions {
   trustProxy?: boolean;
   /** Delay after a failed password, in ms (default 1000). */
   loginFailureDelayMs?: number;
+  /**
+   * Code entries and password attempts one source may make in a window (default 30 per 10
+   * minutes each): a person needs one or two; guessing another device's code or a password
+   * needs millions. Over it the source gets 429 and one aggregated audit event per window.
+   */
+  attemptsPerSource?: { max: number; windowMs: number };
   /** Clock for the storage adapter's expiry (epoch ms). */
   now?: () => number;
 }
@@ -494,6 +500,9 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
     send(res, 400, page('Sign-in failed', '<h1>This sign-in cannot continue</h1><p>Start again with jit login.</p>'));
   }
 
+  const limits = opts.attemptsPerSource ?? { max: 30, windowMs: 10 * 60_000 };
+  const attempts = new SourceWindow(limits.max, limits.windowMs, opts.now ?? Date.now);
+
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const raw = req.url ?? '/';
     const q = raw.indexOf('?');
@@ -501,6 +510,32 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
     if (path !== prefix && !path.startsWith(`${prefix}/`)) {
       send(res, 404, page('Not found', '<h1>Not found</h1>'));
       return;
+    }
+    // code entries and password submissions: counted per source, refused over the limit
+    const sub = path.slice(prefix.length);
+    if (req.method === 'POST' && (sub === '/device' || /^\/interaction\/[^/]+\/login$/.test(sub))) {
+      const what = sub === '/device' ? 'device code entries' : 'password attempts';
+      const source = remoteOf(req) ?? 'unknown';
+      const hit = attempts.hit(`${what}\0${source}`);
+      if (hit.over) {
+        if (hit.first) {
+          audit({
+            type: 'login.rate_limited',
+            outcome: 'failure',
+            data: { remote: source, what, limit: limits.max, windowSeconds: Math.round(limits.windowMs / 1000) },
+          });
+        }
+        res.setHeader('Retry-After', String(Math.ceil(hit.retryInMs / 1000)));
+        send(
+          res,
+          429,
+          page(
+            'Too many attempts',
+            `<h1>Too many attempts</h1><p>Too many ${esc(what)} from your address. Wait a few minutes, then start again with jit login.</p>`,
+          ),
+        );
+        return;
+      }
     }
     // Mounting under a path: oidc-provider routes on req.url without the prefix and rebuilds
     // its URLs from originalUrl (see its README, "Mounting oidc-provider").
@@ -539,6 +574,37 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
       // Nothing to release: the database belongs to the caller, the provider holds no sockets.
     },
   };
+}
+
+/**
+ * Counts per key in fixed windows; `first` is true for the first refusal of a window (so it is
+ * recorded once). Bounded: the oldest keys go first beyond 10 000.
+ */
+class SourceWindow {
+  private readonly counts = new Map<string, { start: number; n: number }>();
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  hit(key: string): { over: boolean; first: boolean; retryInMs: number } {
+    const t = this.now();
+    let e = this.counts.get(key);
+    if (!e || t - e.start >= this.windowMs) {
+      e = { start: t, n: 0 };
+      this.counts.delete(key);
+      this.counts.set(key, e);
+      while (this.counts.size > 10_000) {
+        const oldest = this.counts.keys().next().value;
+        if (oldest === undefined) break;
+        this.counts.delete(oldest);
+      }
+    }
+    e.n++;
+    return { over: e.n > this.max, first: e.n === this.max + 1, retryInMs: e.start + this.windowMs - t };
+  }
 }
 
 function remoteOf(req: IncomingMessage): string | undefined {
