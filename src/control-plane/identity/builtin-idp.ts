@@ -54,9 +54,10 @@ export interface BuiltinIdpOptions {
   /** Delay after a failed password, in ms (default 1000). */
   loginFailureDelayMs?: number;
   /**
-   * Code entries and password attempts one source may make in a window (default 30 per 10
-   * minutes each): a person needs one or two; guessing another device's code or a password
-   * needs millions. Over it the source gets 429 and one aggregated audit event per window.
+   * Code entries and password attempts one source may make in a window (default 300 per 10
+   * minutes each, room for everyone behind one proxy address): a person needs one or two;
+   * guessing another device's code needs billions. Over it the source gets 429 and one
+   * aggregated audit event per window.
    */
   attemptsPerSource?: { max: number; windowMs: number };
   /** Clock for the storage adapter's expiry (epoch ms). */
@@ -500,7 +501,7 @@ export async function createBuiltinIdp(opts: BuiltinIdpOptions): Promise<Builtin
     send(res, 400, page('Sign-in failed', '<h1>This sign-in cannot continue</h1><p>Start again with jit login.</p>'));
   }
 
-  const limits = opts.attemptsPerSource ?? { max: 30, windowMs: 10 * 60_000 };
+  const limits = opts.attemptsPerSource ?? { max: 300, windowMs: 10 * 60_000 };
   const attempts = new SourceWindow(limits.max, limits.windowMs, opts.now ?? Date.now);
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
