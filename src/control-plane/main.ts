@@ -1,6 +1,7 @@
 /**
  * `jit server`: wires the store, identity, policy, sessions and relay together and listens.
  */
+
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -8,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import type { FastifyServerFactory } from 'fastify';
 import type { Kysely } from 'kysely';
-import { VERSION } from '#shared/version.js';
+import { checkCustomPattern } from '#protocol/postgres/detectors.js';
 import { loadYamlConfigFile } from '#shared/config/load.js';
 import { Policy } from '#shared/config/policy.js';
 import type { ServerConfig } from '#shared/config/server.js';
@@ -16,13 +17,14 @@ import type { Discovery } from '#shared/contract/http.js';
 import { JitError } from '#shared/errors/jit-error.js';
 import type { Logger } from '#shared/log.js';
 import { type Clock, systemClock } from '#shared/runtime/ctx.js';
-import { checkCustomPattern } from '#protocol/postgres/detectors.js';
+import { VERSION } from '#shared/version.js';
 import { buildApp } from './app.js';
 import { ApprovalService } from './approvals/approval-service.js';
 import { Webhooks } from './approvals/webhooks.js';
 import { startAuditWorkers } from './audit/workers.js';
 import type { TokenVerifier } from './auth.js';
 import { createBuiltinIdp } from './identity/builtin-idp.js';
+import { pinIdentities } from './identity/pinned.js';
 import { createTokenVerifier } from './identity/verifier.js';
 import { MachineIdentity, withMachineTokens } from './identity/workload.js';
 import { PolicyEngine } from './policy/policy.js';
@@ -182,7 +184,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     clockToleranceSeconds: idCfg.clockToleranceSeconds,
     ...(opts.fetch ? { fetch: opts.fetch } : {}),
   });
-  const verifier: TokenVerifier = withMachineTokens(userVerifier, machines);
+  const verifier: TokenVerifier = withMachineTokens(pinIdentities(userVerifier, db, clock), machines);
 
   const policyEngine = new PolicyEngine(policy, config.sessions.maxDuration);
   const grants = await GrantSigner.load(path.join(dataDir, 'grant-key.json'), publicUrl, clock);

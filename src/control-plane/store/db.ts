@@ -127,7 +127,16 @@ export interface AuditCursorsTable {
   updated_at: number;
 }
 
+/** Who a user name is, per issuer: the subject first seen with it (display names are not identities). */
+export interface IdentitiesTable {
+  issuer: string;
+  username: string;
+  subject: string;
+  first_seen: number;
+}
+
 export interface Schema {
+  identities: IdentitiesTable;
   sessions: SessionsTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_cursors: AuditCursorsTable;
@@ -275,5 +284,14 @@ async function migrate(db: Db): Promise<void> {
     .addColumn('delivered_at', 'bigint')
     .execute();
   await db.schema.createIndex('webhook_outbox_due').ifNotExists().on('webhook_outbox').columns(['state', 'next_attempt_at']).execute();
+  await db.schema
+    .createTable('identities')
+    .ifNotExists()
+    .addColumn('issuer', 'text', (c) => c.notNull())
+    .addColumn('username', 'text', (c) => c.notNull())
+    .addColumn('subject', 'text', (c) => c.notNull())
+    .addColumn('first_seen', 'bigint', (c) => c.notNull())
+    .addPrimaryKeyConstraint('identities_pk', ['issuer', 'username'])
+    .execute();
   await sql`SELECT 1`.execute(db);
 }
