@@ -133,45 +133,13 @@ export class SshCredentials {
     if (!(expires > now)) throw new JitError('JIT_SESSION_ENDED', { message: `Session ${session.id} has expired` });
     let held = this.bySession.get(session.id);
     if (!held) {
-      const { privateKey } = generateKeyPairSync('ed25519');
-      const jwk = privateKey.export({ format: 'jwk' });
-      const seed = Buffer.from(jwk.d ?? '', 'base64url');
-      const pub = Buffer.from(jwk.x ?? '', 'base64url');
-      const key = ssh2.utils.parseKey(encodeOpenSshEd25519PrivateKey(seed, pub, this.deps.random(4)));
-      seed.fill(0);
-      if (key instanceof Error) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: key.message });
-      held = { key, pub, target: session.target, serials: [] };
+      held = { ...this.newKey(), target: session.target, serials: [] };
       this.bySession.set(session.id, held);
     }
-    const { key, pub } = held;
-    const until = Math.min(Math.floor(now / 1000) + (this.deps.loginWindowSec ?? CERT_LOGIN_WINDOW_SEC), Math.ceil(expires / 1000));
-    const serialBytes = this.deps.random(8);
-    const serial = serialBytes.readBigUInt64BE(0);
     const keyId = `jit:${session.user}:${session.id}`;
     const extensions = ['permit-pty', ...(rules.allowForwarding ? ['permit-port-forwarding'] : [])];
-    const certificate = signCertificate(
-      {
-        publicKey: pub,
-        nonce: this.deps.random(32),
-        serial,
-        type: SSH_CERT_TYPE_USER,
-        keyId,
-        principals: rules.principals,
-        validAfter: BigInt(Math.floor(now / 1000) - CERT_SKEW_BEHIND_SEC),
-        validBefore: BigInt(until),
-        extensions,
-      },
-      { publicBlob: ca.publicBlob, sign: (d) => ca.sign(d) },
-    );
-    const cert: SessionCertificate = {
-      key,
-      certificate,
-      serial,
-      keyId,
-      principals: rules.principals,
-      validBefore: new Date(until * 1000),
-    };
-    held.serials.push(serial.toString());
+    const { cert, validAfter } = this.sign(ca, held, { keyId, principals: rules.principals, extensions, now, notAfterMs: expires });
+    held.serials.push(cert.serial.toString());
     this.deps.emit({
       event: 'credential.created',
       session: session.id,
@@ -180,10 +148,10 @@ export class SshCredentials {
       data: {
         kind: 'ssh-certificate',
         keyId,
-        serial: serial.toString(),
+        serial: cert.serial.toString(),
         principals: rules.principals,
         extensions,
-        validAfter: new Date((Math.floor(now / 1000) - CERT_SKEW_BEHIND_SEC) * 1000).toISOString(),
+        validAfter: validAfter.toISOString(),
         validBefore: cert.validBefore.toISOString(),
         caFingerprint: fingerprint(ca.publicBlob),
       },
@@ -197,6 +165,11 @@ export class SshCredentials {
    */
   forAdmin(ca: SshCa, target: string, login: string): SessionCertificate {
     const now = this.deps.clock.now();
+    return this.sign(ca, this.newKey(), { keyId: `jit:agent:${target}`, principals: [login], extensions: [], now }).cert;
+  }
+
+  /** A fresh Ed25519 key in memory (the seed is wiped once ssh2 has parsed it). */
+  private newKey(): { key: ParsedKey; pub: Buffer } {
     const { privateKey } = generateKeyPairSync('ed25519');
     const jwk = privateKey.export({ format: 'jwk' });
     const seed = Buffer.from(jwk.d ?? '', 'base64url');
@@ -204,24 +177,38 @@ export class SshCredentials {
     const key = ssh2.utils.parseKey(encodeOpenSshEd25519PrivateKey(seed, pub, this.deps.random(4)));
     seed.fill(0);
     if (key instanceof Error) throw new JitError('JIT_CREDENTIAL_FAILED', { detail: key.message });
+    return { key, pub };
+  }
+
+  /** Sign a user certificate for `held`'s key, valid from the skew allowance before now to the login window after (never past `notAfterMs`). */
+  private sign(
+    ca: SshCa,
+    held: { key: ParsedKey; pub: Buffer },
+    c: { keyId: string; principals: string[]; extensions: string[]; now: number; notAfterMs?: number },
+  ): { cert: SessionCertificate; validAfter: Date } {
+    const nowS = Math.floor(c.now / 1000);
+    const after = nowS - CERT_SKEW_BEHIND_SEC;
+    const window = nowS + (this.deps.loginWindowSec ?? CERT_LOGIN_WINDOW_SEC);
+    const until = c.notAfterMs === undefined ? window : Math.min(window, Math.ceil(c.notAfterMs / 1000));
     const serial = this.deps.random(8).readBigUInt64BE(0);
-    const keyId = `jit:agent:${target}`;
-    const until = Math.floor(now / 1000) + (this.deps.loginWindowSec ?? CERT_LOGIN_WINDOW_SEC);
     const certificate = signCertificate(
       {
-        publicKey: pub,
+        publicKey: held.pub,
         nonce: this.deps.random(32),
         serial,
         type: SSH_CERT_TYPE_USER,
-        keyId,
-        principals: [login],
-        validAfter: BigInt(Math.floor(now / 1000) - CERT_SKEW_BEHIND_SEC),
+        keyId: c.keyId,
+        principals: c.principals,
+        validAfter: BigInt(after),
         validBefore: BigInt(until),
-        extensions: [],
+        extensions: c.extensions,
       },
       { publicBlob: ca.publicBlob, sign: (d) => ca.sign(d) },
     );
-    return { key, certificate, serial, keyId, principals: [login], validBefore: new Date(until * 1000) };
+    return {
+      cert: { key: held.key, certificate, serial, keyId: c.keyId, principals: c.principals, validBefore: new Date(until * 1000) },
+      validAfter: new Date(after * 1000),
+    };
   }
 
   /** Forget a session's key; its certificates' login windows have closed or close within seconds. */

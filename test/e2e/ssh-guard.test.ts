@@ -7,7 +7,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
@@ -16,6 +15,7 @@ import { type ServerFixture, startControlPlane, USERS } from '../helpers/control
 import { cliLogin, eventually } from '../helpers/e2e-stack.js';
 import { JIT_BIN, makeHome, runJit, type SpawnedJit, spawnJit } from '../helpers/jit-cli.js';
 import { freePort } from '../helpers/postgres.js';
+import { echoServer, probeTunnel } from '../helpers/tcp.js';
 import { makeEd25519, sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const run = promisify(execFile);
@@ -31,17 +31,12 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
 
   const ssh = (target: string, line: string) => runJit(['ssh', '--server', cp.url, target, '--', line], { home, timeoutMs: 30_000 });
 
-  let echoAllowed: net.Server;
-  let echoOther: net.Server;
-  const echo = (): Promise<net.Server> =>
-    new Promise((r) => {
-      const srv = net.createServer((c) => c.pipe(c));
-      srv.listen(0, '127.0.0.1', () => r(srv));
-    });
-  const portOf = (srv: net.Server) => (srv.address() as net.AddressInfo).port;
+  let echoAllowed: Awaited<ReturnType<typeof echoServer>>;
+  let echoOther: Awaited<ReturnType<typeof echoServer>>;
+  const portOf = (e: { port: number }) => e.port;
 
   beforeAll(async () => {
-    [echoAllowed, echoOther] = await Promise.all([echo(), echo()]);
+    [echoAllowed, echoOther] = await Promise.all([echoServer(), echoServer()]);
     sshd = await startSshd();
     await run('install', ['-d', '-m', '0777', dir]);
     cp = await startControlPlane({
@@ -107,8 +102,8 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     await cp?.stop();
     await sshd?.stop();
     await run('rm', ['-rf', dir]).catch(() => {});
-    echoAllowed?.close();
-    echoOther?.close();
+    echoAllowed?.server.close();
+    echoOther?.server.close();
   });
 
   const attacks: [string, (marker: string) => string][] = [
@@ -200,29 +195,7 @@ describe.skipIf(!sshdAvailable())('SSH commands are judged as they will run (e2e
     child.stderr!.on('data', (d: Buffer) => {
       sshErr += d.toString();
     });
-    const talk = async (p: number): Promise<string> => {
-      for (let i = 0; i < 100; i++) {
-        const got = await new Promise<string | undefined>((resolve) => {
-          const c = net.connect(p, '127.0.0.1');
-          let data = '';
-          let connected = false;
-          c.on('error', () => resolve(connected ? data : undefined));
-          c.on('connect', () => {
-            connected = true;
-            c.write('ping');
-          });
-          c.on('data', (d) => {
-            data += d.toString();
-            c.end();
-          });
-          c.on('close', () => resolve(connected ? data : undefined));
-          setTimeout(() => c.destroy(), 3000);
-        });
-        if (got !== undefined) return got;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`nothing listens on ${p}: ${sshErr}`);
-    };
+    const talk = (p: number) => probeTunnel(p, () => sshErr);
     try {
       expect(await talk(la)).toBe('ping');
       expect(await talk(lb)).toBe('');

@@ -25,6 +25,7 @@ import type { SessionInfo } from '#shared/contract/agent.js';
 import { encodeFrame, FrameType } from '#shared/contract/ssh-stream.js';
 import { createLogger } from '#shared/log.js';
 import { systemClock } from '#shared/runtime/ctx.js';
+import { echoServer, probeTunnel } from '../helpers/tcp.js';
 import { sshdAvailable, startSshd, type TestSshd } from '../helpers/sshd.js';
 
 const run = promisify(execFile);
@@ -143,13 +144,8 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
   });
 
   it('port forwarding reaches only the destinations policy names, never a database jit guards; each refusal is recorded', async () => {
-    const echo = (): Promise<net.Server> =>
-      new Promise((r) => {
-        const srv = net.createServer((c) => c.pipe(c));
-        srv.listen(0, '127.0.0.1', () => r(srv));
-      });
-    const [allowed, other, database] = await Promise.all([echo(), echo(), echo()]);
-    const portOf = (srv: net.Server) => (srv.address() as net.AddressInfo).port;
+    const [allowed, other, database] = await Promise.all([echoServer(), echoServer(), echoServer()]);
+    const portOf = (e: { port: number }) => e.port;
     const fwdSession: SessionInfo = {
       ...session,
       id: randomBytes(10).toString('hex'),
@@ -178,29 +174,7 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
       sshErr += d.toString();
     });
     try {
-      const talk = async (p: number): Promise<string> => {
-        for (let i = 0; i < 50; i++) {
-          const got = await new Promise<string | undefined>((resolve) => {
-            const c = net.connect(p, '127.0.0.1');
-            let data = '';
-            let connected = false;
-            c.on('error', () => resolve(connected ? data : undefined));
-            c.on('connect', () => {
-              connected = true;
-              c.write('ping');
-            });
-            c.on('data', (d) => {
-              data += d.toString();
-              c.end();
-            });
-            c.on('close', () => resolve(data));
-            setTimeout(() => c.destroy(), 2000);
-          });
-          if (got !== undefined) return got;
-          await new Promise((r) => setTimeout(r, 100)); // ssh has not bound the local port yet
-        }
-        throw new Error(`nothing listens on ${p}: ssh exit ${child.exitCode} ${sshErr}`);
-      };
+      const talk = (p: number) => probeTunnel(p, () => sshErr, 50);
       expect(await talk(la)).toBe('ping');
       expect(await talk(lb)).toBe('');
       expect(await talk(lc)).toBe('');
@@ -210,7 +184,7 @@ describe.skipIf(!sshdAvailable())('ProxyCommand bridge with OpenSSH', () => {
     } finally {
       child.kill();
       l2.close();
-      for (const s of [allowed, other, database]) s.close();
+      for (const e of [allowed, other, database]) e.server.close();
     }
   });
 

@@ -115,10 +115,7 @@ export class FrontendInspector {
     if ((t === 0x51 /* Q */ || t === 0x50 /* P */ || t === 0x46) /* F */ && this.provenance.needsRefresh()) {
       // The catalog may have changed (a DDL statement passed, or the snapshot is old): read it
       // again once what was sent has completed, then judge this message.
-      const p = this.provenance;
-      return this.whenSettled()
-        .then(() => p.refresh())
-        .then(() => this.handle(buf, start, end));
+      return this.reread(() => this.handle(buf, start, end), false);
     }
     const m = parseFrontend(buf, start, end);
     switch (m.type) {
@@ -318,11 +315,11 @@ export class FrontendInspector {
     return this.parse(m, buf, start, end, check);
   }
 
-  /** Read the catalog again (once what was sent has completed), then go on. */
-  private reread(then: () => Promise<void> | undefined): Promise<void> {
+  /** Read the catalog again once what was sent has completed (`fresh`: not a snapshot shared with other connections), then go on. */
+  private reread(then: () => Promise<void> | undefined, fresh = true): Promise<void> {
     const p = this.provenance;
     return this.whenSettled()
-      .then(() => p.refresh(true))
+      .then(() => p.refresh(fresh))
       .then(then);
   }
 

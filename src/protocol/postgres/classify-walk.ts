@@ -338,31 +338,7 @@ function regclassText(v: string | undefined): string | undefined {
  * (it comes back serialised, with no column origin the server could report).
  */
 function judgeSqlText(text: string, who: string, acc: Acc): void {
-  if (acc.bodyDepth >= MAX_BODY_DEPTH) {
-    acc.cannotJudge(`SQL text given to ${who} is nested too deeply to inspect`);
-    return;
-  }
-  if (text.includes('\u0000')) {
-    acc.cannotJudge(`SQL text given to ${who} contains a NUL byte`);
-    return;
-  }
-  let tree: N;
-  try {
-    tree = parseSync(text);
-  } catch {
-    acc.cannotJudge(`SQL text given to ${who} does not parse`);
-    return;
-  }
-  acc.bodyDepth++;
-  try {
-    for (const r of tree.stmts ?? []) {
-      const w = walkStatement(r.stmt, acc);
-      acc.effects.add(w.kind);
-      for (const o of w.outs ?? []) consume(o, acc);
-    }
-  } finally {
-    acc.bodyDepth--;
-  }
+  walkSqlText(text, `SQL text given to ${who}`, acc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1397,18 +1373,29 @@ function defElemString(list: N, name: string): string | undefined {
   return undefined;
 }
 
-/** Walk SQL text found inside a code body into `acc` (best effort: unparsable text stays opaque). */
+/** Walk SQL text found inside a code body into `acc`; what cannot be parsed cannot be judged. */
 function lookIntoSql(sql: string, acc: Acc): void {
-  if (sql.trim() === '') return;
-  if (acc.bodyDepth >= MAX_BODY_DEPTH || sql.includes('\u0000')) {
-    acc.cannotJudge('a code body is nested too deeply to inspect');
+  if (sql.trim() !== '') walkSqlText(sql, 'a code body', acc);
+}
+
+/**
+ * Walk SQL text that will run inside this statement (a code body, text an SQL-executing function
+ * runs) into `acc`, its outputs counted as computed; `what` names it in the unjudgeable reason.
+ */
+function walkSqlText(sql: string, what: string, acc: Acc): void {
+  if (acc.bodyDepth >= MAX_BODY_DEPTH) {
+    acc.cannotJudge(`${what} is nested too deeply to inspect`);
+    return;
+  }
+  if (sql.includes('\u0000')) {
+    acc.cannotJudge(`${what} contains a NUL byte`);
     return;
   }
   let tree: N;
   try {
     tree = parseSync(sql);
   } catch {
-    acc.cannotJudge('a code body does not parse');
+    acc.cannotJudge(`${what} does not parse`);
     return;
   }
   acc.bodyDepth++;
